@@ -1,0 +1,112 @@
+"""Run events: what the execution side observed, in the wire form shipped through Redis.
+
+An event is a plain ``dict`` (cheap to build on the per-message path, one JSON encode per
+batch). Every event carries the run's metadata so that whichever event reaches the ledger first
+can create the row (DESIGN.md §3: order-insensitive). ``validate`` is the gate the drainer puts
+in front of the ledger: anything that does not pass is rejected with its reason, never applied.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .errors import InvalidSummary, InvalidTenantId, ValidationError
+from .lifecycle import Outcome
+from .reasons import CATALOGUE
+
+ENQUEUED = "enqueued"
+STARTED = "started"
+PROGRESS = "progress"
+ATTEMPT_FAILED = "attempt_failed"
+COMPLETED = "completed"
+DEAD_LETTERED = "dead_lettered"
+KINDS = frozenset({ENQUEUED, STARTED, PROGRESS, ATTEMPT_FAILED, COMPLETED, DEAD_LETTERED})
+
+#: Summary keys every operation type may report; an actor can allow more.
+DEFAULT_SUMMARY_KEYS = frozenset(
+    {"total", "processed", "succeeded", "failed", "skipped", "created", "updated", "deleted", "errors", "warnings"}
+)
+#: Operator-facing text is capped so a runaway message cannot bloat a row.
+MAX_TEXT_CHARS = 1000
+_REASON_CODE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
+_SECRETS = re.compile(r"(?i)(://[^/\s:@]+:)[^@\s]+@|((?:password|passwd|secret|token|api[_-]?key)\s*[=:]\s*)\S+")
+
+
+def new_event(kind: str, message_id: str, at: float, meta: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
+    """Build one event; ``at`` is epoch seconds from the observer's clock."""
+    return {"id": uuid.uuid4().hex, "kind": kind, "message_id": message_id, "at": at, "meta": meta, **fields}
+
+
+def validate_tenant_id(value: object) -> int | None:
+    """Accept ``None`` or a positive integer; anything else fails at the call site."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidTenantId(f"tenant id must be a positive integer or None, got {value!r}")
+    return value
+
+
+def validate_summary(counts: Mapping[str, object], allowed: Iterable[str] = DEFAULT_SUMMARY_KEYS) -> dict[str, float]:
+    """Return ``counts`` if every key is known and every value a finite, non-negative number."""
+    allowed = frozenset(allowed)
+    unknown = sorted(set(counts) - allowed)
+    if unknown:
+        raise InvalidSummary(f"unknown summary key(s) {unknown}; allowed: {sorted(allowed)}")
+    clean: dict[str, float] = {}
+    for key, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise InvalidSummary(f"summary count {key!r} must be a finite number >= 0, got {value!r}")
+        clean[key] = value
+    return clean
+
+
+def validate_reason_code(code: str) -> str:
+    """Reason codes are dotted lower-case names, like ``tenant.not_operable``."""
+    if not isinstance(code, str) or not _REASON_CODE.match(code):
+        raise ValidationError(f"reason code must look like 'area.reason' (lower case, dotted), got {code!r}")
+    return code
+
+
+def operator_text(text: object) -> str:
+    """Operator-safe text: a string, single line, capped."""
+    if not isinstance(text, str):
+        raise ValidationError(f"operator message must be a string, got {type(text).__name__}")
+    return " ".join(text.split())[:MAX_TEXT_CHARS]
+
+
+def sanitize_error(text: str) -> str:
+    """Exception text for evidence: credentials masked, one line, capped."""
+    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + "***" + ("@" if m.group(1) else ""), operator_text(text))
+
+
+_OUTCOMES = {o.value for o in Outcome} - {Outcome.PENDING.value}
+_REQUIRED_META = ("queue", "actor", "type", "created_at")
+
+
+def validate(event: Mapping[str, Any]) -> dict[str, Any]:
+    """Check an event decoded from the wire; raise ``ValidationError`` naming what is wrong."""
+    if not isinstance(event, Mapping):
+        raise ValidationError("event is not an object")
+    for key in ("id", "kind", "message_id", "at", "meta"):
+        if key not in event:
+            raise ValidationError(f"event lacks {key!r}")
+    if event["kind"] not in KINDS:
+        raise ValidationError(f"unknown event kind {event['kind']!r}")
+    if not isinstance(event["at"], int | float) or not math.isfinite(event["at"]):
+        raise ValidationError("event time is not a number")
+    meta = event["meta"]
+    if not isinstance(meta, Mapping) or any(k not in meta for k in _REQUIRED_META):
+        raise ValidationError(f"event meta lacks one of {_REQUIRED_META}")
+    validate_tenant_id(meta.get("tenant_id"))
+    if "summary" in event:
+        # NOTE: keys were checked against the actor's catalogue at the call site; here only values.
+        validate_summary(event["summary"], event["summary"].keys())
+    if event["kind"] == COMPLETED and event.get("outcome") not in _OUTCOMES:
+        raise ValidationError(f"completed event has outcome {event.get('outcome')!r}")
+    if event["kind"] == DEAD_LETTERED and event.get("reason_code") not in CATALOGUE:
+        raise ValidationError(f"dead_lettered event has reason code {event.get('reason_code')!r}")
+    return dict(event)

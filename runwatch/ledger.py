@@ -1,0 +1,63 @@
+"""Apply run events to the ledger: dedupe, fold, one guarded upsert per batch."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection
+
+from . import statements as sql
+from .fold import TERMINAL_KINDS, fold
+from .thresholds import ThresholdPolicy
+
+# NOTE: metadata lives on the run row; repeating it in every event row would only cost space.
+_EVENT_COLUMNS = frozenset({"id", "kind", "message_id", "at", "meta"})
+
+
+@dataclass
+class ApplyResult:
+    events_new: int = 0
+    events_duplicate: int = 0
+    runs_written: int = 0
+    late_events: list[str] = field(default_factory=list)
+
+
+def apply_events(conn: Connection, events: Sequence[dict[str, Any]], policy: ThresholdPolicy) -> ApplyResult:
+    """Record ``events`` (already validated) in the caller's transaction.
+
+    Idempotent: an event id already in the log is skipped, so the stream may redeliver.
+    """
+    result = ApplyResult()
+    if not events:
+        return result
+    rows = [{**_columns(e), "details": {k: v for k, v in e.items() if k not in _EVENT_COLUMNS}} for e in events]
+    new_ids = set(conn.execute(sql.INSERT_EVENTS, {"events": json.dumps(rows)}).scalars())
+    result.events_new = len(new_ids)
+    result.events_duplicate = len(events) - len(new_ids)
+    by_message: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for event in events:
+        if event["id"] in new_ids:
+            by_message[event["message_id"]].append(event)
+    if not by_message:
+        return result
+    deltas = [fold(message_events, policy) for message_events in by_message.values()]
+    written = set(conn.execute(sql.UPSERT_RUNS, {"rows": json.dumps(deltas)}).scalars())
+    result.runs_written = len(written)
+    for delta in deltas:
+        result.late_events.extend(delta["late_event_ids"])
+        if delta["message_id"] not in written:
+            # The row was already terminal: every terminal event of this delta came too late.
+            result.late_events.extend(
+                e["id"] for e in by_message[delta["message_id"]] if e["kind"] in TERMINAL_KINDS
+            )
+    if result.late_events:
+        conn.execute(sql.MARK_LATE, {"ids": result.late_events})
+    return result
+
+
+def _columns(event: dict[str, Any]) -> dict[str, Any]:
+    return {"id": event["id"], "kind": event["kind"], "message_id": event["message_id"], "at": event["at"]}

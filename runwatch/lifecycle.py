@@ -1,0 +1,85 @@
+"""The run lifecycle (DESIGN.md §3), written once in Python.
+
+The database enforces the same rules again (a CHECK constraint on the state pairs and a trigger
+on transitions, see ``migrations``); ``tests/integration/test_state_machine_sync.py`` fails when
+the two drift apart.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+
+class Status(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+
+
+class Outcome(enum.StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    PARTIALLY_SUCCEEDED = "partially_succeeded"
+    BLOCKED = "blocked"
+    FAILED = "failed"
+
+
+class Freshness(enum.StrEnum):
+    FRESH_ACTIVE = "fresh_active"
+    LIKELY_STALE = "likely_stale"
+    RECONCILED_FAILED = "reconciled_failed"
+    TERMINAL_NORMAL = "terminal_normal"
+
+
+#: Status order: a run only ever moves up this ladder, never down.
+STATUS_RANK: dict[Status, int] = {Status.QUEUED: 1, Status.RUNNING: 2, Status.COMPLETED: 3}
+
+#: Outcomes a job can end with by itself (terminal_normal).
+TERMINAL_OUTCOMES = frozenset(
+    {Outcome.SUCCEEDED, Outcome.PARTIALLY_SUCCEEDED, Outcome.BLOCKED, Outcome.FAILED}
+)
+
+#: A lifecycle state: (status, outcome, reconciled).
+State = tuple[Status, Outcome, bool]
+
+#: Every state a run may be in. Live runs are pending; only failed runs can be reconciled.
+STATES: frozenset[State] = frozenset(
+    {(Status.QUEUED, Outcome.PENDING, False), (Status.RUNNING, Outcome.PENDING, False)}
+    | {(Status.COMPLETED, outcome, False) for outcome in TERMINAL_OUTCOMES}
+    | {(Status.COMPLETED, Outcome.FAILED, True)}
+)
+
+_QUEUED: State = (Status.QUEUED, Outcome.PENDING, False)
+_RUNNING: State = (Status.RUNNING, Outcome.PENDING, False)
+_RECONCILED: State = (Status.COMPLETED, Outcome.FAILED, True)
+
+#: The legal transitions of DESIGN.md §3. Staying in the same state is not a transition.
+TRANSITIONS: frozenset[tuple[State, State]] = frozenset(
+    {(_QUEUED, _RUNNING)}
+    | {(_RUNNING, (Status.COMPLETED, outcome, False)) for outcome in TERMINAL_OUTCOMES}
+    | {(_QUEUED, (Status.COMPLETED, Outcome.BLOCKED, False))}
+    | {(_QUEUED, _RECONCILED), (_RUNNING, _RECONCILED)}
+)
+
+
+def is_legal(current: State, target: State) -> bool:
+    """Tell whether a run in ``current`` may move to ``target``."""
+    return (current, target) in TRANSITIONS
+
+
+def is_terminal(status: Status | str) -> bool:
+    return status == Status.COMPLETED
+
+
+def freshness(
+    status: Status | str, outcome: Outcome | str, reconciled: bool, stale_at: datetime | None, now: datetime
+) -> Freshness:
+    """Derive freshness; the SQL twin is ``statements.FRESHNESS_SQL``."""
+    if status == Status.COMPLETED:
+        if reconciled and outcome == Outcome.FAILED:
+            return Freshness.RECONCILED_FAILED
+        return Freshness.TERMINAL_NORMAL
+    if stale_at is not None and now >= stale_at:
+        return Freshness.LIKELY_STALE
+    return Freshness.FRESH_ACTIVE

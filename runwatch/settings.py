@@ -1,0 +1,104 @@
+"""Settings read from ``RUNWATCH_*`` environment variables, with documented defaults.
+
+Every variable is listed in the README's configuration table; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+#: A queued run older than this (and not found in the broker) is likely stale.
+DEFAULT_QUEUED_STALE_SECONDS = 3600
+#: A running run with no progress for this long is likely stale.
+DEFAULT_RUNNING_STALE_SECONDS = 900
+#: The Redis stream the recorder appends run events to before the ack.
+DEFAULT_EVENT_STREAM = "runwatch:events"
+#: How long buffered, non-urgent events (queued, started, progress) wait before shipping.
+DEFAULT_FLUSH_INTERVAL_MS = 50
+#: How long a worker thread waits for its outcome event to reach Redis before acking anyway.
+DEFAULT_DURABLE_WAIT_MS = 2000
+#: Events held in memory per process while Redis is unreachable; beyond that the oldest are dropped.
+DEFAULT_BUFFER_MAX_EVENTS = 100_000
+#: Stream entries the drainer applies to PostgreSQL per transaction.
+DEFAULT_DRAIN_BATCH = 200
+#: Minimum gap between two progress events of the same run (the latest values always win).
+DEFAULT_PROGRESS_INTERVAL_MS = 1000
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def normalize_database_url(url: str) -> str:
+    """Make SQLAlchemy use psycopg 3 for plain ``postgresql://`` URLs."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path | None = None
+    thresholds_file: Path | None = None
+    queued_stale_seconds: int = DEFAULT_QUEUED_STALE_SECONDS
+    running_stale_seconds: int = DEFAULT_RUNNING_STALE_SECONDS
+    event_stream: str = DEFAULT_EVENT_STREAM
+    flush_interval_ms: int = DEFAULT_FLUSH_INTERVAL_MS
+    durable_wait_ms: int = DEFAULT_DURABLE_WAIT_MS
+    buffer_max_events: int = DEFAULT_BUFFER_MAX_EVENTS
+    drain_batch: int = DEFAULT_DRAIN_BATCH
+    progress_interval_ms: int = DEFAULT_PROGRESS_INTERVAL_MS
+    drain_in_worker: bool = True
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        db = env.get("RUNWATCH_DATABASE_URL") or None
+        data_dir = env.get("RUNWATCH_DATA_DIR")
+        thresholds = env.get("RUNWATCH_THRESHOLDS_FILE")
+        drain_mode = env.get("RUNWATCH_DRAIN", "worker")
+        if drain_mode not in ("worker", "external"):
+            raise ConfigError(f"RUNWATCH_DRAIN must be 'worker' or 'external', got {drain_mode!r}")
+        return cls(
+            database_url=normalize_database_url(db) if db else None,
+            redis_url=env.get("RUNWATCH_REDIS_URL") or None,
+            data_dir=Path(data_dir) if data_dir else None,
+            thresholds_file=Path(thresholds) if thresholds else None,
+            queued_stale_seconds=_int(env, "RUNWATCH_QUEUED_STALE_SECONDS", DEFAULT_QUEUED_STALE_SECONDS, minimum=1),
+            running_stale_seconds=_int(
+                env, "RUNWATCH_RUNNING_STALE_SECONDS", DEFAULT_RUNNING_STALE_SECONDS, minimum=1
+            ),
+            event_stream=env.get("RUNWATCH_EVENT_STREAM") or DEFAULT_EVENT_STREAM,
+            flush_interval_ms=_int(env, "RUNWATCH_FLUSH_INTERVAL_MS", DEFAULT_FLUSH_INTERVAL_MS, minimum=1),
+            durable_wait_ms=_int(env, "RUNWATCH_DURABLE_WAIT_MS", DEFAULT_DURABLE_WAIT_MS),
+            buffer_max_events=_int(env, "RUNWATCH_BUFFER_MAX_EVENTS", DEFAULT_BUFFER_MAX_EVENTS, minimum=100),
+            drain_batch=_int(env, "RUNWATCH_DRAIN_BATCH", DEFAULT_DRAIN_BATCH, minimum=1),
+            progress_interval_ms=_int(env, "RUNWATCH_PROGRESS_INTERVAL_MS", DEFAULT_PROGRESS_INTERVAL_MS),
+            drain_in_worker=drain_mode == "worker",
+        )
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise ConfigError(
+                "RUNWATCH_DATABASE_URL is not set (e.g. postgresql://user@host:5432/runwatch); "
+                "`runwatch demo` starts an embedded PostgreSQL when nothing is configured"
+            )
+        return self.database_url

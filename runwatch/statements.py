@@ -1,0 +1,94 @@
+"""Every race-critical SQL statement of the ledger, named, guarded, in one place.
+
+Guards are ``WHERE`` clauses and rank comparisons inside the statement, never a read followed
+by a write in Python; a guard that matches nothing is a normal outcome.
+"""
+
+from sqlalchemy import text
+
+#: Insert events not seen before (idempotent redelivery from the stream); returns the new ones.
+INSERT_EVENTS = text("""
+INSERT INTO run_events (event_uuid, message_id, kind, at, details)
+SELECT e.id, e.message_id, e.kind, to_timestamp(e.at), e.details
+FROM jsonb_to_recordset(CAST(:events AS jsonb))
+     AS e(id uuid, message_id text, kind text, at double precision, details jsonb)
+ON CONFLICT (event_uuid) DO NOTHING
+RETURNING replace(event_uuid::text, '-', '') AS id
+""")
+
+#: Mark terminal events that lost the race to an earlier terminal transition.
+MARK_LATE = text("UPDATE run_events SET late = true WHERE event_uuid = ANY(CAST(:ids AS uuid[]))")
+
+_RANK = "CASE {0} WHEN 'queued' THEN 1 WHEN 'running' THEN 2 ELSE 3 END"
+_BECOMES_TERMINAL = "(r.status <> 'completed' AND EXCLUDED.status = 'completed')"
+_NEWER_PROGRESS = "EXCLUDED.last_progress_at >= COALESCE(r.last_progress_at, '-infinity')"
+
+#: Fold deltas into runs. Monotonic: status only climbs the rank ladder, a terminal row is
+#: never touched (the DO UPDATE guard), counters merge, the newest progress wins.
+UPSERT_RUNS = text(f"""
+INSERT INTO operation_runs AS r (
+    message_id, queue_name, actor_name, type, type_label, tenant_id, initiator_name, created_at,
+    max_retries, time_limit_ms, retry_of, args, queued_stale_seconds, running_stale_seconds,
+    threshold_source, status, outcome, deliveries, attempts, summary_counts, started_at, worker_id,
+    last_progress_at, next_retry_at, progress_processed, progress_total, operator_message, last_error,
+    completed_at, failure_summary, reconciled_at, reconciliation_source, reason_code, reason_message,
+    reconciliation_evidence)
+SELECT d.message_id, d.queue_name, d.actor_name, d.type, d.type_label, d.tenant_id, d.initiator_name,
+    d.created_at, d.max_retries, d.time_limit_ms, d.retry_of, d.args, d.queued_stale_seconds,
+    d.running_stale_seconds, d.threshold_source, d.status, d.outcome, d.deliveries, d.attempts,
+    d.summary_counts, d.started_at, d.worker_id, d.last_progress_at, d.next_retry_at,
+    d.progress_processed, d.progress_total, d.operator_message, d.last_error, d.completed_at,
+    COALESCE(d.failure_summary, '[]'), d.reconciled_at, d.reconciliation_source, d.reason_code,
+    d.reason_message, d.reconciliation_evidence
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS d(
+    message_id text, queue_name text, actor_name text, type text, type_label text, tenant_id bigint,
+    initiator_name text, created_at timestamptz, max_retries integer, time_limit_ms bigint,
+    retry_of bigint, args jsonb, queued_stale_seconds integer, running_stale_seconds integer,
+    threshold_source text, status text, outcome text, deliveries integer, attempts integer,
+    summary_counts jsonb, started_at timestamptz, worker_id text, last_progress_at timestamptz,
+    next_retry_at timestamptz, progress_processed double precision, progress_total double precision,
+    operator_message text, last_error jsonb, completed_at timestamptz, failure_summary jsonb,
+    reconciled_at timestamptz, reconciliation_source text, reason_code text, reason_message text,
+    reconciliation_evidence jsonb)
+ON CONFLICT (message_id) DO UPDATE SET
+    status = CASE WHEN {_RANK.format("EXCLUDED.status")} > {_RANK.format("r.status")}
+                  THEN EXCLUDED.status ELSE r.status END,
+    outcome = CASE WHEN {_BECOMES_TERMINAL} THEN EXCLUDED.outcome ELSE r.outcome END,
+    completed_at = CASE WHEN {_BECOMES_TERMINAL} THEN EXCLUDED.completed_at ELSE r.completed_at END,
+    failure_summary = CASE WHEN {_BECOMES_TERMINAL} THEN EXCLUDED.failure_summary
+                           ELSE r.failure_summary END,
+    reconciled_at = CASE WHEN {_BECOMES_TERMINAL} THEN EXCLUDED.reconciled_at ELSE r.reconciled_at END,
+    reconciliation_source = CASE WHEN {_BECOMES_TERMINAL} THEN EXCLUDED.reconciliation_source
+                                 ELSE r.reconciliation_source END,
+    reason_code = CASE WHEN {_BECOMES_TERMINAL} THEN EXCLUDED.reason_code ELSE r.reason_code END,
+    reason_message = CASE WHEN {_BECOMES_TERMINAL} THEN EXCLUDED.reason_message ELSE r.reason_message END,
+    reconciliation_evidence = CASE WHEN {_BECOMES_TERMINAL} THEN EXCLUDED.reconciliation_evidence
+                                   ELSE r.reconciliation_evidence END,
+    created_at = LEAST(r.created_at, EXCLUDED.created_at),
+    tenant_id = COALESCE(r.tenant_id, EXCLUDED.tenant_id),
+    initiator_name = COALESCE(r.initiator_name, EXCLUDED.initiator_name),
+    type_label = COALESCE(r.type_label, EXCLUDED.type_label),
+    max_retries = COALESCE(EXCLUDED.max_retries, r.max_retries),
+    time_limit_ms = COALESCE(EXCLUDED.time_limit_ms, r.time_limit_ms),
+    retry_of = COALESCE(r.retry_of, EXCLUDED.retry_of),
+    args = COALESCE(r.args, EXCLUDED.args),
+    deliveries = r.deliveries + EXCLUDED.deliveries,
+    attempts = GREATEST(r.attempts, EXCLUDED.attempts),
+    started_at = LEAST(r.started_at, EXCLUDED.started_at),
+    summary_counts = CASE WHEN {_NEWER_PROGRESS} THEN r.summary_counts || EXCLUDED.summary_counts
+                          ELSE EXCLUDED.summary_counts || r.summary_counts END,
+    worker_id = CASE WHEN {_NEWER_PROGRESS} THEN COALESCE(EXCLUDED.worker_id, r.worker_id)
+                     ELSE r.worker_id END,
+    progress_processed = CASE WHEN {_NEWER_PROGRESS}
+                              THEN COALESCE(EXCLUDED.progress_processed, r.progress_processed)
+                              ELSE r.progress_processed END,
+    progress_total = CASE WHEN {_NEWER_PROGRESS} THEN COALESCE(EXCLUDED.progress_total, r.progress_total)
+                          ELSE r.progress_total END,
+    operator_message = CASE WHEN {_NEWER_PROGRESS} THEN COALESCE(EXCLUDED.operator_message, r.operator_message)
+                            ELSE r.operator_message END,
+    last_error = COALESCE(EXCLUDED.last_error, r.last_error),
+    next_retry_at = CASE WHEN {_NEWER_PROGRESS} THEN EXCLUDED.next_retry_at ELSE r.next_retry_at END,
+    last_progress_at = GREATEST(r.last_progress_at, EXCLUDED.last_progress_at)
+WHERE r.status <> 'completed'
+RETURNING r.message_id
+""")

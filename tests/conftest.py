@@ -1,0 +1,93 @@
+"""Shared fixtures: real PostgreSQL and Redis, owned by this test session.
+
+Servers come from ``RUNWATCH_DATABASE_URL`` / ``RUNWATCH_REDIS_URL`` when set (CI sets them to
+the machine's services), else from the embedded default. Each session creates its own database
+and uses its own Redis key namespace, so a developer's demo data is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+
+from runwatch.settings import normalize_database_url
+
+
+@dataclass(frozen=True)
+class Servers:
+    database_url: str  # server-level URL (the maintenance database)
+    redis_url: str
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[Servers]:
+    db_url, redis_url = os.environ.get("RUNWATCH_DATABASE_URL"), os.environ.get("RUNWATCH_REDIS_URL")
+    if db_url and redis_url:
+        yield Servers(normalize_database_url(db_url), redis_url)
+        return
+    from runwatch import embedded
+
+    started = embedded.start(log=lambda *_: None)
+    yield Servers(
+        normalize_database_url(db_url or started.database_url), redis_url or started.redis_url
+    )
+
+
+@pytest.fixture(scope="session")
+def session_token() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def database_url(servers: Servers, session_token: str) -> Iterator[str]:
+    """A fresh, migrated database for this test session, dropped at the end."""
+    from runwatch.migrate import upgrade
+
+    name = f"runwatch_test_{session_token}"
+    admin = create_engine(servers.database_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = servers.database_url.rsplit("/", 1)[0] + "/" + name
+    upgrade(url)
+    yield url
+    from runwatch import db
+
+    for (pid, engine_url), engine in list(db._engines.items()):
+        if engine_url == url:
+            engine.dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def engine(database_url: str):
+    from runwatch.db import engine_for
+
+    engine = engine_for(database_url)
+    yield engine
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE operation_runs, run_events RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(scope="session")
+def redis_client(servers: Servers) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(servers.redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def namespace(redis_client: redis.Redis, session_token: str) -> Iterator[str]:
+    """A Redis key prefix owned by one test; its keys are deleted afterwards."""
+    ns = f"rwtest-{session_token}-{uuid.uuid4().hex[:6]}"
+    yield ns
+    keys = list(redis_client.scan_iter(match=f"{ns}*", count=1000))
+    if keys:
+        redis_client.delete(*keys)

@@ -1,0 +1,93 @@
+"""A Redis broker with the recorder installed, a worker, and a drainer, per test."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+import pytest
+from dramatiq.brokers.redis import RedisBroker
+from sqlalchemy import text
+
+import workers
+from runwatch.settings import Settings
+from runwatch.thresholds import ThresholdPolicy
+from workers.drainer import Drainer
+
+
+@dataclass
+class Harness:
+    broker: RedisBroker
+    recorder: workers.Recorder
+    drainer: Drainer
+    engine: Any
+
+    def settle(self, *queues: str, timeout: float = 20.0) -> None:
+        """Wait until the queues are processed, then drain every event into PostgreSQL."""
+        for queue in queues:
+            self.broker.join(queue, timeout=int(timeout * 1000))
+        self.recorder.shipper.flush()
+        self.drainer.drain_until_empty()
+
+    def run(self, message_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(text("SELECT * FROM operation_runs WHERE message_id = :m"), {"m": message_id})
+            found = row.mappings().first()
+        assert found is not None, f"no run for message {message_id}"
+        return dict(found)
+
+    def events(self, message_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT * FROM run_events WHERE message_id = :m ORDER BY at, id"), {"m": message_id}
+            )
+            return [dict(r) for r in rows.mappings()]
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail loudly at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def settings(database_url: str, servers, namespace: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=servers.redis_url,
+        event_stream=f"{namespace}:runwatch:events",
+        flush_interval_ms=10,
+        drain_in_worker=False,
+        progress_interval_ms=0,
+    )
+
+
+@pytest.fixture
+def harness(settings: Settings, servers, namespace: str, engine) -> Iterator[Harness]:
+    broker = RedisBroker(url=servers.redis_url, namespace=namespace)
+    recorder = workers.install(broker, settings=settings)
+    broker.emit_after("process_boot")
+    dramatiq.set_broker(broker)
+    drainer = Drainer(
+        broker.client, engine, ThresholdPolicy(settings), stream=settings.event_stream, batch_entries=50
+    )
+    yield Harness(broker, recorder, drainer, engine)
+    recorder.shipper.close()
+    broker.close()
+
+
+@pytest.fixture
+def worker(harness: Harness) -> Iterator[dramatiq.Worker]:
+    worker = dramatiq.Worker(harness.broker, worker_timeout=50, worker_threads=2)
+    worker.start()
+    yield worker
+    worker.stop()

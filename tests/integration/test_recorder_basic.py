@@ -1,0 +1,39 @@
+"""Every transition the recorder writes, end to end through real Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import dramatiq
+import pytest
+
+import workers
+from workers import current_run
+
+
+def test_success_is_recorded_with_every_stage(harness, worker):
+    @dramatiq.actor(queue_name="basic", runwatch_type="demo.ok", runwatch_label="Demo OK")
+    def ok(x):
+        current_run().progress(processed=1, total=1)
+
+    message = ok.send_with_options(args=(1,), runwatch_tenant_id=7, runwatch_initiator="alice")
+    harness.settle("basic")
+
+    run = harness.run(message.message_id)
+    assert (run["status"], run["outcome"]) == ("completed", "succeeded")
+    assert run["type"] == "demo.ok" and run["type_label"] == "Demo OK"
+    assert run["tenant_id"] == 7 and run["initiator_name"] == "alice"
+    assert run["attempts"] == 1 and run["deliveries"] == 1
+    assert run["worker_id"] == harness.broker.broker_id
+    assert run["created_at"] <= run["started_at"] <= run["completed_at"]
+    assert run["progress_processed"] == 1 and run["stale_at"] is None
+    kinds = [e["kind"] for e in harness.events(message.message_id)]
+    assert kinds == ["enqueued", "started", "progress", "completed"]
+
+
+def test_malformed_tenant_fails_at_call_site_and_enqueues_nothing(harness):
+    @dramatiq.actor(queue_name="badinput")
+    def job():
+        pass
+
+    with pytest.raises(workers.InvalidSendOptions, match="tenant id"):
+        job.send_with_options(runwatch_tenant_id="seven")
+    assert harness.broker.client.llen(f"{harness.broker.namespace}:badinput") == 0

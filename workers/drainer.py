@@ -1,0 +1,177 @@
+"""Drain the Redis event stream into the PostgreSQL ledger.
+
+A Redis consumer group makes this at-least-once and shareable: any number of drainers (a thread
+in every worker process, or dedicated ``runwatch drain`` processes) split the stream; an entry
+is acknowledged and deleted only after its transaction committed, and entries a dead drainer
+held are claimed by the others after ``claim_idle_ms``. The ledger dedupes by event id, so a
+redelivered entry changes nothing.
+
+PostgreSQL down: entries stay in the stream (Redis is the buffer), the drainer retries with
+backoff and logs once per burst. A malformed entry or event is moved to ``<stream>:rejected``
+with its reason instead of blocking the stream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from sqlalchemy import Engine
+from sqlalchemy.exc import DataError, IntegrityError
+
+from runwatch import events as ev
+from runwatch.burstlog import BurstLogger
+from runwatch.errors import ValidationError
+from runwatch.ledger import apply_events
+from runwatch.thresholds import ThresholdPolicy
+
+logger = logging.getLogger("runwatch.drainer")
+
+GROUP = "runwatch-ledger"
+#: Entries a drainer holds unacknowledged for this long are taken over by another drainer.
+DEFAULT_CLAIM_IDLE_MS = 60_000
+
+
+@dataclass
+class DrainResult:
+    entries: int = 0
+    events: int = 0
+    rejected: int = 0
+    late: int = 0
+
+
+class Drainer:
+    def __init__(
+        self,
+        client: redis.Redis,
+        engine: Engine,
+        policy: ThresholdPolicy,
+        *,
+        stream: str,
+        batch_entries: int,
+        consumer: str | None = None,
+        claim_idle_ms: int = DEFAULT_CLAIM_IDLE_MS,
+    ) -> None:
+        self._client = client
+        self._engine = engine
+        self._policy = policy
+        self._stream = stream
+        self._batch = batch_entries
+        self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}"
+        self._claim_idle_ms = claim_idle_ms
+        self._group_ready = False
+        self._db_errors = BurstLogger(logger, "could not write run events to PostgreSQL")
+        self._redis_errors = BurstLogger(logger, "could not read the run event stream from Redis")
+        self._backlog_checked = False
+
+    def drain_once(self, *, block_ms: int | None = None) -> DrainResult:
+        """Apply one batch: first entries this consumer already holds, then stale ones, then new."""
+        self._ensure_group()
+        entries = self._read("0", None) if not self._backlog_checked else []
+        if not entries:
+            self._backlog_checked = True
+            entries = self._claim() or self._read(">", block_ms)
+        if not entries:
+            return DrainResult()
+        return self._apply(entries)
+
+    def drain_until_empty(self, *, max_seconds: float = 60.0) -> DrainResult:
+        total, deadline = DrainResult(), time.monotonic() + max_seconds
+        while time.monotonic() < deadline:
+            result = self.drain_once()
+            if not result.entries:
+                break
+            for key in ("entries", "events", "rejected", "late"):
+                setattr(total, key, getattr(total, key) + getattr(result, key))
+        return total
+
+    def run(self, stop: threading.Event, *, block_ms: int = 1000) -> None:
+        """Drain until ``stop`` is set; errors are retried with backoff, never raised."""
+        backoff = 0.0
+        while not stop.is_set():
+            try:
+                self.drain_once(block_ms=block_ms)
+                backoff = 0.0
+            except redis.RedisError as exc:
+                self._redis_errors.failure(exc)
+                backoff = min(max(backoff * 2, 0.2), 5.0)
+            except Exception as exc:  # the database, or a bug: keep the entries, try again later
+                self._db_errors.failure(exc)
+                backoff = min(max(backoff * 2, 0.2), 5.0)
+                self._backlog_checked = False  # re-read what we hold once the database is back
+            else:
+                self._redis_errors.success()
+            if backoff:
+                stop.wait(backoff)
+
+    def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            self._client.xgroup_create(self._stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def _read(self, start: str, block_ms: int | None) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        reply = self._client.xreadgroup(GROUP, self._consumer, {self._stream: start}, count=self._batch, block=block_ms)
+        return reply[0][1] if reply else []
+
+    def _claim(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        reply = self._client.xautoclaim(
+            self._stream, GROUP, self._consumer, self._claim_idle_ms, start_id="0-0", count=self._batch
+        )
+        return [entry for entry in reply[1] if entry[1]]
+
+    def _apply(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> DrainResult:
+        result = DrainResult(entries=len(entries))
+        good: list[dict[str, Any]] = []
+        for entry_id, fields in entries:
+            try:
+                batch = json.loads(fields[b"e"])
+            except (KeyError, ValueError) as exc:
+                self._reject(entry_id, fields.get(b"e", b""), f"undecodable entry: {exc}")
+                result.rejected += 1
+                continue
+            for event in batch:
+                try:
+                    good.append(ev.validate(event))
+                except ValidationError as exc:
+                    self._reject(entry_id, json.dumps(event), str(exc))
+                    result.rejected += 1
+        result.late = self._write(good, result)
+        ids = [entry_id for entry_id, _ in entries]
+        with self._client.pipeline(transaction=False) as pipe:
+            pipe.xack(self._stream, GROUP, *ids)
+            pipe.xdel(self._stream, *ids)
+            pipe.execute()
+        self._db_errors.success()
+        result.events = len(good)
+        return result
+
+    def _write(self, events: list[dict[str, Any]], result: DrainResult) -> int:
+        try:
+            with self._engine.begin() as conn:
+                return len(apply_events(conn, events, self._policy).late_events)
+        except (IntegrityError, DataError):
+            if len(events) == 1:
+                self._reject(b"-", json.dumps(events[0]), "rejected by a database constraint")
+                result.rejected += 1
+                return 0
+            # NOTE: bisect so one poisoned event cannot hold up the batch around it.
+            middle = len(events) // 2
+            return self._write(events[:middle], result) + self._write(events[middle:], result)
+
+    def _reject(self, entry_id: bytes, payload: bytes | str, reason: str) -> None:
+        logger.error("rejected run event from stream entry %s: %s", entry_id.decode(), reason)
+        self._client.xadd(
+            f"{self._stream}:rejected", {"entry": entry_id, "reason": reason, "payload": payload}, maxlen=10_000
+        )

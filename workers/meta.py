@@ -1,0 +1,92 @@
+"""What the recorder knows about an actor and a message, as run metadata and evidence."""
+
+from __future__ import annotations
+
+import hashlib
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+from dramatiq.common import q_name
+
+from runwatch.events import DEFAULT_SUMMARY_KEYS, sanitize_error
+
+#: Actor options the recorder adds (declare actors after ``install``).
+ACTOR_OPTIONS = frozenset({
+    "runwatch_track",  # False: this actor is not recorded
+    "runwatch_type",  # operation type, default the actor name
+    "runwatch_label",  # human label of the type
+    "runwatch_queued_stale_seconds",
+    "runwatch_running_stale_seconds",
+    "runwatch_summary_keys",  # summary keys allowed beyond the default catalogue
+    "runwatch_store_args",  # True: keep the job arguments (they may hold secrets)
+})
+#: Message options read at send time.
+TENANT_OPTION = "runwatch_tenant_id"
+INITIATOR_OPTION = "runwatch_initiator"
+RETRY_OF_OPTION = "runwatch_retry_of"
+TRACEBACK_MAX_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class ActorProfile:
+    tracked: bool
+    static_meta: dict[str, Any]
+    summary_keys: frozenset[str]
+    store_args: bool
+
+
+def actor_profile(broker: dramatiq.Broker, actor: dramatiq.Actor | None, actor_name: str) -> ActorProfile:
+    options = actor.options if actor is not None else {}
+    defaults = {type(m).__name__: m for m in broker.middleware}
+    retries, time_limit = defaults.get("Retries"), defaults.get("TimeLimit")
+    return ActorProfile(
+        tracked=options.get("runwatch_track", True),
+        static_meta={
+            "actor": actor_name,
+            "type": options.get("runwatch_type") or actor_name,
+            "label": options.get("runwatch_label"),
+            "queued_stale_seconds": options.get("runwatch_queued_stale_seconds"),
+            "running_stale_seconds": options.get("runwatch_running_stale_seconds"),
+            "max_retries": options.get("max_retries", getattr(retries, "max_retries", None)),
+            "time_limit_ms": options.get("time_limit", getattr(time_limit, "time_limit", None)),
+        },
+        summary_keys=DEFAULT_SUMMARY_KEYS | frozenset(options.get("runwatch_summary_keys", ())),
+        store_args=bool(options.get("runwatch_store_args", False)),
+    )
+
+
+def message_meta(profile: ActorProfile, message: dramatiq.Message) -> dict[str, Any]:
+    options = message.options
+    meta = {
+        **profile.static_meta,
+        "queue": q_name(message.queue_name),
+        "created_at": message.message_timestamp / 1000,
+        "tenant_id": options.get(TENANT_OPTION),
+        "initiator": options.get(INITIATOR_OPTION),
+        "retry_of": options.get(RETRY_OF_OPTION),
+    }
+    if "max_retries" in options:
+        meta["max_retries"] = options["max_retries"]
+    if "time_limit" in options:
+        meta["time_limit_ms"] = options["time_limit"]
+    if profile.store_args:
+        meta["args"] = {"args": list(message.args), "kwargs": dict(message.kwargs)}
+    return meta
+
+
+def error_evidence(exc: BaseException | None) -> dict[str, Any]:
+    """Exception type, sanitized message and traceback with a stable digest (evidence only)."""
+    if exc is None:
+        return {}
+    text = "".join(traceback.format_exception(exc))
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else None
+    return {
+        "exception_type": type(exc).__name__,
+        "exception_message": sanitize_error(str(exc)),
+        "traceback_digest": hashlib.sha256("".join(traceback.format_tb(exc.__traceback__)).encode()).hexdigest()[:16],
+        "raised_at": where,
+        "traceback": text[-TRACEBACK_MAX_CHARS:],
+    }

@@ -1,0 +1,230 @@
+"""The recording middleware: Dramatiq hooks in, run events out.
+
+Each hook builds one event and hands it to the shipper; the lifecycle rules live in
+``runwatch/`` (fold and guarded upsert). Install it first in the middleware list (see
+``workers.install``): its ``after_*`` hooks then run last, after ``Retries`` has decided
+whether the message is retried or failed, and outside ``TimeLimit``'s injected exceptions.
+
+Every hook is wrapped so that a Runwatch failure is logged and swallowed: a job never fails,
+and a worker never stops, because of the recorder.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import dramatiq
+from dramatiq.errors import ActorNotFound
+from dramatiq.middleware import Middleware
+
+from runwatch import events as ev
+from runwatch.errors import ValidationError
+from runwatch.reasons import dead_letter_reason
+from runwatch.settings import Settings
+
+from . import meta as m
+from . import run as run_api
+from .errors import InvalidSendOptions
+from .shipper import EventShipper
+
+logger = logging.getLogger("runwatch.recorder")
+
+
+def _never_raise(hook):
+    @functools.wraps(hook)
+    def guarded(self, *args, **kwargs):
+        try:
+            return hook(self, *args, **kwargs)
+        except InvalidSendOptions:
+            raise
+        except Exception:
+            self.hook_errors += 1
+            logger.exception("runwatch recorder hook %s failed; the job is not affected", hook.__name__)
+
+    return guarded
+
+
+class Recorder(Middleware):
+    """Records every run of tracked actors (all actors unless ``runwatch_track=False``)."""
+
+    def __init__(self, shipper: EventShipper, settings: Settings) -> None:
+        self.shipper = shipper
+        self.settings = settings
+        self.hook_errors = 0
+        self._profiles: dict[str, m.ActorProfile] = {}
+        self._runs: dict[str, run_api.Run] = {}  # message_id -> run in progress (threads share us)
+        self._failures: dict[str, dict[str, Any]] = {}  # message_id -> evidence of the final attempt
+        self._retry_at: dict[str, float] = {}  # message_id -> when the retry is due
+        self._local = threading.local()
+        self._progress_interval = settings.progress_interval_ms / 1000
+        self.drain_thread: threading.Thread | None = None
+        self._drain_stop = threading.Event()
+
+    @property
+    def actor_options(self) -> set[str]:
+        return set(m.ACTOR_OPTIONS)
+
+    # -- producer side -------------------------------------------------------------------
+
+    def before_enqueue(self, broker: dramatiq.Broker, message: dramatiq.Message, delay: int | None) -> None:
+        options = message.options
+        if "runwatch_seen" in options:
+            return  # a retry or a delayed message moving queues: the run exists already
+        try:
+            ev.validate_tenant_id(options.get(m.TENANT_OPTION))
+            initiator = options.get(m.INITIATOR_OPTION)
+            if initiator is not None and (not isinstance(initiator, str) or not initiator.strip()):
+                raise ValidationError(f"initiator must be a non-empty string, got {initiator!r}")
+        except ValidationError as exc:
+            raise InvalidSendOptions(f"cannot send {message.actor_name}: {exc}") from None
+        options["runwatch_seen"] = 1
+        self._local.first_enqueue = message.message_id
+
+    @_never_raise
+    def after_enqueue(self, broker: dramatiq.Broker, message: dramatiq.Message, delay: int | None) -> None:
+        if getattr(self._local, "first_enqueue", None) != message.message_id:
+            if delay is not None and message.message_id in self._runs:
+                self._retry_at[message.message_id] = time.time() + delay / 1000
+            return
+        self._local.first_enqueue = None
+        profile = self._profile(broker, message.actor_name)
+        if profile.tracked:
+            meta = m.message_meta(profile, message)
+            self.shipper.emit(ev.new_event(ev.ENQUEUED, message.message_id, time.time(), meta, delay_ms=delay))
+
+    # -- worker side ---------------------------------------------------------------------
+
+    @_never_raise
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
+        profile = self._profile(broker, message.actor_name)
+        if not profile.tracked:
+            return
+        meta = m.message_meta(profile, message)
+        run = run_api.Run(message.message_id, meta["type"], meta, profile.summary_keys, self._on_progress)
+        self._runs[message.message_id] = run
+        run_api.enter(run)
+        run.attempt = message.options.get("retries", 0) + 1
+        self.shipper.emit(
+            ev.new_event(ev.STARTED, message.message_id, time.time(), meta, attempt=run.attempt,
+                         worker_id=self._worker_id(broker))
+        )
+
+    @_never_raise
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        run_api.leave()
+        run = self._runs.pop(message.message_id, None)
+        if run is None:
+            return
+        now = time.time()
+        if exception is None:
+            self.shipper.emit(self._completed(run, now), durable=True)
+            return
+        error = m.error_evidence(exception)
+        attempt = run.attempt
+        next_retry = None if message.failed else self._retry_at.pop(message.message_id, None)
+        if message.failed:
+            self._failures[message.message_id] = {**error, "retries": attempt, "run_meta": run.meta}
+        summary = {k: v for k, v in error.items() if k != "traceback"}
+        self.shipper.emit(
+            ev.new_event(ev.ATTEMPT_FAILED, message.message_id, now, run.meta, attempt=attempt, error=summary,
+                         next_retry_at=next_retry),
+            durable=not message.failed,
+        )
+
+    @_never_raise
+    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
+        run_api.leave()
+        run = self._runs.pop(message.message_id, None)
+        if run is not None:
+            evidence = {"exception_type": "SkipMessage", "exception_message": "message skipped (age limit)"}
+            self._failures[message.message_id] = {**evidence, "skipped": True, "run_meta": run.meta}
+
+    @_never_raise
+    def after_nack(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
+        failure = self._failures.pop(message.message_id, None)
+        if failure is None:  # no process hooks ran: an unknown actor, or a skip before ours
+            profile = self._profile(broker, message.actor_name)
+            if not profile.tracked:
+                return
+            failure = {**m.error_evidence(message._exception), "run_meta": m.message_meta(profile, message)}
+        run_meta = failure.pop("run_meta")
+        reason = dead_letter_reason(failure.get("exception_type"), skipped=failure.pop("skipped", False))
+        namespace = getattr(broker, "namespace", "dramatiq")
+        evidence = {
+            **failure,
+            "queue": run_meta["queue"],
+            "retries": message.options.get("retries", 0),
+            "max_retries": run_meta.get("max_retries"),
+            "dead_letter_key": f"{namespace}:{run_meta['queue']}.XQ",
+            "message_id": message.message_id,
+            "redis_message_id": message.options.get("redis_message_id"),
+        }
+        code = "job." + (evidence.get("exception_type") or "unknown").lower()
+        failure_summary = [{"code": code, "message": reason.message}]
+        self.shipper.emit(
+            ev.new_event(ev.DEAD_LETTERED, message.message_id, time.time(), run_meta, reason_code=reason.code,
+                         evidence=evidence, failure_summary=failure_summary),
+            durable=True,
+        )
+
+    # -- process lifecycle ---------------------------------------------------------------
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if self.settings.drain_in_worker:
+            from .drain_thread import start_drain_thread
+
+            self.drain_thread = start_drain_thread(self, self._drain_stop)
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        pass
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.shipper.flush()
+        self._drain_stop.set()
+        if self.drain_thread is not None:
+            self.drain_thread.join(timeout=10)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _completed(self, run: run_api.Run, now: float) -> dict[str, Any]:
+        return ev.new_event(
+            ev.COMPLETED, run.message_id, now, run.meta, outcome=run.outcome.value, summary=run.counts,
+            operator_message=run.operator_message, failure_summary=run.failure_summary,
+            progress_processed=run.processed, progress_total=run.total,
+        )
+
+    def _on_progress(self, run: run_api.Run) -> None:
+        if run.due_for_progress(self._progress_interval):
+            self.shipper.emit(
+                ev.new_event(ev.PROGRESS, run.message_id, time.time(), run.meta, summary=dict(run.counts),
+                             operator_message=run.operator_message, progress_processed=run.processed,
+                             progress_total=run.total)
+            )
+
+    def _profile(self, broker: dramatiq.Broker, actor_name: str) -> m.ActorProfile:
+        profile = self._profiles.get(actor_name)
+        if profile is None:
+            try:
+                actor = broker.get_actor(actor_name)
+            except ActorNotFound:
+                actor = None
+            profile = self._profiles[actor_name] = m.actor_profile(broker, actor, actor_name)
+        return profile
+
+    @staticmethod
+    def _worker_id(broker: dramatiq.Broker) -> str:
+        # NOTE: the Redis broker heartbeats under broker_id; the healer checks liveness with it.
+        return getattr(broker, "broker_id", None) or f"{socket.gethostname()}:{os.getpid()}"

@@ -1,0 +1,132 @@
+"""Ship run events from a process to the Redis event stream, in batches, off the hot path.
+
+Hooks only append a dict to a list. One background thread encodes whatever has accumulated
+into a single stream entry (one XADD, one round trip, whatever the batch size). A hook that
+must not return before its event is safe (an outcome, before the ack) waits for the flush that
+carries it: a group commit, so eight threads finishing at once cost one round trip, not eight.
+
+Durability trade-off (README "Recording and durability"): an event is as durable as the Redis
+the messages themselves live in once ``emit(..., durable=True)`` returns; non-urgent events
+(queued, started, progress) may sit in memory for up to ``flush_interval_ms`` and die with a
+SIGKILLed process. While Redis is unreachable, events stay buffered (bounded) and the waiting
+hook gives up after ``durable_wait_ms`` so a job never fails or hangs because of Runwatch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+import redis
+
+from runwatch.burstlog import BurstLogger
+
+logger = logging.getLogger("runwatch.shipper")
+
+
+class EventShipper:
+    def __init__(
+        self,
+        client: redis.Redis,
+        stream: str,
+        *,
+        flush_interval_ms: int,
+        durable_wait_ms: int,
+        buffer_max_events: int,
+    ) -> None:
+        self.client = client
+        self._stream = stream
+        self._interval = flush_interval_ms / 1000
+        self._durable_wait = durable_wait_ms / 1000
+        self._max = buffer_max_events
+        self._cond = threading.Condition()
+        self._buffer: list[dict[str, Any]] = []
+        self._urgent = False
+        self._queued_seq = 0  # sequence number of the last event appended
+        self._shipped_seq = 0  # every event up to this one is in Redis
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._errors = BurstLogger(logger, "could not ship run events to Redis")
+        self.dropped = 0
+
+    def emit(self, event: dict[str, Any], *, durable: bool = False) -> bool:
+        """Queue ``event``; with ``durable``, wait until it is in Redis. Never raises."""
+        with self._cond:
+            self._ensure_thread()
+            if len(self._buffer) >= self._max:
+                # NOTE: bounded memory beats an OOM-killed worker; counted and logged.
+                del self._buffer[0]
+                self.dropped += 1
+            self._buffer.append(event)
+            self._queued_seq += 1
+            seq = self._queued_seq
+            if not durable:
+                return True
+            self._urgent = True
+            self._cond.notify_all()
+            deadline = time.monotonic() + self._durable_wait
+            while self._shipped_seq < seq:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
+    def flush(self, timeout_seconds: float = 5.0) -> bool:
+        """Wait until everything emitted so far is in Redis (or the timeout passes)."""
+        with self._cond:
+            if not self._buffer:
+                return True
+            seq = self._queued_seq
+            self._urgent = True
+            self._cond.notify_all()
+            return self._cond.wait_for(lambda: self._shipped_seq >= seq, timeout_seconds)
+
+    def close(self, timeout_seconds: float = 5.0) -> None:
+        self.flush(timeout_seconds)
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+
+    def _ensure_thread(self) -> None:
+        # NOTE: a forked child inherits the object but not the thread: start one per process.
+        if self._thread is None or self._pid != _getpid() or not self._thread.is_alive():
+            self._pid = _getpid()
+            self._closing = False
+            self._thread = threading.Thread(target=self._run, name="runwatch-shipper", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        backoff = 0.0
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._urgent or self._closing, self._interval + backoff)
+                if self._closing and not self._buffer:
+                    return
+                batch, self._buffer = self._buffer, []
+                seq, self._urgent = self._queued_seq, False
+            if not batch:
+                continue
+            try:
+                self.client.xadd(self._stream, {"e": json.dumps(batch, separators=(",", ":"))})
+            except Exception as exc:  # redis down, or anything else: keep the events, retry later
+                self._errors.failure(exc, len(batch))
+                backoff = min(max(backoff * 2, 0.1), 2.0)
+                with self._cond:
+                    self._buffer[:0] = batch[: max(0, self._max - len(self._buffer))]
+                continue
+            backoff = 0.0
+            self._errors.success()
+            with self._cond:
+                self._shipped_seq = seq
+                self._cond.notify_all()
+
+
+def _getpid() -> int:
+    import os
+
+    return os.getpid()
