@@ -1,0 +1,64 @@
+import math
+
+import pytest
+
+from runwatch import events as ev
+from runwatch.errors import InvalidSummary, InvalidTenantId, ValidationError
+
+
+@pytest.mark.parametrize("bad", ["7", 0, -1, 1.5, True, [7]])
+def test_tenant_id_must_be_a_positive_int(bad):
+    with pytest.raises(InvalidTenantId):
+        ev.validate_tenant_id(bad)
+
+
+def test_tenant_id_accepts_none_and_ints():
+    assert ev.validate_tenant_id(None) is None
+    assert ev.validate_tenant_id(42) == 42
+
+
+def test_summary_rejects_unknown_keys_naming_them():
+    with pytest.raises(InvalidSummary, match="bogus"):
+        ev.validate_summary({"created": 1, "bogus": 2})
+
+
+@pytest.mark.parametrize("bad", ["3", None, math.nan, math.inf, -1, True])
+def test_summary_rejects_non_numbers(bad):
+    with pytest.raises(InvalidSummary, match="created"):
+        ev.validate_summary({"created": bad})
+
+
+def test_summary_accepts_actor_specific_keys():
+    assert ev.validate_summary({"invoices": 3}, {"invoices"}) == {"invoices": 3}
+
+
+def test_reason_codes_are_dotted_lower_case():
+    assert ev.validate_reason_code("tenant.not_operable") == "tenant.not_operable"
+    for bad in ("Tenant.NotOperable", "nodot", "a..b", ""):
+        with pytest.raises(ValidationError):
+            ev.validate_reason_code(bad)
+
+
+def test_sanitize_error_masks_credentials():
+    text = ev.sanitize_error("cannot connect to postgresql://app:hunter2@db/x password=s3cret\nline2")
+    assert "hunter2" not in text and "s3cret" not in text and "\n" not in text
+    assert "postgresql://app:***@db/x" in text
+
+
+def _event(**over):
+    base = ev.new_event(ev.STARTED, "m1", 1.0, {"queue": "q", "actor": "a", "type": "t", "created_at": 0.5})
+    return {**base, **over}
+
+
+def test_validate_rejects_malformed_events_with_a_reason():
+    assert ev.validate(_event())["kind"] == "started"
+    for bad, why in [
+        (_event(kind="exploded"), "unknown event kind"),
+        (_event(at="yesterday"), "time"),
+        (_event(meta={"queue": "q"}), "meta"),
+        (_event(kind="completed", outcome="pending"), "outcome"),
+        (_event(kind="dead_lettered", reason_code="run.made_up"), "reason code"),
+        (_event(summary={"x": "1"}), "summary"),
+    ]:
+        with pytest.raises(ValidationError, match=why):
+            ev.validate(bad)
