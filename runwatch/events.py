@@ -83,6 +83,17 @@ def sanitize_error(text: str) -> str:
     return _SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + "***" + ("@" if m.group(1) else ""), operator_text(text))
 
 
+#: Epoch seconds outside 2000-01-01 .. 2200-01-01 are a clock or encoding bug, not a time.
+_EPOCH_RANGE = (946_684_800, 7_258_118_400)
+
+
+def _check_epoch(what: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValidationError(f"{what} is not a number")
+    if not _EPOCH_RANGE[0] <= value <= _EPOCH_RANGE[1]:
+        raise ValidationError(f"{what} {value!r} is outside the years 2000-2200")
+
+
 _OUTCOMES = {o.value for o in Outcome} - {Outcome.PENDING.value}
 _REQUIRED_META = ("queue", "actor", "type", "created_at")
 
@@ -96,11 +107,11 @@ def validate(event: Mapping[str, Any]) -> dict[str, Any]:
             raise ValidationError(f"event lacks {key!r}")
     if event["kind"] not in KINDS:
         raise ValidationError(f"unknown event kind {event['kind']!r}")
-    if not isinstance(event["at"], int | float) or not math.isfinite(event["at"]):
-        raise ValidationError("event time is not a number")
+    _check_epoch("event time", event["at"])
     meta = event["meta"]
     if not isinstance(meta, Mapping) or any(k not in meta for k in _REQUIRED_META):
         raise ValidationError(f"event meta lacks one of {_REQUIRED_META}")
+    _check_epoch("created_at", meta["created_at"])
     validate_tenant_id(meta.get("tenant_id"))
     if "summary" in event:
         # NOTE: keys were checked against the actor's catalogue at the call site; here only values.

@@ -46,7 +46,7 @@ def test_sanitize_error_masks_credentials():
 
 
 def _event(**over):
-    base = ev.new_event(ev.STARTED, "m1", 1.0, {"queue": "q", "actor": "a", "type": "t", "created_at": 0.5})
+    base = ev.new_event(ev.STARTED, "m1", 1.7e9, {"queue": "q", "actor": "a", "type": "t", "created_at": 1.7e9})
     return {**base, **over}
 
 
@@ -55,6 +55,8 @@ def test_validate_rejects_malformed_events_with_a_reason():
     for bad, why in [
         (_event(kind="exploded"), "unknown event kind"),
         (_event(at="yesterday"), "time"),
+        (_event(at=1e300), "outside"),
+        (_event(meta={"queue": "q", "actor": "a", "type": "t", "created_at": -5}), "created_at"),
         (_event(meta={"queue": "q"}), "meta"),
         (_event(kind="completed", outcome="pending"), "outcome"),
         (_event(kind="dead_lettered", reason_code="run.made_up"), "reason code"),

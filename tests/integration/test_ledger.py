@@ -1,0 +1,93 @@
+"""Order-insensitivity, idempotence and late outcomes at the ledger, on real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import text
+
+from runwatch import events as ev
+from runwatch.ledger import apply_events
+from runwatch.settings import Settings
+from runwatch.thresholds import ThresholdPolicy
+
+POLICY = ThresholdPolicy(Settings(queued_stale_seconds=60, running_stale_seconds=30), {})
+META = {"queue": "q", "actor": "a", "type": "t", "created_at": 1_700_000_000.0, "tenant_id": 4}
+
+
+def _apply(engine, events):
+    with engine.begin() as conn:
+        return apply_events(conn, events, POLICY)
+
+
+def _row(engine, message_id="m"):
+    with engine.connect() as conn:
+        return dict(conn.execute(text("SELECT * FROM operation_runs WHERE message_id=:m"), {"m": message_id})
+                    .mappings().one())
+
+
+def _lifecycle(message_id="m"):
+    t = META["created_at"]
+    return [
+        ev.new_event(ev.ENQUEUED, message_id, t, {**META, "initiator": "alice"}),
+        ev.new_event(ev.STARTED, message_id, t + 1, META, attempt=1, worker_id="w"),
+        ev.new_event(ev.COMPLETED, message_id, t + 2, META, outcome="succeeded", summary={"created": 2}),
+    ]
+
+
+def test_worker_events_arriving_before_the_producers_give_the_same_row(engine):
+    enqueued, started, completed = _lifecycle("late-producer")
+    _apply(engine, [started])
+    assert _row(engine, "late-producer")["status"] == "running"
+    _apply(engine, [completed])
+    _apply(engine, [enqueued])  # the producer's event, last (django_dramatiq #154)
+    late = _row(engine, "late-producer")
+    _apply(engine, _lifecycle("in-order"))
+    ordered = _row(engine, "in-order")
+    for column in ("status", "outcome", "created_at", "started_at", "completed_at", "tenant_id", "attempts",
+                   "deliveries", "summary_counts", "stale_at"):
+        assert late[column] == ordered[column], column
+
+
+def test_redelivered_events_change_nothing(engine):
+    events = _lifecycle()
+    first = _apply(engine, events)
+    before = _row(engine)
+    second = _apply(engine, events)
+    assert (first.events_new, second.events_new, second.events_duplicate) == (3, 0, 3)
+    assert _row(engine) == before
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM run_events")).scalar() == 3
+
+
+def test_late_outcome_after_reconciliation_is_an_event_and_the_reconciliation_stands(engine):
+    enqueued, started, completed = _lifecycle()
+    dead = ev.new_event(ev.DEAD_LETTERED, "m", META["created_at"] + 1.5, META,
+                        reason_code="run.queue_failure_bridge", evidence={"exception_type": "E"})
+    _apply(engine, [enqueued, started, dead])
+    result = _apply(engine, [completed])
+    row = _row(engine)
+    assert (row["outcome"], row["reconciliation_source"]) == ("failed", "failed_callback")
+    assert result.late_events == [completed["id"]]
+    with engine.connect() as conn:
+        late = conn.execute(text("SELECT kind, late, details FROM run_events WHERE late")).mappings().all()
+    assert [(r["kind"], r["details"]["outcome"]) for r in late] == [("completed", "succeeded")]
+
+
+def test_progress_extends_freshness_and_stale_at_follows_the_threshold(engine):
+    t = META["created_at"]
+    _apply(engine, [ev.new_event(ev.STARTED, "m", t, META, attempt=1)])
+    first = _row(engine)["stale_at"]
+    _apply(engine, [ev.new_event(ev.PROGRESS, "m", t + 100, META, progress_processed=5, progress_total=10)])
+    row = _row(engine)
+    assert (row["stale_at"] - first).total_seconds() == 100
+    assert (row["stale_at"] - row["last_progress_at"]).total_seconds() == 30
+    assert (row["progress_processed"], row["progress_total"]) == (5, 10)
+
+
+def test_events_are_stored_without_repeating_run_metadata(engine):
+    _apply(engine, _lifecycle())
+    with engine.connect() as conn:
+        details = conn.execute(text("SELECT details FROM run_events")).scalars().all()
+    assert all("meta" not in d for d in details)
+    assert json.dumps(details)  # plain JSON

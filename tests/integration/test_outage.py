@@ -1,0 +1,107 @@
+"""PostgreSQL and Redis outages: buffered, retried, logged per burst, never a failed job."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from urllib.parse import urlsplit
+
+import dramatiq
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+
+from runwatch.thresholds import ThresholdPolicy
+from tests.integration.conftest import wait_for
+from tests.support.proxy import CuttableProxy
+from workers.drainer import Drainer
+from workers.shipper import EventShipper
+
+
+@pytest.fixture
+def pg_proxy(database_url):
+    parts = urlsplit(database_url)
+    proxy = CuttableProxy(parts.hostname, parts.port or 5432)
+    url = database_url.replace(f"{parts.hostname}:{parts.port or 5432}", f"127.0.0.1:{proxy.port}")
+    engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 2})
+    yield proxy, engine
+    engine.dispose()
+    proxy.close()
+
+
+def test_postgres_outage_loses_no_outcome_and_fails_no_job(harness, worker, pg_proxy, settings, caplog):
+    proxy, engine = pg_proxy
+    drainer = Drainer(harness.broker.client, engine, ThresholdPolicy(settings), stream=settings.event_stream,
+                      batch_entries=5)
+    stop = threading.Event()
+    thread = threading.Thread(target=drainer.run, args=(stop,), kwargs={"block_ms": 50}, daemon=True)
+
+    @dramatiq.actor(queue_name="q", max_retries=0)
+    def job(i):
+        pass
+
+    proxy.cut()
+    caplog.set_level(logging.WARNING, logger="runwatch.drainer")
+    thread.start()
+    messages = [job.send(i) for i in range(40)]
+    harness.broker.join("q", timeout=20_000)
+    harness.recorder.shipper.flush()
+    # Every job succeeded although the ledger is unreachable; the outcomes wait in Redis.
+    assert harness.broker.client.zcard(f"{harness.broker.namespace}:q.XQ") == 0
+    wait_for(lambda: drainer._db_errors.failing, timeout=10)
+    assert harness.broker.client.xlen(settings.event_stream) > 0
+
+    proxy.restore()
+
+    def all_completed():
+        with harness.engine.connect() as conn:
+            return conn.execute(text("SELECT count(*) FROM operation_runs WHERE outcome='succeeded'")).scalar() == 40
+
+    try:
+        wait_for(all_completed, timeout=30)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert {harness.run(m.message_id)["outcome"] for m in messages} == {"succeeded"}
+    outage_logs = [r for r in caplog.records if "could not write run events" in r.getMessage()]
+    assert 1 <= len(outage_logs) <= 3, [r.getMessage() for r in outage_logs]  # once per burst, not per message
+    assert any("recovered" in r.getMessage() for r in outage_logs)
+
+
+def test_redis_outage_never_blocks_or_fails_the_job_and_ships_later(servers, namespace, caplog):
+    parts = urlsplit(servers.redis_url)
+    proxy = CuttableProxy(parts.hostname, parts.port or 6379)
+    client = redis.Redis(host="127.0.0.1", port=proxy.port, socket_timeout=1, socket_connect_timeout=1)
+    stream = f"{namespace}:events"
+    shipper = EventShipper(client, stream, flush_interval_ms=10, durable_wait_ms=200, buffer_max_events=1000)
+    try:
+        proxy.cut()
+        caplog.set_level(logging.WARNING, logger="runwatch.shipper")
+        assert shipper.emit({"n": 1}, durable=True) is False  # gave up waiting, did not raise
+        for n in range(2, 50):
+            shipper.emit({"n": n})
+        proxy.restore()
+        direct = redis.Redis.from_url(servers.redis_url)
+        wait_for(lambda: sum(len(__import__("json").loads(f[b"e"])) for _, f in direct.xrange(stream)) == 49,
+                 timeout=20)
+        messages = [r.getMessage() for r in caplog.records]
+        assert sum("could not ship" in m and "recovered" not in m for m in messages) <= 2
+    finally:
+        shipper.close(timeout_seconds=1)
+        proxy.close()
+
+
+def test_a_poisoned_event_is_rejected_and_the_rest_of_its_batch_applied(harness, settings):
+    good = {"id": "a" * 32, "kind": "started", "message_id": "good", "at": 1_700_000_000.0,
+            "meta": {"queue": "q", "actor": "a", "type": "t", "created_at": 1_700_000_000.0}}
+    # A tenant id beyond bigint: passes validation, fails in the database.
+    poisoned = {**good, "id": "b" * 32, "message_id": "bad", "meta": {**good["meta"], "tenant_id": 2**70}}
+    harness.recorder.shipper.emit(good)
+    harness.recorder.shipper.emit(poisoned)
+    harness.recorder.shipper.flush()
+    result = harness.drainer.drain_until_empty()
+    assert result.rejected == 1
+    assert harness.run("good")["status"] == "running"
+    rejected = harness.broker.client.xrange(f"{settings.event_stream}:rejected")
+    assert len(rejected) == 1 and b"bad" in rejected[0][1][b"payload"]
+    assert harness.broker.client.xlen(settings.event_stream) == 0
