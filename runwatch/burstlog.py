@@ -32,13 +32,21 @@ class BurstLogger:
             self._last_log = now
             self._logger.warning(
                 "%s: %s: %s (%d failures, %d items affected over %.0f s; retrying, nothing is lost)",
-                self._what, type(exc).__name__, exc, self._failures, self._items, now - self._since,
+                self._what,
+                type(exc).__name__,
+                exc,
+                self._failures,
+                self._items,
+                now - self._since,
             )
 
     def success(self) -> None:
         if self._failures:
             self._logger.warning(
                 "%s: recovered after %d failures over %.1f s (%d items retried)",
-                self._what, self._failures, time.monotonic() - self._since, self._items,
+                self._what,
+                self._failures,
+                time.monotonic() - self._since,
+                self._items,
             )
             self._failures = self._items = 0

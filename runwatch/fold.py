@@ -32,7 +32,9 @@ def fold(message_events: Iterable[dict[str, Any]], policy: ThresholdPolicy) -> d
         for key, value in event["meta"].items():
             meta.setdefault(key, value) if value is not None else None
     thresholds = policy.resolve(
-        meta["type"], queued_override=meta.get("queued_stale_seconds"), running_override=meta.get("running_stale_seconds")
+        meta["type"],
+        queued_override=meta.get("queued_stale_seconds"),
+        running_override=meta.get("running_stale_seconds"),
     )
     row: dict[str, Any] = {
         "message_id": first["message_id"],

@@ -51,9 +51,7 @@ def apply_events(conn: Connection, events: Sequence[dict[str, Any]], policy: Thr
         result.late_events.extend(delta["late_event_ids"])
         if delta["message_id"] not in written:
             # The row was already terminal: every terminal event of this delta came too late.
-            result.late_events.extend(
-                e["id"] for e in by_message[delta["message_id"]] if e["kind"] in TERMINAL_KINDS
-            )
+            result.late_events.extend(e["id"] for e in by_message[delta["message_id"]] if e["kind"] in TERMINAL_KINDS)
     if result.late_events:
         conn.execute(sql.MARK_LATE, {"ids": result.late_events})
     return result

@@ -36,9 +36,7 @@ class Freshness(enum.StrEnum):
 STATUS_RANK: dict[Status, int] = {Status.QUEUED: 1, Status.RUNNING: 2, Status.COMPLETED: 3}
 
 #: Outcomes a job can end with by itself (terminal_normal).
-TERMINAL_OUTCOMES = frozenset(
-    {Outcome.SUCCEEDED, Outcome.PARTIALLY_SUCCEEDED, Outcome.BLOCKED, Outcome.FAILED}
-)
+TERMINAL_OUTCOMES = frozenset({Outcome.SUCCEEDED, Outcome.PARTIALLY_SUCCEEDED, Outcome.BLOCKED, Outcome.FAILED})
 
 #: A lifecycle state: (status, outcome, reconciled).
 State = tuple[Status, Outcome, bool]

@@ -83,9 +83,7 @@ class Settings:
             data_dir=Path(data_dir) if data_dir else None,
             thresholds_file=Path(thresholds) if thresholds else None,
             queued_stale_seconds=_int(env, "RUNWATCH_QUEUED_STALE_SECONDS", DEFAULT_QUEUED_STALE_SECONDS, minimum=1),
-            running_stale_seconds=_int(
-                env, "RUNWATCH_RUNNING_STALE_SECONDS", DEFAULT_RUNNING_STALE_SECONDS, minimum=1
-            ),
+            running_stale_seconds=_int(env, "RUNWATCH_RUNNING_STALE_SECONDS", DEFAULT_RUNNING_STALE_SECONDS, minimum=1),
             event_stream=env.get("RUNWATCH_EVENT_STREAM") or DEFAULT_EVENT_STREAM,
             flush_interval_ms=_int(env, "RUNWATCH_FLUSH_INTERVAL_MS", DEFAULT_FLUSH_INTERVAL_MS, minimum=1),
             durable_wait_ms=_int(env, "RUNWATCH_DURABLE_WAIT_MS", DEFAULT_DURABLE_WAIT_MS),

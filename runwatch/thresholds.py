@@ -60,7 +60,9 @@ class ThresholdPolicy:
         self._settings = settings
         self._policies = load_policies(settings.thresholds_file) if policies is None else policies
 
-    def resolve(self, type_: str, *, queued_override: int | None = None, running_override: int | None = None) -> Thresholds:
+    def resolve(
+        self, type_: str, *, queued_override: int | None = None, running_override: int | None = None
+    ) -> Thresholds:
         policy = self._policies.get(type_)
         queued, running, source = self._settings.queued_stale_seconds, self._settings.running_stale_seconds, "default"
         if policy is not None:

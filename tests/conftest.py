@@ -34,9 +34,7 @@ def servers() -> Iterator[Servers]:
     from runwatch import embedded
 
     started = embedded.start(log=lambda *_: None)
-    yield Servers(
-        normalize_database_url(db_url or started.database_url), redis_url or started.redis_url
-    )
+    yield Servers(normalize_database_url(db_url or started.database_url), redis_url or started.redis_url)
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +56,7 @@ def database_url(servers: Servers, session_token: str) -> Iterator[str]:
     yield url
     from runwatch import db
 
-    for (pid, engine_url), engine in list(db._engines.items()):
+    for (_pid, engine_url), engine in list(db._engines.items()):
         if engine_url == url:
             engine.dispose()
     with admin.connect() as conn:

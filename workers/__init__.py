@@ -1,7 +1,7 @@
 """Runwatch's execution side: the recording middleware and the job-author API.
 
-    broker = RedisBroker(url=...)
-    workers.install(broker)          # the one line; before declaring actors
+broker = RedisBroker(url=...)
+workers.install(broker)          # the one line; before declaring actors
 """
 
 from .broker import install, redis_broker

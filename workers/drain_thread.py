@@ -22,7 +22,8 @@ def start_drain_thread(recorder: Recorder, stop: threading.Event) -> threading.T
     if not settings.database_url:
         logger.error(
             "RUNWATCH_DATABASE_URL is not set: run events are kept in the Redis stream %r until a "
-            "drainer with a database runs (`runwatch drain`)", settings.event_stream,
+            "drainer with a database runs (`runwatch drain`)",
+            settings.event_stream,
         )
         return None
     drainer = Drainer(

@@ -13,15 +13,17 @@ from dramatiq.common import q_name
 from runwatch.events import DEFAULT_SUMMARY_KEYS, sanitize_error
 
 #: Actor options the recorder adds (declare actors after ``install``).
-ACTOR_OPTIONS = frozenset({
-    "runwatch_track",  # False: this actor is not recorded
-    "runwatch_type",  # operation type, default the actor name
-    "runwatch_label",  # human label of the type
-    "runwatch_queued_stale_seconds",
-    "runwatch_running_stale_seconds",
-    "runwatch_summary_keys",  # summary keys allowed beyond the default catalogue
-    "runwatch_store_args",  # True: keep the job arguments (they may hold secrets)
-})
+ACTOR_OPTIONS = frozenset(
+    {
+        "runwatch_track",  # False: this actor is not recorded
+        "runwatch_type",  # operation type, default the actor name
+        "runwatch_label",  # human label of the type
+        "runwatch_queued_stale_seconds",
+        "runwatch_running_stale_seconds",
+        "runwatch_summary_keys",  # summary keys allowed beyond the default catalogue
+        "runwatch_store_args",  # True: keep the job arguments (they may hold secrets)
+    }
+)
 #: Message options read at send time.
 TENANT_OPTION = "runwatch_tenant_id"
 INITIATOR_OPTION = "runwatch_initiator"

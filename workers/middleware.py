@@ -111,8 +111,14 @@ class Recorder(Middleware):
         run_api.enter(run)
         run.attempt = message.options.get("retries", 0) + 1
         self.shipper.emit(
-            ev.new_event(ev.STARTED, message.message_id, time.time(), meta, attempt=run.attempt,
-                         worker_id=self._worker_id(broker))
+            ev.new_event(
+                ev.STARTED,
+                message.message_id,
+                time.time(),
+                meta,
+                attempt=run.attempt,
+                worker_id=self._worker_id(broker),
+            )
         )
 
     @_never_raise
@@ -139,8 +145,15 @@ class Recorder(Middleware):
             self._failures[message.message_id] = {**error, "retries": attempt, "run_meta": run.meta}
         summary = {k: v for k, v in error.items() if k != "traceback"}
         self.shipper.emit(
-            ev.new_event(ev.ATTEMPT_FAILED, message.message_id, now, run.meta, attempt=attempt, error=summary,
-                         next_retry_at=next_retry),
+            ev.new_event(
+                ev.ATTEMPT_FAILED,
+                message.message_id,
+                now,
+                run.meta,
+                attempt=attempt,
+                error=summary,
+                next_retry_at=next_retry,
+            ),
             durable=not message.failed,
         )
 
@@ -175,8 +188,15 @@ class Recorder(Middleware):
         code = "job." + (evidence.get("exception_type") or "unknown").lower()
         failure_summary = [{"code": code, "message": reason.message}]
         self.shipper.emit(
-            ev.new_event(ev.DEAD_LETTERED, message.message_id, time.time(), run_meta, reason_code=reason.code,
-                         evidence=evidence, failure_summary=failure_summary),
+            ev.new_event(
+                ev.DEAD_LETTERED,
+                message.message_id,
+                time.time(),
+                run_meta,
+                reason_code=reason.code,
+                evidence=evidence,
+                failure_summary=failure_summary,
+            ),
             durable=True,
         )
 
@@ -201,17 +221,31 @@ class Recorder(Middleware):
 
     def _completed(self, run: run_api.Run, now: float) -> dict[str, Any]:
         return ev.new_event(
-            ev.COMPLETED, run.message_id, now, run.meta, outcome=run.outcome.value, summary=run.counts,
-            operator_message=run.operator_message, failure_summary=run.failure_summary,
-            progress_processed=run.processed, progress_total=run.total,
+            ev.COMPLETED,
+            run.message_id,
+            now,
+            run.meta,
+            outcome=run.outcome.value,
+            summary=run.counts,
+            operator_message=run.operator_message,
+            failure_summary=run.failure_summary,
+            progress_processed=run.processed,
+            progress_total=run.total,
         )
 
     def _on_progress(self, run: run_api.Run) -> None:
         if run.due_for_progress(self._progress_interval):
             self.shipper.emit(
-                ev.new_event(ev.PROGRESS, run.message_id, time.time(), run.meta, summary=dict(run.counts),
-                             operator_message=run.operator_message, progress_processed=run.processed,
-                             progress_total=run.total)
+                ev.new_event(
+                    ev.PROGRESS,
+                    run.message_id,
+                    time.time(),
+                    run.meta,
+                    summary=dict(run.counts),
+                    operator_message=run.operator_message,
+                    progress_processed=run.processed,
+                    progress_total=run.total,
+                )
             )
 
     def _profile(self, broker: dramatiq.Broker, actor_name: str) -> m.ActorProfile:

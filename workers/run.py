@@ -47,7 +47,9 @@ class Run:
     total: float | None = None
     last_progress_sent: float = 0.0
 
-    def progress(self, processed: float | None = None, total: float | None = None, *, message: str | None = None) -> None:
+    def progress(
+        self, processed: float | None = None, total: float | None = None, *, message: str | None = None
+    ) -> None:
         """Report progress; extends the run's freshness (also a plain heartbeat with no args)."""
         checked = validate_summary(
             {k: v for k, v in (("processed", processed), ("total", total)) if v is not None}, ("processed", "total")

@@ -77,9 +77,7 @@ def harness(settings: Settings, servers, namespace: str, engine) -> Iterator[Har
     recorder = workers.install(broker, settings=settings)
     broker.emit_after("process_boot")
     dramatiq.set_broker(broker)
-    drainer = Drainer(
-        broker.client, engine, ThresholdPolicy(settings), stream=settings.event_stream, batch_entries=50
-    )
+    drainer = Drainer(broker.client, engine, ThresholdPolicy(settings), stream=settings.event_stream, batch_entries=50)
     yield Harness(broker, recorder, drainer, engine)
     recorder.shipper.close()
     broker.close()

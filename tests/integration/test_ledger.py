@@ -22,8 +22,9 @@ def _apply(engine, events):
 
 def _row(engine, message_id="m"):
     with engine.connect() as conn:
-        return dict(conn.execute(text("SELECT * FROM operation_runs WHERE message_id=:m"), {"m": message_id})
-                    .mappings().one())
+        return dict(
+            conn.execute(text("SELECT * FROM operation_runs WHERE message_id=:m"), {"m": message_id}).mappings().one()
+        )
 
 
 def _lifecycle(message_id="m"):
@@ -44,8 +45,18 @@ def test_worker_events_arriving_before_the_producers_give_the_same_row(engine):
     late = _row(engine, "late-producer")
     _apply(engine, _lifecycle("in-order"))
     ordered = _row(engine, "in-order")
-    for column in ("status", "outcome", "created_at", "started_at", "completed_at", "tenant_id", "attempts",
-                   "deliveries", "summary_counts", "stale_at"):
+    for column in (
+        "status",
+        "outcome",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "tenant_id",
+        "attempts",
+        "deliveries",
+        "summary_counts",
+        "stale_at",
+    ):
         assert late[column] == ordered[column], column
 
 
@@ -62,8 +73,14 @@ def test_redelivered_events_change_nothing(engine):
 
 def test_late_outcome_after_reconciliation_is_an_event_and_the_reconciliation_stands(engine):
     enqueued, started, completed = _lifecycle()
-    dead = ev.new_event(ev.DEAD_LETTERED, "m", META["created_at"] + 1.5, META,
-                        reason_code="run.queue_failure_bridge", evidence={"exception_type": "E"})
+    dead = ev.new_event(
+        ev.DEAD_LETTERED,
+        "m",
+        META["created_at"] + 1.5,
+        META,
+        reason_code="run.queue_failure_bridge",
+        evidence={"exception_type": "E"},
+    )
     _apply(engine, [enqueued, started, dead])
     result = _apply(engine, [completed])
     row = _row(engine)

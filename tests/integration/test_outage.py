@@ -31,8 +31,9 @@ def pg_proxy(database_url):
 
 def test_postgres_outage_loses_no_outcome_and_fails_no_job(harness, worker, pg_proxy, settings, caplog):
     proxy, engine = pg_proxy
-    drainer = Drainer(harness.broker.client, engine, ThresholdPolicy(settings), stream=settings.event_stream,
-                      batch_entries=5)
+    drainer = Drainer(
+        harness.broker.client, engine, ThresholdPolicy(settings), stream=settings.event_stream, batch_entries=5
+    )
     stop = threading.Event()
     thread = threading.Thread(target=drainer.run, args=(stop,), kwargs={"block_ms": 50}, daemon=True)
 
@@ -82,8 +83,9 @@ def test_redis_outage_never_blocks_or_fails_the_job_and_ships_later(servers, nam
             shipper.emit({"n": n})
         proxy.restore()
         direct = redis.Redis.from_url(servers.redis_url)
-        wait_for(lambda: sum(len(__import__("json").loads(f[b"e"])) for _, f in direct.xrange(stream)) == 49,
-                 timeout=20)
+        wait_for(
+            lambda: sum(len(__import__("json").loads(f[b"e"])) for _, f in direct.xrange(stream)) == 49, timeout=20
+        )
         messages = [r.getMessage() for r in caplog.records]
         assert sum("could not ship" in m and "recovered" not in m for m in messages) <= 2
     finally:
@@ -92,8 +94,13 @@ def test_redis_outage_never_blocks_or_fails_the_job_and_ships_later(servers, nam
 
 
 def test_a_poisoned_event_is_rejected_and_the_rest_of_its_batch_applied(harness, settings):
-    good = {"id": "a" * 32, "kind": "started", "message_id": "good", "at": 1_700_000_000.0,
-            "meta": {"queue": "q", "actor": "a", "type": "t", "created_at": 1_700_000_000.0}}
+    good = {
+        "id": "a" * 32,
+        "kind": "started",
+        "message_id": "good",
+        "at": 1_700_000_000.0,
+        "meta": {"queue": "q", "actor": "a", "type": "t", "created_at": 1_700_000_000.0},
+    }
     # A tenant id beyond bigint: passes validation, fails in the database.
     poisoned = {**good, "id": "b" * 32, "message_id": "bad", "meta": {**good["meta"], "tenant_id": 2**70}}
     harness.recorder.shipper.emit(good)

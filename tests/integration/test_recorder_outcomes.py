@@ -39,7 +39,9 @@ def test_blocked_and_handled_failed_are_terminal_normal_and_acked(harness, worke
     harness.settle("q")
     run = harness.run(blocked.message_id)
     assert (run["outcome"], run["failure_summary"]) == (
-        "blocked", [{"code": "tenant.not_operable", "message": "Tenant is suspended"}])
+        "blocked",
+        [{"code": "tenant.not_operable", "message": "Tenant is suspended"}],
+    )
     run = harness.run(failed.message_id)
     assert run["outcome"] == "failed" and run["reconciled_at"] is None and run["attempts"] == 1
     assert run["failure_summary"][0]["code"] == "billing.remote_rejected"

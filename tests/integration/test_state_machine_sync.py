@@ -80,7 +80,11 @@ def test_stale_at_is_derived_by_the_database(engine):
         conn.execute(INSERT, {"message_id": "q", **_state_columns(Status.QUEUED, Outcome.PENDING, False)})
         stale_at = conn.execute(text("SELECT stale_at - created_at FROM operation_runs WHERE message_id='q'"))
         assert stale_at.scalar().total_seconds() == 60
-        conn.execute(text("UPDATE operation_runs SET status='running', started_at=created_at + interval '5 s' "
-                          "WHERE message_id='q'"))
+        conn.execute(
+            text(
+                "UPDATE operation_runs SET status='running', started_at=created_at + interval '5 s' "
+                "WHERE message_id='q'"
+            )
+        )
         stale_at = conn.execute(text("SELECT stale_at - started_at FROM operation_runs WHERE message_id='q'"))
         assert stale_at.scalar().total_seconds() == 60

@@ -15,8 +15,9 @@ def _events():
     return [
         ev.new_event(ev.ENQUEUED, "m", 100.0, {**META, "initiator": "alice"}),
         ev.new_event(ev.STARTED, "m", 101.0, META, attempt=1, worker_id="w1"),
-        ev.new_event(ev.ATTEMPT_FAILED, "m", 102.0, META, attempt=1, error={"exception_type": "E"},
-                     next_retry_at=110.0),
+        ev.new_event(
+            ev.ATTEMPT_FAILED, "m", 102.0, META, attempt=1, error={"exception_type": "E"}, next_retry_at=110.0
+        ),
         ev.new_event(ev.STARTED, "m", 110.0, META, attempt=2, worker_id="w2"),
         ev.new_event(ev.COMPLETED, "m", 111.0, META, outcome="partially_succeeded", summary={"skipped": 2}),
     ]

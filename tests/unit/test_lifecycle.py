@@ -8,7 +8,7 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 def test_transitions_only_climb_and_terminal_states_are_final():
     rank = {Status.QUEUED: 1, Status.RUNNING: 2, Status.COMPLETED: 3}
-    for (src, dst) in TRANSITIONS:
+    for src, dst in TRANSITIONS:
         assert src in STATES and dst in STATES
         assert rank[dst[0]] > rank[src[0]]
         assert src[0] != Status.COMPLETED

@@ -1,0 +1,73 @@
+"""CLI commands that need Dramatiq, registered into ``runwatch`` via an entry point."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register_demo(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "demo",
+        help="run sample jobs covering every outcome and print the runs (embedded servers by default)",
+        description="Starts an embedded PostgreSQL and Redis unless RUNWATCH_DATABASE_URL and "
+        "RUNWATCH_REDIS_URL are set, migrates, runs a worker on sample actors and prints the runs.",
+    )
+    parser.add_argument(
+        "--data-dir",
+        help="where the embedded servers keep their data (default: RUNWATCH_DATA_DIR or ~/.local/share/runwatch)",
+    )
+    parser.add_argument("--keep-servers", action="store_true", help="leave the embedded servers running at exit")
+    parser.set_defaults(func=_demo)
+
+
+def register_drain(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "drain",
+        help="apply recorded run events from Redis to PostgreSQL (for RUNWATCH_DRAIN=external)",
+    )
+    parser.add_argument("--once", action="store_true", help="drain what is there now, then exit")
+    parser.set_defaults(func=_drain)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(data_dir=args.data_dir, keep_servers=args.keep_servers)
+
+
+def _drain(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    import redis
+
+    from runwatch.db import engine_for
+    from runwatch.errors import ConfigError
+    from runwatch.settings import Settings
+    from runwatch.thresholds import ThresholdPolicy
+
+    from .drainer import Drainer
+
+    settings = Settings.from_env()
+    if not settings.redis_url:
+        raise ConfigError("RUNWATCH_REDIS_URL is not set")
+    drainer = Drainer(
+        redis.Redis.from_url(settings.redis_url),
+        engine_for(settings.require_database_url()),
+        ThresholdPolicy(settings),
+        stream=settings.event_stream,
+        batch_entries=settings.drain_batch,
+    )
+    if args.once:
+        result = drainer.drain_until_empty(max_seconds=600)
+        print(
+            f"runwatch: drained {result.entries} entries, {result.events} events "
+            f"({result.rejected} rejected, {result.late} late)"
+        )
+        return 0
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print(f"runwatch: draining {settings.event_stream!r} into PostgreSQL; Ctrl-C to stop")
+    drainer.run(stop)
+    return 0
