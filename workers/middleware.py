@@ -58,9 +58,8 @@ class Recorder(Middleware):
         self.settings = settings
         self.hook_errors = 0
         self._profiles: dict[str, m.ActorProfile] = {}
-        self._runs: dict[str, run_api.Run] = {}  # message_id -> run in progress (threads share us)
-        self._failures: dict[str, dict[str, Any]] = {}  # message_id -> evidence of the final attempt
-        self._retry_at: dict[str, float] = {}  # message_id -> when the retry is due
+        # NOTE: threads share this instance, and one message can be delivered twice at once, so
+        # per-delivery state lives with the worker thread that holds the delivery (run_api).
         self._local = threading.local()
         self._progress_interval = settings.progress_interval_ms / 1000
         self.drain_thread: threading.Thread | None = None
@@ -89,8 +88,9 @@ class Recorder(Middleware):
     @_never_raise
     def after_enqueue(self, broker: dramatiq.Broker, message: dramatiq.Message, delay: int | None) -> None:
         if getattr(self._local, "first_enqueue", None) != message.message_id:
-            if delay is not None and message.message_id in self._runs:
-                self._retry_at[message.message_id] = time.time() + delay / 1000
+            run = run_api.active(message.message_id)
+            if delay is not None and run is not None:
+                run.retry_at = time.time() + delay / 1000  # Retries re-enqueued it
             return
         self._local.first_enqueue = None
         profile = self._profile(broker, message.actor_name)
@@ -107,7 +107,6 @@ class Recorder(Middleware):
             return
         meta = m.message_meta(profile, message)
         run = run_api.Run(message.message_id, meta["type"], meta, profile.summary_keys, self._on_progress)
-        self._runs[message.message_id] = run
         run_api.enter(run)
         run.attempt = message.options.get("retries", 0) + 1
         self.shipper.emit(
@@ -130,8 +129,7 @@ class Recorder(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        run_api.leave()
-        run = self._runs.pop(message.message_id, None)
+        run = run_api.active(message.message_id)
         if run is None:
             return
         now = time.time()
@@ -140,9 +138,9 @@ class Recorder(Middleware):
             return
         error = m.error_evidence(exception)
         attempt = run.attempt
-        next_retry = None if message.failed else self._retry_at.pop(message.message_id, None)
+        next_retry = None if message.failed else run.retry_at
         if message.failed:
-            self._failures[message.message_id] = {**error, "retries": attempt, "run_meta": run.meta}
+            run.failure = {**error, "retries": attempt}
         summary = {k: v for k, v in error.items() if k != "traceback"}
         self.shipper.emit(
             ev.new_event(
@@ -159,21 +157,22 @@ class Recorder(Middleware):
 
     @_never_raise
     def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
-        run_api.leave()
-        run = self._runs.pop(message.message_id, None)
+        run = run_api.active(message.message_id)
         if run is not None:
             evidence = {"exception_type": "SkipMessage", "exception_message": "message skipped (age limit)"}
-            self._failures[message.message_id] = {**evidence, "skipped": True, "run_meta": run.meta}
+            run.failure = {**evidence, "skipped": True}
 
     @_never_raise
     def after_nack(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
-        failure = self._failures.pop(message.message_id, None)
-        if failure is None:  # no process hooks ran: an unknown actor, or a skip before ours
+        run = run_api.active(message.message_id)
+        run_api.leave()
+        if run is not None and run.failure is not None:
+            failure, run_meta = dict(run.failure), run.meta
+        else:  # no process hooks ran: an unknown actor, or a skip before ours
             profile = self._profile(broker, message.actor_name)
             if not profile.tracked:
                 return
-            failure = {**m.error_evidence(message._exception), "run_meta": m.message_meta(profile, message)}
-        run_meta = failure.pop("run_meta")
+            failure, run_meta = m.error_evidence(message._exception), m.message_meta(profile, message)
         reason = dead_letter_reason(failure.get("exception_type"), skipped=failure.pop("skipped", False))
         namespace = getattr(broker, "namespace", "dramatiq")
         evidence = {
@@ -199,6 +198,11 @@ class Recorder(Middleware):
             ),
             durable=True,
         )
+
+    def after_ack(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
+        # NOTE: not a completion (a delayed message leaving .DQ is acked too); only cleanup.
+        if run_api.active(message.message_id) is not None:
+            run_api.leave()
 
     # -- process lifecycle ---------------------------------------------------------------
 

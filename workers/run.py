@@ -40,6 +40,8 @@ class Run:
     _on_progress: Callable[[Run], None]
     outcome: Outcome = Outcome.SUCCEEDED
     attempt: int = 1
+    retry_at: float | None = None  # set when Retries re-enqueued this delivery
+    failure: dict[str, Any] | None = None  # evidence of a final failure, for the dead-letter event
     operator_message: str | None = None
     counts: dict[str, float] = field(default_factory=dict)
     failure_summary: list[dict[str, str]] = field(default_factory=list)
@@ -102,6 +104,12 @@ def current_run() -> Run:
     if run is None:
         raise NotInsideRun("current_run() is only available inside a tracked actor while it runs")
     return run
+
+
+def active(message_id: str) -> Run | None:
+    """The run this thread is processing, if it is the delivery of ``message_id``."""
+    run = _current.get()
+    return run if run is not None and run.message_id == message_id else None
 
 
 def enter(run: Run) -> contextvars.Token[Run | None]:

@@ -37,3 +37,26 @@ def test_malformed_tenant_fails_at_call_site_and_enqueues_nothing(harness):
     with pytest.raises(workers.InvalidSendOptions, match="tenant id"):
         job.send_with_options(runwatch_tenant_id="seven")
     assert harness.broker.client.llen(f"{harness.broker.namespace}:badinput") == 0
+
+
+def test_duplicate_delivery_is_one_run_with_both_deliveries_counted(harness, worker):
+    import threading
+
+    release, both_started = threading.Event(), threading.Barrier(3, timeout=10)  # both deliveries and this test
+
+    @dramatiq.actor(queue_name="dup")
+    def twice():
+        both_started.wait()
+        release.wait(10)
+
+    message = twice.message()
+    harness.broker.enqueue(message)
+    harness.broker.enqueue(message)  # the same message delivered a second time
+    both_started.wait()
+    release.set()
+    harness.settle("dup")
+    run = harness.run(message.message_id)
+    assert run["deliveries"] == 2 and run["outcome"] == "succeeded"
+    events = harness.events(message.message_id)
+    completions = [e for e in events if e["kind"] == "completed"]
+    assert len(completions) == 2 and sum(e["late"] for e in completions) == 1
