@@ -33,8 +33,9 @@ def servers() -> Iterator[Servers]:
         return
     from runwatch import embedded
 
-    started = embedded.start(log=lambda *_: None)
-    yield Servers(normalize_database_url(db_url or started.database_url), redis_url or started.redis_url)
+    # NOTE: running() stops only servers it started itself, never a developer's demo servers.
+    with embedded.running(log=lambda *_: None) as started:
+        yield Servers(normalize_database_url(db_url or started.database_url), redis_url or started.redis_url)
 
 
 @pytest.fixture(scope="session")
