@@ -60,3 +60,25 @@ def test_duplicate_delivery_is_one_run_with_both_deliveries_counted(harness, wor
     events = harness.events(message.message_id)
     completions = [e for e in events if e["kind"] == "completed"]
     assert len(completions) == 2 and sum(e["late"] for e in completions) == 1
+
+
+def test_recorder_is_first_so_its_after_hooks_run_last(harness):
+    assert harness.broker.middleware[0] is harness.recorder
+
+
+def test_a_broken_recorder_never_fails_the_job(harness, worker, monkeypatch, caplog):
+    def explode(*args, **kwargs):
+        raise RuntimeError("recorder bug")
+
+    monkeypatch.setattr(harness.recorder.shipper, "emit", explode)
+    done = []
+
+    @dramatiq.actor(queue_name="robust", max_retries=0)
+    def job():
+        done.append(1)
+
+    job.send()
+    harness.broker.join("robust", timeout=10_000)
+    assert done == [1]
+    assert harness.recorder.hook_errors >= 2  # enqueue, start and completion hooks all failed
+    assert harness.broker.client.zcard(f"{harness.broker.namespace}:robust.XQ") == 0
