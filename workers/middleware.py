@@ -23,9 +23,9 @@ import dramatiq
 from dramatiq.errors import ActorNotFound
 from dramatiq.middleware import Middleware
 
+from bridge.callback import dead_letter_event
 from runwatch import events as ev
 from runwatch.errors import ValidationError
-from runwatch.reasons import dead_letter_reason
 from runwatch.settings import Settings
 
 from . import meta as m
@@ -173,31 +173,7 @@ class Recorder(Middleware):
             if not profile.tracked:
                 return
             failure, run_meta = m.error_evidence(message._exception), m.message_meta(profile, message)
-        reason = dead_letter_reason(failure.get("exception_type"), skipped=failure.pop("skipped", False))
-        namespace = getattr(broker, "namespace", "dramatiq")
-        evidence = {
-            **failure,
-            "queue": run_meta["queue"],
-            "retries": message.options.get("retries", 0),
-            "max_retries": run_meta.get("max_retries"),
-            "dead_letter_key": f"{namespace}:{run_meta['queue']}.XQ",
-            "message_id": message.message_id,
-            "redis_message_id": message.options.get("redis_message_id"),
-        }
-        code = "job." + (evidence.get("exception_type") or "unknown").lower()
-        failure_summary = [{"code": code, "message": reason.message}]
-        self.shipper.emit(
-            ev.new_event(
-                ev.DEAD_LETTERED,
-                message.message_id,
-                time.time(),
-                run_meta,
-                reason_code=reason.code,
-                evidence=evidence,
-                failure_summary=failure_summary,
-            ),
-            durable=True,
-        )
+        self.shipper.emit(dead_letter_event(broker, message, run_meta, failure), durable=True)
 
     def after_ack(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
         # NOTE: not a completion (a delayed message leaving .DQ is acked too); only cleanup.
