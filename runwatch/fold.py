@@ -60,6 +60,8 @@ def fold(message_events: Iterable[dict[str, Any]], policy: ThresholdPolicy) -> d
     }
     row["late_event_ids"] = []
     for event in events:
+        if event.get("redis_message_id"):
+            row["redis_message_id"] = event["redis_message_id"]  # the latest delivery's Redis id
         if row["status"] == Status.COMPLETED.value:
             # NOTE: the first terminal event wins; a later outcome is kept as a late event.
             if event["kind"] in TERMINAL_KINDS:

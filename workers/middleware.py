@@ -89,14 +89,19 @@ class Recorder(Middleware):
     def after_enqueue(self, broker: dramatiq.Broker, message: dramatiq.Message, delay: int | None) -> None:
         if getattr(self._local, "first_enqueue", None) != message.message_id:
             run = run_api.active(message.message_id)
-            if delay is not None and run is not None:
-                run.retry_at = time.time() + delay / 1000  # Retries re-enqueued it
+            if delay is not None and run is not None:  # Retries re-enqueued it
+                run.retry_at = time.time() + delay / 1000
+                run.retry_redis_message_id = message.options.get("redis_message_id")
             return
         self._local.first_enqueue = None
         profile = self._profile(broker, message.actor_name)
         if profile.tracked:
             meta = m.message_meta(profile, message)
-            self.shipper.emit(ev.new_event(ev.ENQUEUED, message.message_id, time.time(), meta, delay_ms=delay))
+            redis_id = message.options.get("redis_message_id")
+            event = ev.new_event(
+                ev.ENQUEUED, message.message_id, time.time(), meta, delay_ms=delay, redis_message_id=redis_id
+            )
+            self.shipper.emit(event)
 
     # -- worker side ---------------------------------------------------------------------
 
@@ -117,6 +122,7 @@ class Recorder(Middleware):
                 meta,
                 attempt=run.attempt,
                 worker_id=self._worker_id(broker),
+                redis_message_id=message.options.get("redis_message_id"),
             )
         )
 
@@ -151,6 +157,7 @@ class Recorder(Middleware):
                 attempt=attempt,
                 error=summary,
                 next_retry_at=next_retry,
+                redis_message_id=None if message.failed else run.retry_redis_message_id,
             ),
             durable=not message.failed,
         )

@@ -41,6 +41,7 @@ class Run:
     outcome: Outcome = Outcome.SUCCEEDED
     attempt: int = 1
     retry_at: float | None = None  # set when Retries re-enqueued this delivery
+    retry_redis_message_id: str | None = None  # ... under this Redis id, in the delay queue
     failure: dict[str, Any] | None = None  # evidence of a final failure, for the dead-letter event
     operator_message: str | None = None
     counts: dict[str, float] = field(default_factory=dict)

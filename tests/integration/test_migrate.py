@@ -13,13 +13,13 @@ def test_migrate_is_idempotent_and_safe_concurrently(database_url):
         t.start()
     for t in threads:
         t.join(30)
-    assert results == ["0001"] * 3
+    assert len(set(results)) == 1 and results[0] is not None and len(results) == 3
 
 
 def test_cli_migrate_reports_the_revision(database_url, monkeypatch, capsys):
     monkeypatch.setenv("RUNWATCH_DATABASE_URL", database_url)
     assert main(["migrate"]) == 0
-    assert "revision 0001" in capsys.readouterr().out
+    assert "schema is at revision" in capsys.readouterr().out
 
 
 def test_cli_without_database_url_is_a_clear_error(monkeypatch, capsys):

@@ -82,3 +82,35 @@ def test_a_broken_recorder_never_fails_the_job(harness, worker, monkeypatch, cap
     assert done == [1]
     assert harness.recorder.hook_errors >= 2  # enqueue, start and completion hooks all failed
     assert harness.broker.client.zcard(f"{harness.broker.namespace}:robust.XQ") == 0
+
+
+def test_the_run_knows_the_redis_id_of_its_current_delivery(harness, worker):
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    @dramatiq.actor(queue_name="rid", max_retries=1, min_backoff=60_000, max_backoff=60_000)
+    def fails_once():
+        started.set()
+        release.wait(10)
+        raise RuntimeError("retry me later")
+
+    message = fails_once.send()
+    assert started.wait(10)
+    harness.recorder.shipper.flush()
+    harness.drainer.drain_until_empty()
+    client, ns = harness.broker.client, harness.broker.namespace
+    first = harness.run(message.message_id)["redis_message_id"]
+    assert client.hexists(f"{ns}:rid.msgs", first)
+    release.set()
+
+    def retried():
+        harness.recorder.shipper.flush()
+        harness.drainer.drain_until_empty()
+        rid = harness.run(message.message_id)["redis_message_id"]
+        return rid if rid != first else None
+
+    from tests.integration.conftest import wait_for
+
+    retry_id = wait_for(retried)
+    assert client.hexists(f"{ns}:rid.DQ.msgs", retry_id)  # the retry waits in the delay queue

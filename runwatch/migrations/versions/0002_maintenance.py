@@ -1,0 +1,33 @@
+"""Maintenance bookkeeping: the last pass of each periodic job, and the message's Redis id.
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("""
+    -- One row per periodic job (bridge scan, healer, prune): when it last ran and what it found;
+    -- read by `runwatch` commands and by the API's metrics (lag, last pass, duration).
+    CREATE TABLE maintenance_passes (
+        name         text PRIMARY KEY,
+        started_at   timestamptz NOT NULL,
+        finished_at  timestamptz NOT NULL,
+        duration_ms  double precision NOT NULL,
+        result       jsonb NOT NULL DEFAULT '{}'
+    );
+    -- The id under which Redis holds the current delivery (new on every enqueue): lets the healer
+    -- look the message up in <queue>.msgs / .DQ.msgs with one HEXISTS instead of a scan.
+    ALTER TABLE operation_runs ADD COLUMN redis_message_id text;
+    """)
+
+
+def downgrade() -> None:
+    op.execute("DROP TABLE maintenance_passes; ALTER TABLE operation_runs DROP COLUMN redis_message_id;")
