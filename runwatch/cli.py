@@ -45,7 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--limit", type=int, default=30, help="how many runs (default 30)")
     runs.set_defaults(func=_runs)
     for entry in entry_points(group="runwatch.commands"):
-        entry.load()(sub)
+        try:
+            register = entry.load()
+        except ImportError as exc:  # a broken plugin must not take the other commands down
+            print(f"runwatch: command {entry.name!r} unavailable: {exc}", file=sys.stderr)
+            continue
+        register(sub)
     return parser
 
 

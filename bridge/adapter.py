@@ -1,0 +1,139 @@
+"""The dead-letter adapter: reconcile runs whose failure callback was lost.
+
+A dead letter whose run is not terminal (worker killed between the nack and the write,
+events lost) means the broker knows of a failure the ledger never got. Each such run becomes
+``completed/failed`` with ``source=adapter_reconciler``, ``run.adapter_out_of_sync`` and
+evidence naming the dead-letter entry. The event id is derived from the dead letter, so two
+scans at once (or one scan twice) reconcile each run exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis
+from sqlalchemy import Engine
+
+from runwatch import events as ev
+from runwatch.ledger import apply_events
+from runwatch.lookups import record_pass, statuses
+from runwatch.reasons import ADAPTER_OUT_OF_SYNC
+from runwatch.thresholds import ThresholdPolicy
+
+from . import deadletters as dl
+from .keys import Keys
+
+logger = logging.getLogger("runwatch.bridge")
+
+#: A dead letter younger than this may still have its callback event in flight: leave it.
+DEFAULT_MIN_AGE_SECONDS = 60
+PASS_NAME = "bridge"
+_NAMESPACE = uuid.UUID("6f1c3c1e-5d0b-4c35-9a49-2a8f6f2b6f00")
+
+
+@dataclass
+class AdapterResult:
+    scanned: int = 0
+    undecodable: list[str] = field(default_factory=list)  # "<queue>.XQ/<redis id>: error"
+    already_terminal: int = 0
+    too_recent: int = 0
+    candidates: int = 0
+    reconciled: int = 0
+    oldest_unbridged_age_seconds: float | None = None
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def reconcile_once(
+    client: redis.Redis,
+    engine: Engine,
+    keys: Keys,
+    policy: ThresholdPolicy,
+    *,
+    now: float | None = None,
+    min_age_seconds: float = DEFAULT_MIN_AGE_SECONDS,
+    dry_run: bool = False,
+    queue: str | None = None,
+) -> AdapterResult:
+    """One scan of every dead-letter set; returns what it found and did."""
+    started = time.time()
+    now = started if now is None else now
+    result = AdapterResult(dry_run=dry_run)
+    letters: list[dl.DeadLetter] = []
+    for letter in dl.scan(client, keys, queue=queue):
+        result.scanned += 1
+        if letter.message is None:
+            result.undecodable.append(
+                f"{keys.dead_letters(letter.queue)}/{letter.redis_message_id}: {letter.decode_error}"
+            )
+            logger.warning(
+                "undecodable dead letter %s/%s skipped: %s",
+                keys.dead_letters(letter.queue),
+                letter.redis_message_id,
+                letter.decode_error,
+            )
+        else:
+            letters.append(letter)
+    with engine.begin() as conn:
+        known = statuses(conn, [d.message_id for d in letters])
+        unbridged = [d for d in letters if known.get(d.message_id, ("missing",))[0] != "completed"]
+        result.already_terminal = len(letters) - len(unbridged)
+        if unbridged:
+            result.oldest_unbridged_age_seconds = round(now - min(d.dead_at for d in unbridged), 3)
+        due = [d for d in unbridged if now - d.dead_at >= min_age_seconds]
+        result.too_recent = len(unbridged) - len(due)
+        result.candidates = len(due)
+        if due and not dry_run:
+            result.reconciled = apply_events(conn, [_event(keys, d, now) for d in due], policy).runs_written
+        if not dry_run:
+            record_pass(
+                conn, PASS_NAME, started=started, duration_ms=(time.time() - started) * 1000, result=result.as_dict()
+            )
+    return result
+
+
+def _event(keys: Keys, letter: dl.DeadLetter, now: float) -> dict[str, Any]:
+    message = letter.message
+    assert message is not None
+    options = message.options
+    meta = {
+        "queue": letter.queue,
+        "actor": message.actor_name,
+        "type": message.actor_name,  # the actor's runwatch_type is unknown here; an existing row keeps its own
+        "created_at": message.message_timestamp / 1000,
+        "tenant_id": options.get("runwatch_tenant_id"),
+        "initiator": options.get("runwatch_initiator"),
+        "retry_of": options.get("runwatch_retry_of"),
+        "max_retries": options.get("max_retries"),
+    }
+    traceback_text = options.get("traceback") or ""
+    evidence = {
+        "dead_letter_key": keys.dead_letters(letter.queue),
+        "redis_message_id": letter.redis_message_id,
+        "dead_lettered_at": letter.dead_at,
+        "found_by": "dead-letter scan: the run was not terminal, its failure callback never reached the ledger",
+        "queue": letter.queue,
+        "actor": message.actor_name,
+        "retries": options.get("retries", 0),
+        "max_retries": options.get("max_retries"),
+        # NOTE: the dead-letter copy holds the options of the last *enqueue*: this traceback is the
+        # previous attempt's, which is why the failure callback captures the final one in the worker.
+        "last_enqueued_traceback_tail": ev.sanitize_error(traceback_text[-500:]) if traceback_text else None,
+    }
+    event = ev.new_event(
+        ev.DEAD_LETTERED,
+        message.message_id,
+        now,
+        meta,
+        reason_code=ADAPTER_OUT_OF_SYNC.code,
+        evidence=evidence,
+        failure_summary=[{"code": "job.dead_lettered", "message": ADAPTER_OUT_OF_SYNC.message}],
+    )
+    event["id"] = uuid.uuid5(_NAMESPACE, f"{letter.queue}/{letter.redis_message_id}").hex
+    return event

@@ -1,0 +1,242 @@
+"""``runwatch deadletters ...`` and ``runwatch bridge scan``: the SRE side of dead letters."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+
+from runwatch.errors import ConfigError
+
+
+def register_deadletters(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("deadletters", help="list, show, requeue or purge Dramatiq dead letters")
+    parser.add_argument("--namespace", default="dramatiq", help="Dramatiq's Redis namespace (default dramatiq)")
+    dsub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = dsub.add_parser("list", help="dead letters with their run ids, reason and age")
+    _filters(listing)
+    listing.add_argument("--limit", type=int, default=100, help="at most this many rows (default 100)")
+    listing.set_defaults(func=_list)
+    show = dsub.add_parser("show", help="one run's dead letter with the run's evidence")
+    show.add_argument("run_id", type=int)
+    show.set_defaults(func=_show)
+    requeue = dsub.add_parser("requeue", help="enqueue dead letters again, each as a new run linked to the old")
+    requeue.add_argument("run_ids", type=int, nargs="*", help="runs to requeue (or use --queue/--actor/--all)")
+    _filters(requeue)
+    requeue.add_argument("--all", action="store_true", help="every dead letter (of --queue, if given)")
+    requeue.add_argument("--dry-run", action="store_true", help="show what would be requeued, change nothing")
+    requeue.set_defaults(func=_requeue)
+    purge = dsub.add_parser("purge", help="delete dead letters (needs --yes)")
+    _filters(purge)
+    purge.add_argument("--all", action="store_true", help="every queue's dead letters")
+    purge.add_argument("--yes", action="store_true", help="really delete")
+    purge.add_argument("--dry-run", action="store_true", help="count what would be deleted")
+    purge.set_defaults(func=_purge)
+
+
+def register_bridge(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("bridge", help="reconcile runs from the dead-letter queues")
+    bsub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    scan = bsub.add_parser("scan", help="one adapter pass: dead letters whose run is not terminal get reconciled")
+    scan.add_argument("--namespace", default="dramatiq")
+    scan.add_argument("--queue", help="only this queue")
+    scan.add_argument("--min-age-seconds", type=float, default=None, help="skip younger dead letters (default 60)")
+    scan.add_argument("--dry-run", action="store_true", help="report candidates, change nothing")
+    scan.set_defaults(func=_scan)
+
+
+def _filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--queue", help="only this queue")
+    parser.add_argument("--actor", help="only this actor")
+
+
+def _context(args: argparse.Namespace):
+    import redis
+
+    from runwatch.db import engine_for
+    from runwatch.settings import Settings
+    from runwatch.thresholds import ThresholdPolicy
+
+    from .keys import Keys
+
+    settings = Settings.from_env()
+    if not settings.redis_url:
+        raise ConfigError("RUNWATCH_REDIS_URL is not set (the Redis your Dramatiq broker uses)")
+    client = redis.Redis.from_url(settings.redis_url)
+    return (
+        settings,
+        client,
+        engine_for(settings.require_database_url()),
+        Keys(args.namespace),
+        ThresholdPolicy(settings),
+    )
+
+
+def _letters(args, client, keys):
+    from . import deadletters as dl
+
+    if args.queue:
+        dl.check_queue(client, keys, args.queue)
+    return dl.scan(client, keys, queue=args.queue, actor=args.actor)
+
+
+def _age(dead_at: float) -> str:
+    seconds = int(time.time() - dead_at)
+    return (
+        f"{seconds // 86400}d{seconds % 86400 // 3600}h"
+        if seconds >= 86400
+        else f"{seconds // 3600}h{seconds % 3600 // 60}m{seconds % 60}s"
+    )
+
+
+def _list(args: argparse.Namespace) -> int:
+    from runwatch.lookups import statuses
+
+    _, client, engine, keys, _ = _context(args)
+    letters = []
+    for letter in _letters(args, client, keys):
+        letters.append(letter)
+        if len(letters) >= args.limit:
+            break
+    with engine.connect() as conn:
+        runs = statuses(conn, [d.message_id for d in letters if d.message_id])
+        reasons = (
+            dict(
+                conn.exec_driver_sql(
+                    "SELECT message_id, coalesce(reason_code, status || '/' || outcome) FROM operation_runs "
+                    "WHERE message_id = ANY(%(ids)s)",
+                    {"ids": list(runs)},
+                ).all()
+            )
+            if runs
+            else {}
+        )
+    rows = [("run", "queue", "actor", "age", "reason", "redis id")]
+    for d in letters:
+        run = runs.get(d.message_id)
+        rows.append(
+            (
+                str(run[1]) if run else "-",
+                d.queue,
+                d.actor_name or "<undecodable>",
+                _age(d.dead_at),
+                reasons.get(d.message_id, d.decode_error or "no run recorded"),
+                d.redis_message_id,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    print(f"({len(letters)} dead letter(s){'; --limit reached' if len(letters) >= args.limit else ''})")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from runwatch.lookups import run_by_id
+
+    from .requeue import letter_of_run
+
+    _, client, engine, keys, _ = _context(args)
+    letter = letter_of_run(client, engine, keys, args.run_id)
+    with engine.connect() as conn:
+        run = run_by_id(conn, args.run_id)
+    out = {
+        "run": {
+            k: run[k]
+            for k in (
+                "id",
+                "type",
+                "status",
+                "outcome",
+                "reconciliation_source",
+                "reason_code",
+                "reason_message",
+                "attempts",
+                "tenant_id",
+            )
+        },
+        "evidence": run["reconciliation_evidence"],
+        "dead_letter": {
+            "key": keys.dead_letters(letter.queue),
+            "redis_message_id": letter.redis_message_id,
+            "dead_lettered_at": datetime.fromtimestamp(letter.dead_at, UTC).isoformat(),
+            "actor": letter.actor_name,
+            "args": letter.message.args if letter.message else None,
+        },
+    }
+    print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+def _requeue(args: argparse.Namespace) -> int:
+    from dramatiq.brokers.redis import RedisBroker
+
+    from .requeue import letter_of_run, requeue
+
+    settings, client, engine, keys, policy = _context(args)
+    if args.run_ids and (args.all or args.queue or args.actor):
+        raise ConfigError("give run ids, or filters (--queue/--actor/--all), not both")
+    if not args.run_ids and not (args.all or args.queue or args.actor):
+        raise ConfigError("say what to requeue: run ids, --queue/--actor, or --all")
+    letters = [letter_of_run(client, engine, keys, run_id) for run_id in args.run_ids] or list(
+        _letters(args, client, keys)
+    )
+    broker = RedisBroker(url=settings.redis_url, namespace=keys.namespace)
+    total = len(letters)
+
+    def progress(n: int) -> None:
+        if n % 100 == 0 or n == total:
+            print(f"requeued {n}/{total}", file=sys.stderr)
+
+    result = requeue(broker, engine, keys, policy, letters, dry_run=args.dry_run, progress=progress)
+    verb = "would requeue" if args.dry_run else "requeued"
+    for old, new, message_id in result.requeued:
+        print(
+            f"{verb} run {old if old is not None else '-'} -> "
+            f"{'new run ' + str(new) if new is not None else 'a new run'} (message {message_id})"
+        )
+    for skipped in result.skipped:
+        print(f"skipped undecodable dead letter {skipped}", file=sys.stderr)
+    print(f"{verb} {len(result.requeued)} dead letter(s), skipped {len(result.skipped)}")
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from .requeue import purge
+
+    _, client, _, keys, _ = _context(args)
+    if not (args.all or args.queue or args.actor):
+        raise ConfigError("say what to purge: --queue Q, --actor A, or --all")
+    letters = list(_letters(args, client, keys))
+    if not (args.yes or args.dry_run):
+        print(f"would delete {len(letters)} dead letter(s); pass --yes to delete them", file=sys.stderr)
+        return 2
+    count = purge(client, keys, letters, dry_run=args.dry_run)
+    print(f"{'would delete' if args.dry_run else 'deleted'} {count} dead letter(s)")
+    return 0
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from . import deadletters as dl
+    from .adapter import DEFAULT_MIN_AGE_SECONDS, reconcile_once
+
+    _, client, engine, keys, policy = _context(args)
+    if args.queue:
+        dl.check_queue(client, keys, args.queue)
+    min_age = DEFAULT_MIN_AGE_SECONDS if args.min_age_seconds is None else args.min_age_seconds
+    result = reconcile_once(
+        client, engine, keys, policy, min_age_seconds=min_age, dry_run=args.dry_run, queue=args.queue
+    )
+    for line in result.undecodable:
+        print(f"undecodable dead letter skipped: {line}", file=sys.stderr)
+    lag = result.oldest_unbridged_age_seconds
+    print(
+        f"scanned {result.scanned} dead letter(s): {result.already_terminal} already terminal, "
+        f"{result.candidates} to reconcile, {result.too_recent} too recent, {len(result.undecodable)} undecodable; "
+        f"{'would reconcile' if args.dry_run else 'reconciled'} "
+        f"{result.candidates if args.dry_run else result.reconciled}"
+        f"; oldest unbridged dead letter: {'none' if lag is None else f'{lag:.0f} s'}"
+    )
+    return 0

@@ -1,0 +1,103 @@
+"""Read and remove Dramatiq's dead letters (``<queue>.XQ`` zset + ``<queue>.XQ.msgs`` hash)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import dramatiq
+import redis
+
+from runwatch.errors import RunwatchError
+
+from .keys import Keys
+
+#: Dead letters fetched per round trip while scanning.
+SCAN_BATCH = 500
+
+
+class UnknownQueue(RunwatchError):
+    """No key of this queue exists in Redis."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    queue: str
+    redis_message_id: str
+    dead_at: float  # epoch seconds of the nack
+    message: dramatiq.Message | None  # None when the payload cannot be decoded
+    decode_error: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.queue}.XQ"
+
+    @property
+    def message_id(self) -> str | None:
+        return self.message.message_id if self.message else None
+
+    @property
+    def actor_name(self) -> str | None:
+        return self.message.actor_name if self.message else None
+
+
+def dead_letter_queues(client: redis.Redis, keys: Keys) -> list[str]:
+    """Every queue that has a dead-letter set, sorted."""
+    found = {keys.queue_of_dead_letter_key(k.decode()) for k in client.scan_iter(match=keys.dead_letter_pattern())}
+    return sorted(q for q in found if client.type(keys.dead_letters(q)) == b"zset")
+
+
+def check_queue(client: redis.Redis, keys: Keys, queue: str) -> None:
+    """Raise ``UnknownQueue`` unless Redis holds any key of ``queue``."""
+    candidates = (keys.queue(queue), keys.messages(queue), keys.delay_messages(queue), keys.dead_letters(queue))
+    if not client.exists(*candidates):
+        raise UnknownQueue(f"unknown queue {queue!r}: no key of it in Redis namespace {keys.namespace!r}")
+
+
+def scan(
+    client: redis.Redis, keys: Keys, *, queue: str | None = None, actor: str | None = None
+) -> Iterator[DeadLetter]:
+    """Dead letters, oldest first per queue; undecodable payloads are yielded with their error."""
+    queues = [queue] if queue else dead_letter_queues(client, keys)
+    for name in queues:
+        start = 0
+        while True:
+            batch = client.zrange(keys.dead_letters(name), start, start + SCAN_BATCH - 1, withscores=True)
+            if not batch:
+                break
+            start += len(batch)
+            payloads = client.hmget(keys.dead_letter_messages(name), [rid for rid, _ in batch])
+            for (rid, score), payload in zip(batch, payloads, strict=True):
+                letter = _decode(name, rid.decode(), score / 1000, payload)
+                if actor is None or letter.actor_name == actor:
+                    yield letter
+
+
+def get(client: redis.Redis, keys: Keys, queue: str, redis_message_id: str) -> DeadLetter | None:
+    score = client.zscore(keys.dead_letters(queue), redis_message_id)
+    if score is None:
+        return None
+    payload = client.hget(keys.dead_letter_messages(queue), redis_message_id)
+    return _decode(queue, redis_message_id, score / 1000, payload)
+
+
+def find_by_message_id(client: redis.Redis, keys: Keys, queue: str, message_id: str) -> DeadLetter | None:
+    return next((d for d in scan(client, keys, queue=queue) if d.message_id == message_id), None)
+
+
+def remove(client: redis.Redis, keys: Keys, letter: DeadLetter) -> bool:
+    """Delete one dead letter; False if it was already gone (another operator, or the TTL)."""
+    with client.pipeline(transaction=True) as pipe:
+        pipe.zrem(keys.dead_letters(letter.queue), letter.redis_message_id)
+        pipe.hdel(keys.dead_letter_messages(letter.queue), letter.redis_message_id)
+        removed, _ = pipe.execute()
+    return bool(removed)
+
+
+def _decode(queue: str, rid: str, dead_at: float, payload: bytes | None) -> DeadLetter:
+    if payload is None:
+        return DeadLetter(queue, rid, dead_at, None, "payload missing from the .XQ.msgs hash")
+    try:
+        return DeadLetter(queue, rid, dead_at, dramatiq.Message.decode(payload))
+    except Exception as exc:  # DecodeError, or a payload of the wrong shape
+        return DeadLetter(queue, rid, dead_at, None, f"{type(exc).__name__}: {exc}"[:300])
