@@ -19,6 +19,7 @@ import redis
 from sqlalchemy import Engine
 
 from runwatch import events as ev
+from runwatch import statements as sql
 from runwatch.ledger import apply_events
 from runwatch.lookups import record_pass, statuses
 from runwatch.reasons import ADAPTER_OUT_OF_SYNC
@@ -32,6 +33,7 @@ logger = logging.getLogger("runwatch.bridge")
 #: A dead letter younger than this may still have its callback event in flight: leave it.
 DEFAULT_MIN_AGE_SECONDS = 60
 PASS_NAME = "bridge"
+ADAPTER_LOCK_KEY = 0x52574442  # "RWDB"
 _NAMESPACE = uuid.UUID("6f1c3c1e-5d0b-4c35-9a49-2a8f6f2b6f00")
 
 
@@ -45,6 +47,7 @@ class AdapterResult:
     reconciled: int = 0
     oldest_unbridged_age_seconds: float | None = None
     dry_run: bool = False
+    locked_out: bool = False  # another scan was running: this one did nothing
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,6 +68,20 @@ def reconcile_once(
     started = time.time()
     now = started if now is None else now
     result = AdapterResult(dry_run=dry_run)
+    with engine.begin() as conn:
+        # NOTE: concurrent scans are harmless (event ids dedupe) but wasteful: one at a time.
+        if not conn.execute(sql.TRY_XACT_LOCK, {"key": ADAPTER_LOCK_KEY}).scalar():
+            result.locked_out = True
+            return result
+        _scan(conn, client, keys, policy, result, now=now, min_age_seconds=min_age_seconds, queue=queue)
+        if not dry_run:
+            record_pass(
+                conn, PASS_NAME, started=started, duration_ms=(time.time() - started) * 1000, result=result.as_dict()
+            )
+    return result
+
+
+def _scan(conn, client, keys, policy, result: AdapterResult, *, now, min_age_seconds, queue) -> None:
     letters: list[dl.DeadLetter] = []
     for letter in dl.scan(client, keys, queue=queue):
         result.scanned += 1
@@ -80,22 +97,16 @@ def reconcile_once(
             )
         else:
             letters.append(letter)
-    with engine.begin() as conn:
-        known = statuses(conn, [d.message_id for d in letters])
-        unbridged = [d for d in letters if known.get(d.message_id, ("missing",))[0] != "completed"]
-        result.already_terminal = len(letters) - len(unbridged)
-        if unbridged:
-            result.oldest_unbridged_age_seconds = round(now - min(d.dead_at for d in unbridged), 3)
-        due = [d for d in unbridged if now - d.dead_at >= min_age_seconds]
-        result.too_recent = len(unbridged) - len(due)
-        result.candidates = len(due)
-        if due and not dry_run:
-            result.reconciled = apply_events(conn, [_event(keys, d, now) for d in due], policy).runs_written
-        if not dry_run:
-            record_pass(
-                conn, PASS_NAME, started=started, duration_ms=(time.time() - started) * 1000, result=result.as_dict()
-            )
-    return result
+    known = statuses(conn, [d.message_id for d in letters])
+    unbridged = [d for d in letters if known.get(d.message_id, ("missing",))[0] != "completed"]
+    result.already_terminal = len(letters) - len(unbridged)
+    if unbridged:
+        result.oldest_unbridged_age_seconds = round(now - min(d.dead_at for d in unbridged), 3)
+    due = [d for d in unbridged if now - d.dead_at >= min_age_seconds]
+    result.too_recent = len(unbridged) - len(due)
+    result.candidates = len(due)
+    if due and not result.dry_run:
+        result.reconciled = apply_events(conn, [_event(keys, d, now) for d in due], policy).runs_written
 
 
 def _event(keys: Keys, letter: dl.DeadLetter, now: float) -> dict[str, Any]:

@@ -26,6 +26,8 @@ DEFAULT_DURABLE_WAIT_MS = 2000
 DEFAULT_BUFFER_MAX_EVENTS = 100_000
 #: Stream entries the drainer applies to PostgreSQL per transaction.
 DEFAULT_DRAIN_BATCH = 200
+#: Seconds between maintenance passes (healer + dead-letter scan) in each worker process; 0 disables.
+DEFAULT_HEAL_INTERVAL_SECONDS = 30
 #: Minimum gap between two progress events of the same run (the latest values always win).
 DEFAULT_PROGRESS_INTERVAL_MS = 1000
 
@@ -66,6 +68,7 @@ class Settings:
     drain_batch: int = DEFAULT_DRAIN_BATCH
     progress_interval_ms: int = DEFAULT_PROGRESS_INTERVAL_MS
     drain_in_worker: bool = True
+    heal_interval_seconds: int = DEFAULT_HEAL_INTERVAL_SECONDS
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -91,6 +94,7 @@ class Settings:
             drain_batch=_int(env, "RUNWATCH_DRAIN_BATCH", DEFAULT_DRAIN_BATCH, minimum=1),
             progress_interval_ms=_int(env, "RUNWATCH_PROGRESS_INTERVAL_MS", DEFAULT_PROGRESS_INTERVAL_MS),
             drain_in_worker=drain_mode == "worker",
+            heal_interval_seconds=_int(env, "RUNWATCH_HEAL_INTERVAL_SECONDS", DEFAULT_HEAL_INTERVAL_SECONDS),
         )
 
     def require_database_url(self) -> str:

@@ -94,3 +94,51 @@ ON CONFLICT (message_id) DO UPDATE SET
 WHERE r.status <> 'completed'
 RETURNING r.message_id
 """)
+
+#: Single-flight for periodic passes: transaction-scoped, so a crashed pass can never hold it.
+TRY_XACT_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
+
+#: Live runs past their deadline, oldest deadline first (an index scan on operation_runs_stale_at).
+#: SKIP LOCKED: a run a drainer is writing right now is looked at next pass, not waited for.
+HEAL_CANDIDATES = text("""
+SELECT id, message_id, type, queue_name, status, tenant_id, worker_id, redis_message_id, created_at,
+       started_at, last_progress_at, next_retry_at, stale_at, queued_stale_seconds, running_stale_seconds,
+       threshold_source, time_limit_ms, attempts, deliveries, now() AS db_now
+FROM operation_runs
+WHERE status IN ('queued', 'running') AND stale_at <= now()
+  AND (CAST(:types AS text[]) IS NULL OR type = ANY(CAST(:types AS text[])))
+  AND (CAST(:tenants AS bigint[]) IS NULL OR tenant_id = ANY(CAST(:tenants AS bigint[])))
+  AND NOT (type = ANY(CAST(:opted_out AS text[])))
+ORDER BY stale_at
+LIMIT :limit
+FOR UPDATE SKIP LOCKED
+""")
+
+#: Reconcile stale runs. Guarded: only a run still in the status the healer saw, still past its
+#: deadline; a run that completed (or progressed) meanwhile keeps its own outcome.
+RECONCILE_STALE = text("""
+UPDATE operation_runs AS r SET
+    status = 'completed', outcome = 'failed', completed_at = now(), reconciled_at = now(),
+    reconciliation_source = 'scheduled_reconciler', reason_code = d.reason_code,
+    reason_message = d.reason_message, reconciliation_evidence = d.evidence,
+    failure_summary = jsonb_build_array(jsonb_build_object('code', d.reason_code, 'message', d.reason_message)),
+    healer_checked_at = now(), healer_note = d.evidence
+FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+     AS d(id bigint, status text, reason_code text, reason_message text, evidence jsonb)
+WHERE r.id = d.id AND r.status = d.status AND r.stale_at <= now()
+RETURNING r.id, r.message_id, d.reason_code, d.evidence
+""")
+
+#: Remember why a stale run was left alone (backlog, live worker, grace): "why not healed yet".
+NOTE_SKIPPED = text("""
+UPDATE operation_runs AS r SET healer_checked_at = now(), healer_note = d.note
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS d(id bigint, note jsonb)
+WHERE r.id = d.id AND r.status <> 'completed'
+""")
+
+#: Every reconciliation is an event in the run's log, like every other transition.
+LOG_RECONCILIATIONS = text("""
+INSERT INTO run_events (event_uuid, message_id, kind, at, details)
+SELECT gen_random_uuid(), d.message_id, 'reconciled', now(), d.details
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS d(message_id text, details jsonb)
+""")

@@ -60,6 +60,10 @@ class ThresholdPolicy:
         self._settings = settings
         self._policies = load_policies(settings.thresholds_file) if policies is None else policies
 
+    def opted_out_types(self) -> list[str]:
+        """Types whose config says ``heal = false``."""
+        return sorted(name for name, policy in self._policies.items() if not policy.heal)
+
     def resolve(
         self, type_: str, *, queued_override: int | None = None, running_override: int | None = None
     ) -> Thresholds:

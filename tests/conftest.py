@@ -71,8 +71,12 @@ def engine(database_url: str):
 
     engine = engine_for(database_url)
     yield engine
-    with engine.begin() as conn:
-        conn.execute(text("TRUNCATE operation_runs, run_events RESTART IDENTITY CASCADE"))
+    with engine.begin() as conn:  # every table but the migration bookkeeping, so new tables are covered
+        tables = conn.execute(text(
+            "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables "
+            "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        )).scalar()
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture(scope="session")

@@ -63,6 +63,7 @@ class Recorder(Middleware):
         self._local = threading.local()
         self._progress_interval = settings.progress_interval_ms / 1000
         self.drain_thread: threading.Thread | None = None
+        self.maintenance_thread: threading.Thread | None = None
         self._drain_stop = threading.Event()
 
     @property
@@ -194,6 +195,10 @@ class Recorder(Middleware):
             from .drain_thread import start_drain_thread
 
             self.drain_thread = start_drain_thread(self, self._drain_stop)
+        from .maintenance import start_thread
+
+        namespace = getattr(broker, "namespace", "dramatiq")
+        self.maintenance_thread = start_thread(self.shipper.client, self.settings, namespace, self._drain_stop)
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         pass

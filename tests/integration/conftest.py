@@ -67,6 +67,7 @@ def settings(database_url: str, servers, namespace: str) -> Settings:
         event_stream=f"{namespace}:runwatch:events",
         flush_interval_ms=10,
         drain_in_worker=False,
+        heal_interval_seconds=0,
         progress_interval_ms=0,
     )
 

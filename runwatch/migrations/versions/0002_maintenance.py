@@ -1,4 +1,4 @@
-"""Maintenance bookkeeping: the last pass of each periodic job, and the message's Redis id.
+"""Maintenance bookkeeping: last pass of each periodic job, the message's Redis id, healer notes.
 
 Revision ID: 0002
 Revises: 0001
@@ -26,8 +26,15 @@ def upgrade() -> None:
     -- The id under which Redis holds the current delivery (new on every enqueue): lets the healer
     -- look the message up in <queue>.msgs / .DQ.msgs with one HEXISTS instead of a scan.
     ALTER TABLE operation_runs ADD COLUMN redis_message_id text;
+    -- What the healer found the last time it looked at a live run and left it alone (backlog,
+    -- live worker, outage grace): the answer to "why not healed yet".
+    ALTER TABLE operation_runs ADD COLUMN healer_checked_at timestamptz;
+    ALTER TABLE operation_runs ADD COLUMN healer_note jsonb;
     """)
 
 
 def downgrade() -> None:
-    op.execute("DROP TABLE maintenance_passes; ALTER TABLE operation_runs DROP COLUMN redis_message_id;")
+    op.execute(
+        "DROP TABLE maintenance_passes; ALTER TABLE operation_runs DROP COLUMN redis_message_id, "
+        "DROP COLUMN healer_checked_at, DROP COLUMN healer_note;"
+    )

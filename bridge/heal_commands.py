@@ -1,0 +1,131 @@
+"""``runwatch heal`` (passes, dry runs, ``--explain``) and ``runwatch prune``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+from typing import Any
+
+from runwatch.errors import ConfigError
+
+
+def register_heal(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("heal", help="resolve stale runs on broker evidence (single-flight; cron-safe)")
+    parser.add_argument("--namespace", default="dramatiq", help="Dramatiq's Redis namespace (default dramatiq)")
+    parser.add_argument("--once", action="store_true", help="one pass, then exit (for cron)")
+    parser.add_argument("--interval-seconds", type=float, default=30.0, help="between passes without --once")
+    parser.add_argument("--dry-run", action="store_true", help="show what a pass would do, change nothing")
+    parser.add_argument("--limit", type=int, default=10_000, help="at most this many runs per pass")
+    parser.add_argument("--type", action="append", dest="types", help="only this operation type (repeatable)")
+    parser.add_argument("--tenant", action="append", type=int, dest="tenants", help="only this tenant (repeatable)")
+    parser.add_argument("--explain", type=int, metavar="RUN_ID", help="why this run is (not) healed, and what next")
+    parser.set_defaults(func=_heal)
+
+
+def _heal(args: argparse.Namespace) -> int:
+    import redis
+
+    from runwatch.db import engine_for
+    from runwatch.healer import HealOptions, heal_once
+    from runwatch.settings import Settings
+    from runwatch.thresholds import ThresholdPolicy
+
+    from .keys import Keys
+    from .locator import RedisLocator
+
+    settings = Settings.from_env()
+    if not settings.redis_url:
+        raise ConfigError("RUNWATCH_REDIS_URL is not set (the Redis your Dramatiq broker uses)")
+    if args.limit < 1:
+        raise ConfigError("--limit must be at least 1")
+    engine = engine_for(settings.require_database_url())
+    locator = RedisLocator(
+        redis.Redis.from_url(settings.redis_url), Keys(args.namespace), event_stream=settings.event_stream
+    )
+    policy = ThresholdPolicy(settings)
+    if args.explain is not None:
+        return _explain(engine, locator, args.explain)
+    options = HealOptions(dry_run=args.dry_run, limit=args.limit, types=args.types, tenants=args.tenants)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    while True:
+        result = heal_once(engine, locator, policy, options)
+        _print_pass(result)
+        if args.once or args.dry_run or stop.wait(args.interval_seconds):
+            return 0
+
+
+def _print_pass(result: Any) -> None:
+    if result.locked_out:
+        print("heal: another pass holds the lock; nothing done")
+        return
+    rows = [("run", "action", "why / reason", "threshold", "age s", "message found in", "worker alive")]
+    for d in result.decisions[:50]:
+        rows.append(
+            (
+                str(d["id"]),
+                d["action"],
+                d.get("reason_code") or d.get("why", ""),
+                f"{d['threshold_seconds']}s ({d['threshold_source']})",
+                f"{d['age_seconds']:.0f}",
+                d["message_found_in"] or ("not found" if d["broker_checked"] else "not checked"),
+                {True: "yes", False: "no", None: "-"}[d["worker_alive"]],
+            )
+        )
+    if len(rows) > 1:
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        if len(result.decisions) > 50:
+            print(f"... and {len(result.decisions) - 50} more")
+    skipped = ", ".join(f"{n} {why}" for why, n in sorted(result.skipped.items())) or "none"
+    verb = "would reconcile" if result.dry_run else "reconciled"
+    reconciled = sum(d["action"] == "reconcile" for d in result.decisions) if result.dry_run else result.reconciled
+    print(
+        f"heal: {result.candidates} stale candidate(s), {verb} {reconciled}, skipped: {skipped}"
+        f"{'; paused: ' + result.paused if result.paused else ''} ({result.duration_ms:.0f} ms)"
+    )
+
+
+def _explain(engine, locator, run_id: int) -> int:
+    from runwatch.healer import HealOptions, decide
+    from runwatch.lookups import run_by_id
+
+    with engine.connect() as conn:
+        run = run_by_id(conn, run_id)
+        now = conn.exec_driver_sql("SELECT now()").scalar()
+    if run is None:
+        raise ConfigError(f"no run with id {run_id}")
+    out: dict[str, Any] = {"run": run_id, "status": run["status"], "outcome": run["outcome"]}
+    if run["status"] == "completed":
+        out["explanation"] = (
+            "reconciled by " + run["reconciliation_source"] if run["reconciled_at"] else "completed by the job itself"
+        ) + "; the healer never touches terminal runs"
+        out["reconciliation"] = run["reconciliation_evidence"]
+    else:
+        queued = run["status"] == "queued"
+        out.update(
+            {
+                "threshold_seconds": run["queued_stale_seconds"] if queued else run["running_stale_seconds"],
+                "threshold_source": run["threshold_source"],
+                "stale_at": run["stale_at"],
+                "freshness": "likely_stale" if run["stale_at"] and run["stale_at"] <= now else "fresh_active",
+                "healer_last_checked_at": run["healer_checked_at"],
+                "healer_last_found": run["healer_note"],
+            }
+        )
+        if run["stale_at"] > now:
+            out["next"] = f"nothing until {run['stale_at'].isoformat()}; progress reports push that deadline back"
+        else:
+            candidate = {**run, "db_now": now}
+            verdict = decide(candidate, locator.observe([candidate])[run_id], HealOptions())
+            out["next"] = (
+                f"the next pass reconciles it as {verdict['reason_code']}"
+                if verdict["action"] == "reconcile"
+                else f"the next pass leaves it: {verdict['note']}"
+            )
+            out["evidence_now"] = verdict
+    print(json.dumps(out, indent=2, default=str))
+    return 0

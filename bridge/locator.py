@@ -1,0 +1,78 @@
+"""Where is a run's message, and is its worker alive? The healer's broker evidence, from Redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from runwatch.healer import Observation
+
+from .keys import Keys
+
+#: Dramatiq's Redis broker default: a worker silent this long is dead (and its messages requeued).
+DEFAULT_HEARTBEAT_TIMEOUT_MS = 60_000
+
+
+class RedisLocator:
+    """Answers ``runwatch.healer.Locator`` with a few pipelined round trips per pass, not per run."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        event_stream: str,
+        heartbeat_timeout_ms: int = DEFAULT_HEARTBEAT_TIMEOUT_MS,
+    ) -> None:
+        self._client = client
+        self._keys = keys
+        self._stream = event_stream
+        self._heartbeat_timeout_ms = heartbeat_timeout_ms
+
+    def ledger_backlog(self) -> int:
+        """Event batches still in the stream (deleted once applied): non-zero while the ledger lags."""
+        return int(self._client.xlen(self._stream))
+
+    def observe(self, runs: Sequence[dict[str, Any]]) -> dict[int, Observation]:
+        located = [r for r in runs if r.get("redis_message_id")]
+        workers = sorted({r["worker_id"] for r in runs if r["status"] == "running" and r.get("worker_id")})
+        with self._client.pipeline(transaction=False) as pipe:
+            for run in located:
+                pipe.hexists(self._keys.messages(run["queue_name"]), run["redis_message_id"])
+                pipe.hexists(self._keys.delay_messages(run["queue_name"]), run["redis_message_id"])
+            for worker in workers:
+                pipe.zscore(self._keys.heartbeats(), worker)
+            replies = pipe.execute()
+        now_ms = time.time() * 1000
+        found = {}
+        for i, run in enumerate(located):
+            in_queue, in_delay = replies[2 * i], replies[2 * i + 1]
+            found[run["id"]] = "queue" if in_queue else "delay_queue" if in_delay else None
+        beats = dict(zip(workers, replies[2 * len(located) :], strict=True))
+        observations = {}
+        for run in runs:
+            queue = run["queue_name"]
+            beat = beats.get(run.get("worker_id"))
+            age = None if beat is None else round((now_ms - beat) / 1000, 3)
+            alive = (
+                None if run["status"] != "running" else (age is not None and age * 1000 < self._heartbeat_timeout_ms)
+            )
+            if run["id"] in found:
+                observations[run["id"]] = Observation(
+                    checked=True,
+                    found_in=found[run["id"]],
+                    looked_in=(self._keys.messages(queue), self._keys.delay_messages(queue)),
+                    worker_alive=alive,
+                    heartbeat_age_seconds=age,
+                )
+            else:
+                observations[run["id"]] = Observation(
+                    checked=False,
+                    worker_alive=alive,
+                    heartbeat_age_seconds=age,
+                    detail="no Redis message id recorded for this run: the broker could not be asked",
+                )
+        return observations

@@ -1,0 +1,248 @@
+"""The stale-run healer: resolve live runs past their deadline, on broker evidence, never on a guess.
+
+``heal_once`` is the whole pass (STYLE.md §9); the Dramatiq actor, the in-worker schedule and
+``runwatch heal`` only call it. Rules (DESIGN.md §4):
+
+- queued past its threshold: if the broker still holds the message (queue or delay queue) it is
+  backlog and stays ``likely_stale`` with that note; otherwise ``run.stale_queued``.
+- running with no progress past its threshold: if the message is back in the broker (a dead
+  worker's message requeued) it waits for redelivery; if the worker that holds it still
+  heartbeats it is slow, not dead, until the hard ceiling (time limit + margin); otherwise
+  ``run.stale_running``.
+- outage safety: no reconciliation while the event stream still holds events the ledger has not
+  applied (a PostgreSQL outage), nor within ``outage_grace_seconds`` after a pass could not reach
+  the broker (a Redis outage: workers' heartbeats and buffered progress need time to come back).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine
+
+from . import statements as sql
+from .lookups import last_pass, record_pass
+from .reasons import STALE_QUEUED, STALE_RUNNING
+from .thresholds import ThresholdPolicy
+
+#: Any constant; the same in every process.
+HEAL_LOCK_KEY = 0x52574845  # "RWHE"
+PASS_NAME = "healer"
+#: Its own row, so that passes during the grace do not overwrite when the outage was seen.
+OUTAGE_PASS_NAME = "healer_broker_outage"
+DEFAULT_LIMIT = 10_000
+#: A live worker may hold a run this long past its time limit before the healer stops believing it.
+DEFAULT_CEILING_MARGIN_SECONDS = 60
+#: After a pass could not reach the broker, wait this long before reconciling again.
+DEFAULT_OUTAGE_GRACE_SECONDS = 120
+#: Used as the ceiling when an actor has no time limit.
+DEFAULT_TIME_LIMIT_MS = 600_000
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the broker said about one run's message and worker."""
+
+    checked: bool  # False: the broker could not be asked (no Redis id recorded)
+    found_in: str | None = None  # "queue" or "delay_queue"
+    looked_in: tuple[str, ...] = ()
+    worker_alive: bool | None = None
+    heartbeat_age_seconds: float | None = None
+    detail: str | None = None
+
+
+class Locator(Protocol):
+    """The broker side of the evidence (``bridge.locator.RedisLocator``)."""
+
+    def observe(self, runs: Sequence[dict[str, Any]]) -> dict[int, Observation]: ...
+
+    def ledger_backlog(self) -> int: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class HealOptions:
+    dry_run: bool = False
+    limit: int = DEFAULT_LIMIT
+    types: Sequence[str] | None = None
+    tenants: Sequence[int] | None = None
+    ceiling_margin_seconds: float = DEFAULT_CEILING_MARGIN_SECONDS
+    outage_grace_seconds: float = DEFAULT_OUTAGE_GRACE_SECONDS
+
+
+@dataclass
+class HealResult:
+    candidates: int = 0
+    reconciled: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    locked_out: bool = False  # another pass holds the lock: this one did nothing
+    paused: str | None = None  # why the whole pass only observed
+    dry_run: bool = False
+    duration_ms: float = 0.0
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "candidates": self.candidates,
+            "reconciled": self.reconciled,
+            "skipped": dict(self.skipped),
+            "locked_out": self.locked_out,
+            "paused": self.paused,
+            "dry_run": self.dry_run,
+            "duration_ms": round(self.duration_ms, 1),
+        }
+
+
+def decide(run: dict[str, Any], obs: Observation, options: HealOptions) -> dict[str, Any]:
+    """The healer's verdict on one stale run: ``{"action": "reconcile"|"skip", ...evidence}``."""
+    now: datetime = run["db_now"]
+    queued = run["status"] == "queued"
+    threshold = run["queued_stale_seconds"] if queued else run["running_stale_seconds"]
+    since = (
+        run["created_at"]
+        if queued
+        else max(t for t in (run["last_progress_at"], run["started_at"], run["created_at"], run["next_retry_at"]) if t)
+    )
+    evidence: dict[str, Any] = {
+        "status_seen": run["status"],
+        "threshold_seconds": threshold,
+        "threshold_source": run["threshold_source"],
+        "stale_at": run["stale_at"].isoformat(),
+        "age_seconds": round((now - since).total_seconds(), 3),
+        "last_progress_at": run["last_progress_at"].isoformat() if run["last_progress_at"] else None,
+        "worker_id": run["worker_id"],
+        "worker_alive": obs.worker_alive,
+        "heartbeat_age_seconds": obs.heartbeat_age_seconds,
+        "looked_for_message_in": list(obs.looked_in),
+        "message_found_in": obs.found_in,
+        "broker_checked": obs.checked,
+        "checked_at": now.isoformat(),
+    }
+    if obs.detail:
+        evidence["broker_detail"] = obs.detail
+    if obs.found_in is not None:
+        why = (
+            "backlog: the broker still holds the message"
+            if queued
+            else "message back in the broker, awaiting redelivery"
+        )
+        return {"action": "skip", "why": "backlog" if queued else "requeued", "note": why, **evidence}
+    if not queued and obs.worker_alive:
+        limit_ms = run["time_limit_ms"] or DEFAULT_TIME_LIMIT_MS
+        ceiling = since + timedelta(milliseconds=limit_ms, seconds=options.ceiling_margin_seconds)
+        evidence["hard_ceiling_at"] = ceiling.isoformat()
+        if now < ceiling:
+            return {
+                "action": "skip",
+                "why": "worker_alive",
+                "note": "slow, not dead: its worker heartbeats",
+                **evidence,
+            }
+        evidence["note"] = "worker heartbeats but the run is past its time limit plus margin"
+    reason = STALE_QUEUED if queued else STALE_RUNNING
+    return {"action": "reconcile", "reason_code": reason.code, "reason_message": reason.message, **evidence}
+
+
+def heal_once(
+    engine: Engine, locator: Locator, policy: ThresholdPolicy, options: HealOptions = HealOptions()
+) -> HealResult:
+    """One healing pass; single-flight across every process via a transaction-scoped advisory lock."""
+    started = time.time()
+    result = HealResult(dry_run=options.dry_run)
+    with engine.begin() as conn:
+        if not conn.execute(sql.TRY_XACT_LOCK, {"key": HEAL_LOCK_KEY}).scalar():
+            result.locked_out = True
+            return result
+        result.paused = _pause_reason(conn, locator, options)
+        runs = [
+            dict(r)
+            for r in conn.execute(
+                sql.HEAL_CANDIDATES,
+                {
+                    "types": list(options.types) if options.types else None,
+                    "tenants": list(options.tenants) if options.tenants else None,
+                    "opted_out": policy.opted_out_types(),
+                    "limit": options.limit,
+                },
+            ).mappings()
+        ]
+        result.candidates = len(runs)
+        observations = locator.observe(runs) if runs else {}
+        reconcile, notes = [], []
+        for run in runs:
+            verdict = decide(run, observations[run["id"]], options)
+            if result.paused and verdict["action"] == "reconcile":
+                verdict = {**verdict, "action": "skip", "why": "paused", "note": result.paused}
+            result.decisions.append({"id": run["id"], **verdict})
+            if verdict["action"] == "reconcile":
+                reconcile.append(
+                    {
+                        "id": run["id"],
+                        "status": run["status"],
+                        "reason_code": verdict["reason_code"],
+                        "reason_message": verdict["reason_message"],
+                        "evidence": _evidence(verdict),
+                    }
+                )
+            else:
+                result.skipped[verdict["why"]] += 1
+                notes.append({"id": run["id"], "note": _evidence(verdict)})
+        if not options.dry_run:
+            result.reconciled = _write(conn, reconcile, notes)
+        result.duration_ms = (time.time() - started) * 1000
+        if not options.dry_run:
+            record_pass(conn, PASS_NAME, started=started, duration_ms=result.duration_ms, result=result.as_dict())
+    return result
+
+
+def record_broker_outage(engine: Engine, exc: BaseException) -> None:
+    """Called when a pass could not reach the broker: starts the outage grace for later passes."""
+    with engine.begin() as conn:
+        record_pass(
+            conn,
+            OUTAGE_PASS_NAME,
+            started=time.time(),
+            duration_ms=0,
+            result={"error": f"broker unreachable: {type(exc).__name__}", "broker_outage": True},
+        )
+
+
+def _pause_reason(conn: Connection, locator: Locator, options: HealOptions) -> str | None:
+    backlog = locator.ledger_backlog()
+    if backlog:
+        return f"ledger catching up: {backlog} run event batch(es) not yet applied"
+    previous = last_pass(conn, OUTAGE_PASS_NAME)
+    if previous:
+        since = conn.exec_driver_sql(
+            "SELECT extract(epoch FROM now() - %(t)s)", {"t": previous["finished_at"]}
+        ).scalar()
+        if since < options.outage_grace_seconds:
+            return f"outage grace: the broker was unreachable {float(since):.0f} s ago"
+    return None
+
+
+def _write(conn: Connection, reconcile: list[dict[str, Any]], notes: list[dict[str, Any]]) -> int:
+    if notes:
+        conn.execute(sql.NOTE_SKIPPED, {"rows": json.dumps(notes)})
+    if not reconcile:
+        return 0
+    done = conn.execute(sql.RECONCILE_STALE, {"rows": json.dumps(reconcile)}).all()
+    log = [
+        {
+            "message_id": r.message_id,
+            "details": {"source": "scheduled_reconciler", "reason_code": r.reason_code, "evidence": r.evidence},
+        }
+        for r in done
+    ]
+    if log:
+        conn.execute(sql.LOG_RECONCILIATIONS, {"rows": json.dumps(log)})
+    return len(done)
+
+
+def _evidence(verdict: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in verdict.items() if k not in ("action", "reason_code", "reason_message")}

@@ -1,0 +1,231 @@
+"""The healer on real PostgreSQL and Redis: both sides of every threshold, time faked in the database."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from bridge.keys import Keys
+from bridge.locator import RedisLocator
+from runwatch import events as ev
+from runwatch.healer import HealOptions, heal_once
+from runwatch.ledger import apply_events
+from runwatch.thresholds import ThresholdPolicy, TypePolicy
+
+INSERT = text("""
+INSERT INTO operation_runs (message_id, type, queue_name, actor_name, status, outcome, tenant_id, created_at,
+    started_at, last_progress_at, completed_at, worker_id, redis_message_id, time_limit_ms,
+    queued_stale_seconds, running_stale_seconds, threshold_source)
+VALUES (:message_id, :type, 'q', 'a', :status, :outcome, :tenant_id, now() - make_interval(secs => :age),
+    CASE WHEN :status <> 'queued' THEN now() - make_interval(secs => :age) END,
+    CASE WHEN :status <> 'queued' THEN now() - make_interval(secs => :age) END,
+    CASE WHEN :status = 'completed' THEN now() END, :worker_id, :rid, :time_limit_ms, 60, 60, 'default')
+RETURNING id
+""")
+
+
+@pytest.fixture
+def heal(harness, settings):
+    keys = Keys(harness.broker.namespace)
+    locator = RedisLocator(harness.broker.client, keys, event_stream=settings.event_stream)
+    policy = ThresholdPolicy(settings, {"opted.out": TypePolicy(heal=False)})
+
+    def run(**options):
+        return heal_once(harness.engine, locator, policy, HealOptions(**options))
+
+    run.keys = keys
+    return run
+
+
+def seed(engine, status="queued", *, age=120, outcome="pending", type_="t", tenant_id=None, worker_id=None,
+         rid=None, time_limit_ms=None):
+    with engine.begin() as conn:
+        return conn.execute(INSERT, {
+            "message_id": uuid.uuid4().hex, "type": type_, "status": status, "outcome": outcome,
+            "tenant_id": tenant_id, "age": age, "worker_id": worker_id, "rid": rid, "time_limit_ms": time_limit_ms,
+        }).scalar()
+
+
+def row(engine, run_id):
+    with engine.connect() as conn:
+        return dict(conn.execute(text("SELECT * FROM operation_runs WHERE id = :i"), {"i": run_id}).mappings().one())
+
+
+def snapshot(engine):
+    with engine.connect() as conn:
+        runs = conn.execute(text("SELECT * FROM operation_runs ORDER BY id")).mappings().all()
+        events = conn.execute(text("SELECT count(*) FROM run_events")).scalar()
+    return [dict(r) for r in runs], events
+
+
+def test_queued_runs_on_both_sides_of_the_threshold_and_in_the_broker(harness, heal):
+    client, keys = harness.broker.client, heal.keys
+    lost = seed(harness.engine, age=120, rid="lost-rid")
+    fresh = seed(harness.engine, age=30, rid="fresh-rid")
+    backlog = seed(harness.engine, age=120, rid="waiting-rid")
+    delayed = seed(harness.engine, age=120, rid="delayed-rid")
+    client.hset(keys.messages("q"), "waiting-rid", b"{}")
+    client.hset(keys.delay_messages("q"), "delayed-rid", b"{}")
+
+    result = heal()
+    assert (result.candidates, result.reconciled, dict(result.skipped)) == (3, 1, {"backlog": 2})
+    healed = row(harness.engine, lost)
+    assert (healed["status"], healed["outcome"], healed["reason_code"], healed["reconciliation_source"]) == (
+        "completed", "failed", "run.stale_queued", "scheduled_reconciler")
+    evidence = healed["reconciliation_evidence"]
+    assert evidence["message_found_in"] is None and evidence["threshold_seconds"] == 60
+    assert evidence["looked_for_message_in"] == [keys.messages("q"), keys.delay_messages("q")]
+    assert row(harness.engine, fresh)["status"] == "queued" and row(harness.engine, fresh)["healer_note"] is None
+    for run_id, where in ((backlog, "queue"), (delayed, "delay_queue")):
+        kept = row(harness.engine, run_id)
+        assert kept["status"] == "queued" and kept["healer_note"]["message_found_in"] == where
+
+
+def test_running_runs_dead_worker_live_worker_and_hard_ceiling(harness, heal):
+    client, keys = harness.broker.client, heal.keys
+    client.zadd(keys.heartbeats(), {"alive": time.time() * 1000, "dead": time.time() * 1000 - 120_000})
+    dead = seed(harness.engine, "running", worker_id="dead", rid="r1")
+    slow = seed(harness.engine, "running", worker_id="alive", rid="r2", time_limit_ms=600_000)
+    overdue = seed(harness.engine, "running", age=700, worker_id="alive", rid="r3", time_limit_ms=60_000)
+    progressing = seed(harness.engine, "running", age=10, worker_id="dead", rid="r4")
+
+    result = heal()
+    assert (result.reconciled, dict(result.skipped)) == (2, {"worker_alive": 1})
+    assert row(harness.engine, dead)["reason_code"] == "run.stale_running"
+    assert row(harness.engine, dead)["reconciliation_evidence"]["worker_alive"] is False
+    assert row(harness.engine, slow)["status"] == "running"
+    assert row(harness.engine, slow)["healer_note"]["why"] == "worker_alive"
+    assert row(harness.engine, overdue)["reconciliation_evidence"]["worker_alive"] is True
+    assert row(harness.engine, progressing)["status"] == "running"
+
+
+def test_terminal_runs_filters_and_opt_out_stay_untouched(harness, heal):
+    done = [seed(harness.engine, "completed", outcome=o, age=9999) for o in ("succeeded", "failed", "blocked")]
+    other_type = seed(harness.engine, type_="other")
+    other_tenant = seed(harness.engine, tenant_id=2)
+    opted_out = seed(harness.engine, type_="opted.out")
+    target = seed(harness.engine, tenant_id=1)
+    before = {i: row(harness.engine, i) for i in done}
+
+    result = heal(types=["t"], tenants=[1])
+    assert (result.candidates, result.reconciled) == (1, 1)
+    assert row(harness.engine, target)["reason_code"] == "run.stale_queued"
+    for untouched in (other_type, other_tenant, opted_out):
+        assert row(harness.engine, untouched)["status"] == "queued"
+    assert {i: row(harness.engine, i) for i in done} == before
+    assert heal().reconciled == 2  # without filters, everything but the opted-out type
+
+
+def test_limit_takes_the_oldest_deadlines_first(harness, heal):
+    old, older = seed(harness.engine, age=200), seed(harness.engine, age=300)
+    seed(harness.engine, age=100)
+    assert heal(limit=2).reconciled == 2
+    assert {row(harness.engine, i)["status"] for i in (old, older)} == {"completed"}
+
+
+def test_dry_run_writes_nothing(harness, heal):
+    seed(harness.engine)
+    seed(harness.engine, "running", worker_id="gone")
+    before = snapshot(harness.engine)
+    result = heal(dry_run=True)
+    assert result.candidates == 2 and result.reconciled == 0
+    assert [d["action"] for d in result.decisions] == ["reconcile", "reconcile"]
+    assert snapshot(harness.engine) == before
+
+
+def test_concurrent_passes_in_threads_reconcile_each_run_once(harness, heal):
+    ids = [seed(harness.engine) for _ in range(30)]
+    results, barrier = [], threading.Barrier(4)
+
+    def one_pass():
+        barrier.wait()
+        results.append(heal())
+
+    threads = [threading.Thread(target=one_pass) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sum(r.reconciled for r in results) == 30
+    with harness.engine.connect() as conn:
+        logged = conn.execute(text("SELECT count(*) FROM run_events WHERE kind = 'reconciled'")).scalar()
+    assert logged == 30 and {row(harness.engine, i)["status"] for i in ids} == {"completed"}
+
+
+def test_a_run_locked_by_a_completing_writer_keeps_its_own_outcome(harness, heal, settings):
+    run_id = seed(harness.engine, "running", worker_id="gone")
+    message_id = row(harness.engine, run_id)["message_id"]
+    completion = ev.new_event(ev.COMPLETED, message_id, time.time(), {
+        "queue": "q", "actor": "a", "type": "t", "created_at": time.time() - 120}, outcome="succeeded")
+    with harness.engine.connect() as writer:
+        tx = writer.begin()
+        writer.execute(text("SELECT 1 FROM operation_runs WHERE id = :i FOR UPDATE"), {"i": run_id})
+        assert heal().reconciled == 0  # SKIP LOCKED: the row being written is not touched
+        apply_events(writer, [completion], ThresholdPolicy(settings))
+        tx.commit()
+    assert row(harness.engine, run_id)["outcome"] == "succeeded"
+    assert heal().candidates == 0
+
+
+def test_a_late_completion_after_healing_is_an_event_and_the_reconciliation_stands(harness, heal, settings):
+    run_id = seed(harness.engine, "running", worker_id="gone")
+    message_id = row(harness.engine, run_id)["message_id"]
+    assert heal().reconciled == 1
+    late = ev.new_event(ev.COMPLETED, message_id, time.time(), {
+        "queue": "q", "actor": "a", "type": "t", "created_at": time.time() - 120}, outcome="succeeded")
+    with harness.engine.begin() as conn:
+        assert apply_events(conn, [late], ThresholdPolicy(settings)).late_events == [late["id"]]
+    healed = row(harness.engine, run_id)
+    assert (healed["outcome"], healed["reason_code"]) == ("failed", "run.stale_running")
+
+
+def test_no_reconciliation_while_the_ledger_is_catching_up(harness, heal, settings):
+    run_id = seed(harness.engine, "running", worker_id="gone")
+    harness.broker.client.xadd(settings.event_stream, {"e": json.dumps([])})  # events not yet applied
+    result = heal()
+    assert result.reconciled == 0 and "ledger catching up" in result.paused
+    assert row(harness.engine, run_id)["healer_note"]["why"] == "paused"
+    harness.drainer.drain_until_empty()
+    assert heal().reconciled == 1
+
+
+def test_outage_grace_after_the_broker_was_unreachable(harness, heal):
+    from runwatch.healer import record_broker_outage
+
+    run_id = seed(harness.engine, "running", worker_id="gone")
+    record_broker_outage(harness.engine, ConnectionError("redis down"))
+    for _ in range(2):  # a pass during the grace does not end it
+        result = heal()
+        assert result.reconciled == 0 and "outage grace" in result.paused
+    with harness.engine.begin() as conn:  # fake the grace period's end in the database
+        conn.execute(text("UPDATE maintenance_passes SET finished_at = now() - interval '10 minutes' "
+                          "WHERE name = 'healer_broker_outage'"))
+    assert heal().reconciled == 1 and row(harness.engine, run_id)["status"] == "completed"
+
+
+def test_concurrent_passes_in_processes_reconcile_each_run_once(harness, settings, database_url, servers):
+    import subprocess
+    import sys
+
+    ids = [seed(harness.engine) for _ in range(40)]
+    script = (
+        "import sys, redis\n"
+        "from bridge.keys import Keys\nfrom bridge.locator import RedisLocator\n"
+        "from runwatch.db import engine_for\nfrom runwatch.healer import heal_once\n"
+        "from runwatch.settings import Settings\nfrom runwatch.thresholds import ThresholdPolicy\n"
+        "s = Settings(database_url=sys.argv[1], event_stream=sys.argv[3])\n"
+        "loc = RedisLocator(redis.Redis.from_url(sys.argv[2]), Keys(sys.argv[4]), event_stream=sys.argv[3])\n"
+        "print(heal_once(engine_for(sys.argv[1]), loc, ThresholdPolicy(s)).reconciled)\n"
+    )
+    argv = [database_url, servers.redis_url, settings.event_stream, harness.broker.namespace]
+    procs = [subprocess.Popen([sys.executable, "-c", script, *argv], stdout=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    outputs = [p.communicate(timeout=60)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    assert sum(int(o.strip()) for o in outputs) == 40
+    assert {row(harness.engine, i)["status"] for i in ids} == {"completed"}

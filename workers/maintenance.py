@@ -1,0 +1,108 @@
+"""Periodic maintenance inside the workers: the healer and the dead-letter scan, no extra process.
+
+Every worker process runs one maintenance thread. Each pass takes a PostgreSQL advisory lock,
+so however many processes and hosts run it, one pass runs at a time; the others return at
+once. Healing goes on as long as any worker of any queue lives; for the case where none does,
+schedule ``runwatch heal --once`` and ``runwatch bridge scan`` from cron as a backstop.
+
+``declare_actors(broker)`` also declares the passes as Dramatiq actors (``runwatch_heal``,
+``runwatch_bridge_scan``), for teams that prefer to trigger them from their own scheduler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+
+import dramatiq
+import redis
+
+from bridge.adapter import reconcile_once
+from bridge.keys import DEFAULT_NAMESPACE, Keys
+from bridge.locator import RedisLocator
+from runwatch.burstlog import BurstLogger
+from runwatch.db import engine_for
+from runwatch.healer import HealOptions, heal_once, record_broker_outage
+from runwatch.settings import Settings
+from runwatch.thresholds import ThresholdPolicy
+
+logger = logging.getLogger("runwatch.maintenance")
+
+
+class Maintenance:
+    """One healer pass and one dead-letter scan, with their dependencies built once per process."""
+
+    def __init__(self, client: redis.Redis, settings: Settings, *, namespace: str = DEFAULT_NAMESPACE) -> None:
+        self.settings = settings
+        self.client = client
+        self.keys = Keys(namespace)
+        self.engine = engine_for(settings.require_database_url(), pool_size=1)
+        self.policy = ThresholdPolicy(settings)
+        self.locator = RedisLocator(client, self.keys, event_stream=settings.event_stream)
+        self._errors = BurstLogger(logger, "maintenance pass failed")
+
+    def run_once(self) -> None:
+        try:
+            healed = heal_once(self.engine, self.locator, self.policy, HealOptions())
+            scanned = reconcile_once(self.client, self.engine, self.keys, self.policy)
+        except redis.RedisError as exc:
+            self._errors.failure(exc)
+            # NOTE: later passes wait out the grace period; PostgreSQL may be down too, then the
+            # next pass simply tries again.
+            with contextlib.suppress(Exception):
+                record_broker_outage(self.engine, exc)
+            return
+        except Exception as exc:  # PostgreSQL down, or a bug: log per burst, try next interval
+            self._errors.failure(exc)
+            return
+        self._errors.success()
+        if healed.reconciled or scanned.reconciled:
+            logger.info(
+                "maintenance: healed %d stale run(s), reconciled %d dead letter(s)",
+                healed.reconciled,
+                scanned.reconciled,
+            )
+
+    def run_forever(self, stop: threading.Event) -> None:
+        interval = self.settings.heal_interval_seconds
+        stop.wait(random.uniform(0, interval))  # NOTE: jitter, so processes do not all wake together
+        while not stop.is_set():
+            self.run_once()
+            stop.wait(interval)
+
+
+def start_thread(
+    client: redis.Redis, settings: Settings, namespace: str, stop: threading.Event
+) -> threading.Thread | None:
+    if settings.heal_interval_seconds <= 0 or not settings.database_url:
+        return None
+    maintenance = Maintenance(client, settings, namespace=namespace)
+    thread = threading.Thread(target=maintenance.run_forever, args=(stop,), name="runwatch-maintenance", daemon=True)
+    thread.start()
+    return thread
+
+
+def declare_actors(broker: dramatiq.Broker, settings: Settings | None = None) -> dict[str, dramatiq.Actor]:
+    """The maintenance passes as untracked actors, for an external scheduler to send."""
+    settings = settings or Settings.from_env()
+    namespace = getattr(broker, "namespace", DEFAULT_NAMESPACE)
+    state: dict[str, Maintenance] = {}
+
+    def maintenance() -> Maintenance:
+        if "m" not in state:
+            state["m"] = Maintenance(broker.client, settings, namespace=namespace)
+        return state["m"]
+
+    @dramatiq.actor(broker=broker, queue_name="runwatch", runwatch_track=False, max_retries=0)
+    def runwatch_heal() -> None:
+        m = maintenance()
+        heal_once(m.engine, m.locator, m.policy, HealOptions())
+
+    @dramatiq.actor(broker=broker, queue_name="runwatch", runwatch_track=False, max_retries=0)
+    def runwatch_bridge_scan() -> None:
+        m = maintenance()
+        reconcile_once(m.client, m.engine, m.keys, m.policy)
+
+    return {"runwatch_heal": runwatch_heal, "runwatch_bridge_scan": runwatch_bridge_scan}
