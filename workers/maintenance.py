@@ -15,6 +15,7 @@ import contextlib
 import logging
 import random
 import threading
+import time
 
 import dramatiq
 import redis
@@ -25,10 +26,13 @@ from bridge.locator import RedisLocator
 from runwatch.burstlog import BurstLogger
 from runwatch.db import engine_for
 from runwatch.healer import HealOptions, heal_once, record_broker_outage
+from runwatch.retention import prune_once, retention_days
 from runwatch.settings import Settings
 from runwatch.thresholds import ThresholdPolicy
 
 logger = logging.getLogger("runwatch.maintenance")
+#: Retention is cheap when there is nothing to delete, but there is no point checking more often.
+PRUNE_INTERVAL_SECONDS = 3600
 
 
 class Maintenance:
@@ -43,10 +47,12 @@ class Maintenance:
         self.locator = RedisLocator(client, self.keys, event_stream=settings.event_stream)
         self._errors = BurstLogger(logger, "maintenance pass failed")
 
-    def run_once(self) -> None:
+    def run_once(self, *, prune: bool = False) -> None:
         try:
             healed = heal_once(self.engine, self.locator, self.policy, HealOptions())
             scanned = reconcile_once(self.client, self.engine, self.keys, self.policy)
+            if prune:
+                prune_once(self.engine, retention_days())
         except redis.RedisError as exc:
             self._errors.failure(exc)
             # NOTE: later passes wait out the grace period; PostgreSQL may be down too, then the
@@ -68,8 +74,11 @@ class Maintenance:
     def run_forever(self, stop: threading.Event) -> None:
         interval = self.settings.heal_interval_seconds
         stop.wait(random.uniform(0, interval))  # NOTE: jitter, so processes do not all wake together
+        last_prune = 0.0
         while not stop.is_set():
-            self.run_once()
+            due = time.monotonic() - last_prune >= PRUNE_INTERVAL_SECONDS
+            self.run_once(prune=due)
+            last_prune = time.monotonic() if due else last_prune
             stop.wait(interval)
 
 

@@ -24,7 +24,8 @@ INSERT INTO operation_runs (message_id, type, queue_name, actor_name, status, ou
 VALUES (:message_id, :type, 'q', 'a', :status, :outcome, :tenant_id, now() - make_interval(secs => :age),
     CASE WHEN :status <> 'queued' THEN now() - make_interval(secs => :age) END,
     CASE WHEN :status <> 'queued' THEN now() - make_interval(secs => :age) END,
-    CASE WHEN :status = 'completed' THEN now() END, :worker_id, :rid, :time_limit_ms, 60, 60, 'default')
+    CASE WHEN :status = 'completed' THEN now() - make_interval(days => :completed_days) END,
+    :worker_id, :rid, :time_limit_ms, 60, 60, 'default')
 RETURNING id
 """)
 
@@ -43,11 +44,12 @@ def heal(harness, settings):
 
 
 def seed(engine, status="queued", *, age=120, outcome="pending", type_="t", tenant_id=None, worker_id=None,
-         rid=None, time_limit_ms=None):
+         rid=None, time_limit_ms=None, completed_days=0):
     with engine.begin() as conn:
         return conn.execute(INSERT, {
             "message_id": uuid.uuid4().hex, "type": type_, "status": status, "outcome": outcome,
             "tenant_id": tenant_id, "age": age, "worker_id": worker_id, "rid": rid, "time_limit_ms": time_limit_ms,
+            "completed_days": completed_days,
         }).scalar()
 
 

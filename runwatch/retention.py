@@ -1,0 +1,131 @@
+"""Retention: a batched prune of old terminal runs and their events; live runs are never touched.
+
+The age is per outcome (``RUNWATCH_RETENTION_DAYS`` for all, ``RUNWATCH_RETENTION_DAYS_<OUTCOME>``
+to keep, say, failures longer). Batches keep each transaction short so a large first prune
+never blocks the recorder's writes for long.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine, text
+
+from .errors import ConfigError
+from .lifecycle import TERMINAL_OUTCOMES
+
+DEFAULT_RETENTION_DAYS = 90
+DEFAULT_BATCH = 5000
+PRUNE_LOCK_KEY = 0x52575052  # "RWPR"
+
+_COUNT = text("""
+SELECT count(*) FROM operation_runs
+WHERE status = 'completed' AND outcome = :outcome AND completed_at < now() - make_interval(days => :days)
+""")
+#: One batch: the oldest terminal runs of one outcome, their events with them.
+_PRUNE_BATCH = text("""
+WITH doomed AS (
+    SELECT id, message_id FROM operation_runs
+    WHERE status = 'completed' AND outcome = :outcome AND completed_at < now() - make_interval(days => :days)
+    ORDER BY completed_at LIMIT :batch FOR UPDATE SKIP LOCKED
+), events AS (
+    DELETE FROM run_events e USING doomed d WHERE e.message_id = d.message_id
+)
+DELETE FROM operation_runs r USING doomed d WHERE r.id = d.id AND r.status = 'completed'
+""")
+
+
+def retention_days(env: Mapping[str, str] | None = None) -> dict[str, int]:
+    """Days to keep terminal runs, per outcome."""
+    env = os.environ if env is None else env
+    days: dict[str, int] = {}
+    for outcome in sorted(TERMINAL_OUTCOMES):
+        for name in (f"RUNWATCH_RETENTION_DAYS_{outcome.value.upper()}", "RUNWATCH_RETENTION_DAYS"):
+            if env.get(name):
+                try:
+                    days[outcome.value] = int(env[name])
+                except ValueError:
+                    raise ConfigError(f"{name} must be a whole number of days, got {env[name]!r}") from None
+                if days[outcome.value] < 1:
+                    raise ConfigError(f"{name} must be at least 1")
+                break
+        else:
+            days[outcome.value] = DEFAULT_RETENTION_DAYS
+    return days
+
+
+@dataclass
+class PruneResult:
+    deleted: dict[str, int] = field(default_factory=dict)
+    dry_run: bool = False
+    locked_out: bool = False
+
+
+def prune_once(
+    engine: Engine,
+    days: Mapping[str, int],
+    *,
+    batch: int = DEFAULT_BATCH,
+    dry_run: bool = False,
+    progress: Callable[[str, int], None] | None = None,
+) -> PruneResult:
+    result = PruneResult(dry_run=dry_run)
+    for outcome, keep_days in days.items():
+        params = {"outcome": outcome, "days": keep_days, "batch": batch}
+        if dry_run:
+            with engine.connect() as conn:
+                result.deleted[outcome] = conn.execute(_COUNT, params).scalar()
+            continue
+        total = 0
+        while True:
+            with engine.begin() as conn:
+                if not conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": PRUNE_LOCK_KEY}).scalar():
+                    result.locked_out = True
+                    return result
+                deleted = conn.execute(_PRUNE_BATCH, params).rowcount
+            total += deleted
+            if progress and deleted:
+                progress(outcome, total)
+            if deleted < batch:
+                break
+        result.deleted[outcome] = total
+    return result
+
+
+def register_prune(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("prune", help="delete terminal runs (and their events) past their retention")
+    parser.add_argument("--older-than-days", type=int, help="one age for every outcome (default: configuration)")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=f"rows per transaction ({DEFAULT_BATCH})")
+    parser.add_argument("--dry-run", action="store_true", help="count what would be deleted")
+    parser.set_defaults(func=_prune)
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from .db import engine_for
+    from .settings import Settings
+
+    engine = engine_for(Settings.from_env().require_database_url())
+    days = retention_days()
+    if args.older_than_days is not None:
+        if args.older_than_days < 1:
+            raise ConfigError("--older-than-days must be at least 1")
+        days = dict.fromkeys(days, args.older_than_days)
+    started = time.monotonic()
+    result = prune_once(
+        engine,
+        days,
+        batch=args.batch,
+        dry_run=args.dry_run,
+        progress=lambda outcome, n: print(f"prune: {outcome}: {n} deleted so far"),
+    )
+    if result.locked_out:
+        print("prune: another prune is running; nothing done")
+        return 0
+    verb = "would delete" if args.dry_run else "deleted"
+    detail = ", ".join(f"{n} {o} (older than {days[o]} d)" for o, n in result.deleted.items())
+    print(f"prune: {verb} {sum(result.deleted.values())} run(s): {detail} in {time.monotonic() - started:.1f} s")
+    return 0
