@@ -28,7 +28,7 @@ def _heal(args: argparse.Namespace) -> int:
     import redis
 
     from runwatch.db import engine_for
-    from runwatch.healer import HealOptions, heal_once
+    from runwatch.healer import heal_once, options_from
     from runwatch.settings import Settings
     from runwatch.thresholds import ThresholdPolicy
 
@@ -47,7 +47,7 @@ def _heal(args: argparse.Namespace) -> int:
     policy = ThresholdPolicy(settings)
     if args.explain is not None:
         return _explain(engine, locator, args.explain)
-    options = HealOptions(dry_run=args.dry_run, limit=args.limit, types=args.types, tenants=args.tenants)
+    options = options_from(settings, dry_run=args.dry_run, limit=args.limit, types=args.types, tenants=args.tenants)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     while True:

@@ -16,6 +16,19 @@ from .keys import Keys
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 60_000
 
 
+#: Only a message still waiting in the queue list is moved: one a worker holds is left alone.
+_DEAD_LETTER_IF_QUEUED = """
+if redis.call("lrem", KEYS[1], 0, ARGV[1]) == 0 then return 0 end
+local payload = redis.call("hget", KEYS[2], ARGV[1])
+redis.call("hdel", KEYS[2], ARGV[1])
+if payload then
+    redis.call("zadd", KEYS[3], ARGV[2], ARGV[1])
+    redis.call("hset", KEYS[4], ARGV[1], payload)
+end
+return 1
+"""
+
+
 class RedisLocator:
     """Answers ``runwatch.healer.Locator`` with a few pipelined round trips per pass, not per run."""
 
@@ -31,6 +44,18 @@ class RedisLocator:
         self._keys = keys
         self._stream = event_stream
         self._heartbeat_timeout_ms = heartbeat_timeout_ms
+        self._dead_letter = client.register_script(_DEAD_LETTER_IF_QUEUED)
+
+    def dead_letter_if_queued(self, queue: str, redis_message_id: str) -> str | None:
+        """Atomically move a message waiting in ``queue`` to its dead letters (as a nack would)."""
+        keys = [
+            self._keys.queue(queue),
+            self._keys.messages(queue),
+            self._keys.dead_letters(queue),
+            self._keys.dead_letter_messages(queue),
+        ]
+        moved = self._dead_letter(keys=keys, args=[redis_message_id, int(time.time() * 1000)])
+        return self._keys.dead_letters(queue) if moved else None
 
     def ledger_backlog(self) -> int:
         """Event batches still in the stream (deleted once applied): non-zero while the ledger lags."""

@@ -28,7 +28,8 @@ from sqlalchemy import Connection, Engine
 
 from . import statements as sql
 from .lookups import last_pass, record_pass
-from .reasons import STALE_QUEUED, STALE_RUNNING
+from .reasons import INFRASTRUCTURE_ENDED, STALE_QUEUED, STALE_RUNNING
+from .settings import Settings
 from .thresholds import ThresholdPolicy
 
 #: Any constant; the same in every process.
@@ -41,6 +42,9 @@ DEFAULT_LIMIT = 10_000
 DEFAULT_CEILING_MARGIN_SECONDS = 60
 #: After a pass could not reach the broker, wait this long before reconciling again.
 DEFAULT_OUTAGE_GRACE_SECONDS = 120
+#: A message delivered this many times more than it was attempted is a poison pill (crash loop).
+DEFAULT_MAX_CRASH_REDELIVERIES = 3
+DEFAULT_CRASH_WINDOW_SECONDS = 3600
 #: Used as the ceiling when an actor has no time limit.
 DEFAULT_TIME_LIMIT_MS = 600_000
 
@@ -64,6 +68,10 @@ class Locator(Protocol):
 
     def ledger_backlog(self) -> int: ...
 
+    def dead_letter_if_queued(self, queue: str, redis_message_id: str) -> str | None:
+        """Move a message waiting in its queue to the dead letters; the dead-letter key, or None if not queued."""
+        ...
+
 
 @dataclass(frozen=True, kw_only=True)
 class HealOptions:
@@ -73,12 +81,26 @@ class HealOptions:
     tenants: Sequence[int] | None = None
     ceiling_margin_seconds: float = DEFAULT_CEILING_MARGIN_SECONDS
     outage_grace_seconds: float = DEFAULT_OUTAGE_GRACE_SECONDS
+    max_crash_redeliveries: int = DEFAULT_MAX_CRASH_REDELIVERIES
+    crash_window_seconds: float = DEFAULT_CRASH_WINDOW_SECONDS
+
+
+def options_from(settings: Settings, **overrides: Any) -> HealOptions:
+    """Healer options from ``RUNWATCH_*`` settings, with per-call overrides (CLI flags)."""
+    return HealOptions(
+        max_crash_redeliveries=settings.max_crash_redeliveries,
+        crash_window_seconds=settings.crash_window_seconds,
+        outage_grace_seconds=settings.outage_grace_seconds,
+        ceiling_margin_seconds=settings.ceiling_margin_seconds,
+        **overrides,
+    )
 
 
 @dataclass
 class HealResult:
     candidates: int = 0
     reconciled: int = 0
+    poison_pills: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     locked_out: bool = False  # another pass holds the lock: this one did nothing
     paused: str | None = None  # why the whole pass only observed
@@ -90,6 +112,7 @@ class HealResult:
         return {
             "candidates": self.candidates,
             "reconciled": self.reconciled,
+            "poison_pills": self.poison_pills,
             "skipped": dict(self.skipped),
             "locked_out": self.locked_out,
             "paused": self.paused,
@@ -159,6 +182,8 @@ def heal_once(
             result.locked_out = True
             return result
         result.paused = _pause_reason(conn, locator, options)
+        if not result.paused:
+            _stop_poison_pills(conn, locator, options, result)
         runs = [
             dict(r)
             for r in conn.execute(
@@ -198,6 +223,46 @@ def heal_once(
         if not options.dry_run:
             record_pass(conn, PASS_NAME, started=started, duration_ms=result.duration_ms, result=result.as_dict())
     return result
+
+
+def _stop_poison_pills(conn: Connection, locator: Locator, options: HealOptions, result: HealResult) -> None:
+    """Dead-letter crash-looping messages waiting in their queue, and fail their runs with the deliveries."""
+    params = {"window": options.crash_window_seconds, "max_crash": options.max_crash_redeliveries}
+    for run in conn.execute(sql.POISON_CANDIDATES, {**params, "limit": options.limit}).mappings().all():
+        evidence = {
+            "poison_pill": True,
+            "crash_redeliveries": run["deliveries"] - run["attempts"],
+            "max_crash_redeliveries": options.max_crash_redeliveries,
+            "window_seconds": options.crash_window_seconds,
+            "attempts": run["attempts"],
+            "deliveries": run["deliveries"],
+            "deliveries_in_window": run["deliveries_seen"],
+        }
+        result.decisions.append({"id": run["id"], "action": "dead_letter", **evidence})
+        if options.dry_run or not run["redis_message_id"]:
+            continue
+        key = locator.dead_letter_if_queued(run["queue_name"], run["redis_message_id"])
+        if key is None:
+            # NOTE: in flight right now (or gone): the next crash requeues it and the next pass catches it.
+            result.skipped["poison_in_flight"] += 1
+            continue
+        evidence["dead_letter_key"] = key
+        reason = INFRASTRUCTURE_ENDED
+        update = {
+            "id": run["id"],
+            "reason_code": reason.code,
+            "reason_message": reason.message,
+            "evidence": json.dumps(evidence, default=str),
+        }
+        if conn.execute(sql.RECONCILE_POISON, update).first():
+            log = [
+                {
+                    "message_id": run["message_id"],
+                    "details": {"source": "scheduled_reconciler", "reason_code": reason.code, "evidence": evidence},
+                }
+            ]
+            conn.execute(sql.LOG_RECONCILIATIONS, {"rows": json.dumps(log, default=str)})
+            result.poison_pills += 1
 
 
 def record_broker_outage(engine: Engine, exc: BaseException) -> None:

@@ -69,6 +69,10 @@ class Settings:
     progress_interval_ms: int = DEFAULT_PROGRESS_INTERVAL_MS
     drain_in_worker: bool = True
     heal_interval_seconds: int = DEFAULT_HEAL_INTERVAL_SECONDS
+    max_crash_redeliveries: int = 3
+    crash_window_seconds: int = 3600
+    outage_grace_seconds: int = 120
+    ceiling_margin_seconds: int = 60
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -95,6 +99,10 @@ class Settings:
             progress_interval_ms=_int(env, "RUNWATCH_PROGRESS_INTERVAL_MS", DEFAULT_PROGRESS_INTERVAL_MS),
             drain_in_worker=drain_mode == "worker",
             heal_interval_seconds=_int(env, "RUNWATCH_HEAL_INTERVAL_SECONDS", DEFAULT_HEAL_INTERVAL_SECONDS),
+            max_crash_redeliveries=_int(env, "RUNWATCH_MAX_CRASH_REDELIVERIES", 3, minimum=1),
+            crash_window_seconds=_int(env, "RUNWATCH_CRASH_WINDOW_SECONDS", 3600, minimum=1),
+            outage_grace_seconds=_int(env, "RUNWATCH_OUTAGE_GRACE_SECONDS", 120),
+            ceiling_margin_seconds=_int(env, "RUNWATCH_CEILING_MARGIN_SECONDS", 60),
         )
 
     def require_database_url(self) -> str:

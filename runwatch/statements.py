@@ -142,3 +142,38 @@ INSERT INTO run_events (event_uuid, message_id, kind, at, details)
 SELECT gen_random_uuid(), d.message_id, 'reconciled', now(), d.details
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS d(message_id text, details jsonb)
 """)
+
+#: Poison pills: live runs delivered again and again without a new attempt (a crash, an OOM
+#: kill: Dramatiq does not count redeliveries as retries). The deliveries of each within the
+#: window come from the event log, so the evidence can list them.
+POISON_CANDIDATES = text("""
+SELECT r.id, r.message_id, r.queue_name, r.redis_message_id, r.status, r.attempts, r.deliveries,
+       d.starts, d.deliveries_seen
+FROM operation_runs r
+CROSS JOIN LATERAL (
+    SELECT count(*) AS starts,
+           jsonb_agg(jsonb_build_object('at', e.at, 'worker_id', e.details->>'worker_id',
+                                        'attempt', e.details->'attempt') ORDER BY e.at) AS deliveries_seen
+    FROM run_events e
+    WHERE e.message_id = r.message_id AND e.kind = 'started' AND e.at > now() - make_interval(secs => :window)
+) d
+WHERE r.status = 'running' AND r.deliveries > r.attempts
+  AND r.deliveries - r.attempts >= :max_crash
+  AND d.starts > :max_crash
+ORDER BY r.id
+LIMIT :limit
+FOR UPDATE OF r SKIP LOCKED
+""")
+
+#: Reconcile a poison pill: guarded on the run still running, whatever its deadline.
+RECONCILE_POISON = text("""
+UPDATE operation_runs AS r SET
+    status = 'completed', outcome = 'failed', completed_at = now(), reconciled_at = now(),
+    reconciliation_source = 'scheduled_reconciler', reason_code = :reason_code, reason_message = :reason_message,
+    reconciliation_evidence = CAST(:evidence AS jsonb),
+    failure_summary = jsonb_build_array(
+        jsonb_build_object('code', 'job.poison_pill', 'message', CAST(:reason_message AS text))),
+    healer_checked_at = now(), healer_note = CAST(:evidence AS jsonb)
+WHERE r.id = :id AND r.status = 'running'
+RETURNING r.id, r.message_id
+""")

@@ -25,7 +25,7 @@ from bridge.keys import DEFAULT_NAMESPACE, Keys
 from bridge.locator import RedisLocator
 from runwatch.burstlog import BurstLogger
 from runwatch.db import engine_for
-from runwatch.healer import HealOptions, heal_once, record_broker_outage
+from runwatch.healer import heal_once, options_from, record_broker_outage
 from runwatch.retention import prune_once, retention_days
 from runwatch.settings import Settings
 from runwatch.thresholds import ThresholdPolicy
@@ -49,7 +49,7 @@ class Maintenance:
 
     def run_once(self, *, prune: bool = False) -> None:
         try:
-            healed = heal_once(self.engine, self.locator, self.policy, HealOptions())
+            healed = heal_once(self.engine, self.locator, self.policy, options_from(self.settings))
             scanned = reconcile_once(self.client, self.engine, self.keys, self.policy)
             if prune:
                 prune_once(self.engine, retention_days())
@@ -107,7 +107,7 @@ def declare_actors(broker: dramatiq.Broker, settings: Settings | None = None) ->
     @dramatiq.actor(broker=broker, queue_name="runwatch", runwatch_track=False, max_retries=0)
     def runwatch_heal() -> None:
         m = maintenance()
-        heal_once(m.engine, m.locator, m.policy, HealOptions())
+        heal_once(m.engine, m.locator, m.policy, options_from(m.settings))
 
     @dramatiq.actor(broker=broker, queue_name="runwatch", runwatch_track=False, max_retries=0)
     def runwatch_bridge_scan() -> None:

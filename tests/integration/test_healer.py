@@ -231,3 +231,41 @@ def test_concurrent_passes_in_processes_reconcile_each_run_once(harness, setting
     assert all(p.returncode == 0 for p in procs), outputs
     assert sum(int(o.strip()) for o in outputs) == 40
     assert {row(harness.engine, i)["status"] for i in ids} == {"completed"}
+
+
+def _crash_loop(engine, deliveries, *, rid):
+    """A running run whose message was delivered ``deliveries`` times, each a crash, all attempt 1."""
+    run_id = seed(engine, "running", age=5, worker_id="w-crashed", rid=rid)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE operation_runs SET deliveries = :d, attempts = 1 WHERE id = :i"),
+                     {"d": deliveries, "i": run_id})
+        conn.execute(text(
+            "INSERT INTO run_events (event_uuid, message_id, kind, at, details) "
+            "SELECT gen_random_uuid(), message_id, 'started', now() - make_interval(secs => n), "
+            "jsonb_build_object('attempt', 1, 'worker_id', 'w' || n) "
+            "FROM operation_runs, generate_series(1, :d) AS n WHERE id = :i"), {"d": deliveries, "i": run_id})
+    return run_id
+
+
+def test_poison_pill_is_dead_lettered_and_failed_with_its_deliveries(harness, heal):
+    client, keys = harness.broker.client, heal.keys
+    poison = _crash_loop(harness.engine, 5, rid="poison-rid")
+    client.hset(keys.messages("q"), "poison-rid", b'{"payload": 1}')
+    client.rpush(keys.queue("q"), "poison-rid")
+    in_flight = _crash_loop(harness.engine, 5, rid="busy-rid")  # a worker holds it right now
+    unlucky = _crash_loop(harness.engine, 2, rid="unlucky-rid")  # under the limit
+    client.hset(keys.messages("q"), "unlucky-rid", b"{}")
+    client.rpush(keys.queue("q"), "unlucky-rid")
+
+    result = heal()
+    assert result.poison_pills == 1 and result.skipped["poison_in_flight"] == 1
+    assert client.zscore(keys.dead_letters("q"), "poison-rid") is not None
+    assert client.hget(keys.dead_letter_messages("q"), "poison-rid") == b'{"payload": 1}'
+    assert client.lrange(keys.queue("q"), 0, -1) == [b"unlucky-rid"]
+    failed = row(harness.engine, poison)
+    assert (failed["outcome"], failed["reason_code"]) == ("failed", "run.infrastructure_timeout_or_abandonment")
+    evidence = failed["reconciliation_evidence"]
+    assert evidence["poison_pill"] and evidence["crash_redeliveries"] == 4
+    assert len(evidence["deliveries_in_window"]) == 5 and evidence["dead_letter_key"] == keys.dead_letters("q")
+    assert row(harness.engine, in_flight)["status"] == "running"
+    assert row(harness.engine, unlucky)["status"] == "running"

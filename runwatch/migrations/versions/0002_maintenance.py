@@ -30,6 +30,8 @@ def upgrade() -> None:
     -- live worker, outage grace): the answer to "why not healed yet".
     ALTER TABLE operation_runs ADD COLUMN healer_checked_at timestamptz;
     ALTER TABLE operation_runs ADD COLUMN healer_note jsonb;
+    -- Poison-pill detection looks only at live runs delivered more often than attempted.
+    CREATE INDEX operation_runs_redelivered ON operation_runs (id) WHERE status = 'running' AND deliveries > attempts;
     -- Retention prunes the oldest terminal runs first.
     CREATE INDEX operation_runs_completed_at ON operation_runs (completed_at) WHERE status = 'completed';
     """)
