@@ -42,7 +42,10 @@ def _heal(args: argparse.Namespace) -> int:
         raise ConfigError("--limit must be at least 1")
     engine = engine_for(settings.require_database_url())
     locator = RedisLocator(
-        redis.Redis.from_url(settings.redis_url), Keys(args.namespace), event_stream=settings.event_stream
+        redis.Redis.from_url(settings.redis_url),
+        Keys(args.namespace),
+        event_stream=settings.event_stream,
+        heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
     )
     policy = ThresholdPolicy(settings)
     if args.explain is not None:

@@ -29,6 +29,15 @@ return 1
 """
 
 
+#: Only if the (dead) worker still holds it: a concurrent ack or requeue wins.
+_REQUEUE_IN_FLIGHT = """
+if redis.call("srem", KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call("hexists", KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call("rpush", KEYS[3], ARGV[1])
+return 1
+"""
+
+
 class RedisLocator:
     """Answers ``runwatch.healer.Locator`` with a few pipelined round trips per pass, not per run."""
 
@@ -45,6 +54,7 @@ class RedisLocator:
         self._stream = event_stream
         self._heartbeat_timeout_ms = heartbeat_timeout_ms
         self._dead_letter = client.register_script(_DEAD_LETTER_IF_QUEUED)
+        self._requeue = client.register_script(_REQUEUE_IN_FLIGHT)
 
     def dead_letter_if_queued(self, queue: str, redis_message_id: str) -> str | None:
         """Atomically move a message waiting in ``queue`` to its dead letters (as a nack would)."""
@@ -57,6 +67,11 @@ class RedisLocator:
         moved = self._dead_letter(keys=keys, args=[redis_message_id, int(time.time() * 1000)])
         return self._keys.dead_letters(queue) if moved else None
 
+    def requeue_in_flight(self, queue: str, worker_id: str, redis_message_id: str) -> bool:
+        """Give a dead worker's in-flight message back to its queue, as Dramatiq's own maintenance does."""
+        keys = [self._keys.acks(worker_id, queue), self._keys.messages(queue), self._keys.queue(queue)]
+        return bool(self._requeue(keys=keys, args=[redis_message_id]))
+
     def ledger_backlog(self) -> int:
         """Event batches still in the stream (deleted once applied): non-zero while the ledger lags."""
         return int(self._client.xlen(self._stream))
@@ -68,15 +83,18 @@ class RedisLocator:
             for run in located:
                 pipe.hexists(self._keys.messages(run["queue_name"]), run["redis_message_id"])
                 pipe.hexists(self._keys.delay_messages(run["queue_name"]), run["redis_message_id"])
+                # NOTE: <queue>.msgs holds pending *and* in-flight messages; the holder's ack set tells which.
+                holder = self._keys.acks(run.get("worker_id") or "-", run["queue_name"])
+                pipe.sismember(holder, run["redis_message_id"])
             for worker in workers:
                 pipe.zscore(self._keys.heartbeats(), worker)
             replies = pipe.execute()
         now_ms = time.time() * 1000
         found = {}
         for i, run in enumerate(located):
-            in_queue, in_delay = replies[2 * i], replies[2 * i + 1]
-            found[run["id"]] = "queue" if in_queue else "delay_queue" if in_delay else None
-        beats = dict(zip(workers, replies[2 * len(located) :], strict=True))
+            in_msgs, in_delay, held = replies[3 * i : 3 * i + 3]
+            found[run["id"]] = ("in_flight" if held else "queue") if in_msgs else "delay_queue" if in_delay else None
+        beats = dict(zip(workers, replies[3 * len(located) :], strict=True))
         observations = {}
         for run in runs:
             queue = run["queue_name"]
@@ -89,7 +107,8 @@ class RedisLocator:
                 observations[run["id"]] = Observation(
                     checked=True,
                     found_in=found[run["id"]],
-                    looked_in=(self._keys.messages(queue), self._keys.delay_messages(queue)),
+                    looked_in=(self._keys.messages(queue), self._keys.delay_messages(queue))
+                    + ((self._keys.acks(run["worker_id"], queue),) if run.get("worker_id") else ()),
                     worker_alive=alive,
                     heartbeat_age_seconds=age,
                 )

@@ -64,6 +64,8 @@ class Observation:
 class Locator(Protocol):
     """The broker side of the evidence (``bridge.locator.RedisLocator``)."""
 
+    def requeue_in_flight(self, queue: str, worker_id: str, redis_message_id: str) -> bool: ...
+
     def observe(self, runs: Sequence[dict[str, Any]]) -> dict[int, Observation]: ...
 
     def ledger_backlog(self) -> int: ...
@@ -148,13 +150,18 @@ def decide(run: dict[str, Any], obs: Observation, options: HealOptions) -> dict[
     }
     if obs.detail:
         evidence["broker_detail"] = obs.detail
-    if obs.found_in is not None:
+    if obs.found_in in ("queue", "delay_queue"):
         why = (
             "backlog: the broker still holds the message"
             if queued
             else "message back in the broker, awaiting redelivery"
         )
         return {"action": "skip", "why": "backlog" if queued else "requeued", "note": why, **evidence}
+    if obs.found_in == "in_flight" and not obs.worker_alive:
+        # NOTE: the message is not lost: Dramatiq would redeliver it after the heartbeat timeout
+        # anyway. Failing the run now would contradict the redelivery's outcome, so hand it back.
+        note = "held by a dead worker: handed back to its queue for redelivery"
+        return {"action": "requeue", "why": "requeued_from_dead_worker", "note": note, **evidence}
     if not queued and obs.worker_alive:
         limit_ms = run["time_limit_ms"] or DEFAULT_TIME_LIMIT_MS
         ceiling = since + timedelta(milliseconds=limit_ms, seconds=options.ceiling_margin_seconds)
@@ -201,9 +208,12 @@ def heal_once(
         reconcile, notes = [], []
         for run in runs:
             verdict = decide(run, observations[run["id"]], options)
-            if result.paused and verdict["action"] == "reconcile":
+            if result.paused and verdict["action"] != "skip":
                 verdict = {**verdict, "action": "skip", "why": "paused", "note": result.paused}
             result.decisions.append({"id": run["id"], **verdict})
+            requeue = verdict["action"] == "requeue" and not options.dry_run
+            if requeue and not locator.requeue_in_flight(run["queue_name"], run["worker_id"], run["redis_message_id"]):
+                verdict = {**verdict, "note": "the dead worker's message moved meanwhile; looked again next pass"}
             if verdict["action"] == "reconcile":
                 reconcile.append(
                     {

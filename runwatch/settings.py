@@ -73,6 +73,7 @@ class Settings:
     crash_window_seconds: int = 3600
     outage_grace_seconds: int = 120
     ceiling_margin_seconds: int = 60
+    heartbeat_timeout_ms: int = 60_000
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -103,6 +104,7 @@ class Settings:
             crash_window_seconds=_int(env, "RUNWATCH_CRASH_WINDOW_SECONDS", 3600, minimum=1),
             outage_grace_seconds=_int(env, "RUNWATCH_OUTAGE_GRACE_SECONDS", 120),
             ceiling_margin_seconds=_int(env, "RUNWATCH_CEILING_MARGIN_SECONDS", 60),
+            heartbeat_timeout_ms=_int(env, "RUNWATCH_HEARTBEAT_TIMEOUT_MS", 60_000, minimum=1),
         )
 
     def require_database_url(self) -> str:

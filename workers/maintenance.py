@@ -44,7 +44,9 @@ class Maintenance:
         self.keys = Keys(namespace)
         self.engine = engine_for(settings.require_database_url(), pool_size=1)
         self.policy = ThresholdPolicy(settings)
-        self.locator = RedisLocator(client, self.keys, event_stream=settings.event_stream)
+        self.locator = RedisLocator(
+            client, self.keys, event_stream=settings.event_stream, heartbeat_timeout_ms=settings.heartbeat_timeout_ms
+        )
         self._errors = BurstLogger(logger, "maintenance pass failed")
 
     def run_once(self, *, prune: bool = False) -> None:

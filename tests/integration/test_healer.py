@@ -269,3 +269,25 @@ def test_poison_pill_is_dead_lettered_and_failed_with_its_deliveries(harness, he
     assert len(evidence["deliveries_in_window"]) == 5 and evidence["dead_letter_key"] == keys.dead_letters("q")
     assert row(harness.engine, in_flight)["status"] == "running"
     assert row(harness.engine, unlucky)["status"] == "running"
+
+
+def test_a_dead_workers_in_flight_message_is_handed_back_not_failed(harness, heal):
+    client, keys = harness.broker.client, heal.keys
+    client.zadd(keys.heartbeats(), {"alive": time.time() * 1000, "dead": time.time() * 1000 - 120_000})
+    orphaned = seed(harness.engine, "running", worker_id="dead", rid="held-by-dead")
+    busy = seed(harness.engine, "running", worker_id="alive", rid="held-by-alive")
+    for rid, worker in (("held-by-dead", "dead"), ("held-by-alive", "alive")):
+        client.hset(keys.messages("q"), rid, b"{}")
+        client.sadd(keys.acks(worker, "q"), rid)
+
+    result = heal()
+    assert result.reconciled == 0
+    assert dict(result.skipped) == {"requeued_from_dead_worker": 1, "worker_alive": 1}
+    assert client.lrange(keys.queue("q"), 0, -1) == [b"held-by-dead"]  # back in the queue, for redelivery
+    assert not client.sismember(keys.acks("dead", "q"), "held-by-dead")
+    assert client.sismember(keys.acks("alive", "q"), "held-by-alive")
+    kept = row(harness.engine, orphaned)
+    assert kept["status"] == "running" and kept["healer_note"]["why"] == "requeued_from_dead_worker"
+    assert row(harness.engine, busy)["status"] == "running"
+    again = heal()  # next pass: the message waits in the queue, nothing more to do
+    assert again.skipped["requeued"] == 1 and client.llen(keys.queue("q")) == 1
