@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -105,9 +104,12 @@ def _fresh_message(message: dramatiq.Message, retry_of: int | None) -> dramatiq.
     options = {k: v for k, v in message.options.items() if k not in _DELIVERY_OPTIONS}
     if retry_of is not None:
         options["runwatch_retry_of"] = retry_of
-    return message.copy(
-        message_id=str(uuid.uuid4()),
-        message_timestamp=int(time.time() * 1000),
+    # NOTE: a new Message, not message.copy(): copy() merges options, keeping the dead delivery's retries.
+    return dramatiq.Message(
+        queue_name=message.queue_name,
+        actor_name=message.actor_name,
+        args=message.args,
+        kwargs=message.kwargs,
         options=options,
     )
 

@@ -35,6 +35,57 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tokens_create(args: argparse.Namespace) -> int:
+    from .db import engine_for
+    from .tokens import create_token
+
+    with engine_for(Settings.from_env().require_database_url()).begin() as conn:
+        secret, info = create_token(conn, name=args.name, tenant_ids=None if args.all_tenants else args.tenant)
+    print(f"token {info.id} ({info.name}, {info.scope}) created; the secret is shown only once:", file=sys.stderr)
+    print(secret)
+    return 0
+
+
+def _tokens_list(args: argparse.Namespace) -> int:
+    from .db import engine_for
+    from .tokens import list_tokens
+
+    with engine_for(Settings.from_env().require_database_url()).connect() as conn:
+        infos = list_tokens(conn)
+    if not infos:
+        print("(no API tokens)")
+    for info in infos:
+        revoked = f"revoked {info.revoked_at:%Y-%m-%d %H:%M:%S%z}" if info.revoked_at else "active"
+        print(f"{info.id}\t{info.name}\t{info.scope}\tcreated {info.created_at:%Y-%m-%d %H:%M:%S%z}\t{revoked}")
+    return 0
+
+
+def _tokens_revoke(args: argparse.Namespace) -> int:
+    from .db import engine_for
+    from .tokens import revoke_token
+
+    with engine_for(Settings.from_env().require_database_url()).begin() as conn:
+        changed = revoke_token(conn, args.id)
+    print(f"token {args.id} {'revoked' if changed else 'was already revoked'} (API caches lookups for up to 5 s)")
+    return 0
+
+
+def _add_tokens(sub: argparse._SubParsersAction) -> None:
+    tokens = sub.add_parser("tokens", help="manage bearer tokens of the monitoring API")
+    actions = tokens.add_subparsers(dest="tokens_command", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="create a token and print its secret (once)")
+    create.add_argument("--name", required=True, help="who or what uses the token")
+    scope = create.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--tenant", type=int, action="append", metavar="ID", help="a tenant it may see (repeatable)")
+    scope.add_argument("--all-tenants", action="store_true", help="every tenant, and runs without a tenant")
+    create.set_defaults(func=_tokens_create)
+    listing = actions.add_parser("list", help="list tokens (never their secrets)")
+    listing.set_defaults(func=_tokens_list)
+    revoke = actions.add_parser("revoke", help="revoke a token by id")
+    revoke.add_argument("id", type=int, help="the token id shown by `tokens list`")
+    revoke.set_defaults(func=_tokens_revoke)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runwatch", description="Run-lifecycle monitoring for Dramatiq.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -44,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="print the most recent runs as a table")
     runs.add_argument("--limit", type=int, default=30, help="how many runs (default 30)")
     runs.set_defaults(func=_runs)
+    _add_tokens(sub)
     for entry in entry_points(group="runwatch.commands"):
         try:
             register = entry.load()
@@ -60,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # NOTE: Alembic narrates every migration step at INFO
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         return args.func(args)
     except RunwatchError as exc:

@@ -17,6 +17,7 @@ from runwatch.migrate import upgrade
 from runwatch.report import format_runs, recent_runs
 from runwatch.settings import Settings
 
+from . import demo_faults
 from .broker import install
 from .run import current_run
 
@@ -60,7 +61,9 @@ def declare_actors(broker: dramatiq.Broker) -> dict[str, dramatiq.Actor]:
 
     @dramatiq.actor(runwatch_type="reports.render", runwatch_label="Render report", max_retries=1, **fast)
     def render_report() -> None:
-        raise ValueError("template 'q4' not found")
+        if current_run().meta.get("retry_of") is None:  # fixed by the time an operator requeues it
+            raise ValueError("template 'q4' not found")
+        current_run().message("Rendered after the template was restored")
 
     @dramatiq.actor(
         runwatch_type="search.reindex", runwatch_label="Reindex search", max_retries=0, time_limit=300, **fast
@@ -115,7 +118,7 @@ def _run(settings: Settings) -> int:
     install(broker, settings=settings)
     broker.emit_after("process_boot")
     actors = declare_actors(broker)
-    broker.flush_all()
+    demo_faults.clean(broker)
     worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)
     worker.start()
     try:
@@ -123,16 +126,32 @@ def _run(settings: Settings) -> int:
         print(f"runwatch demo: sent {len(messages)} jobs; waiting for every outcome to reach PostgreSQL ...")
         engine = engine_for(settings.require_database_url())
         _wait_terminal(engine, [m.message_id for m in messages], timeout_seconds=60)
+        print()
+        print("runwatch demo: act 2, faults")
+        render_run = _run_id(engine, messages[5].message_id)
+        faults = demo_faults.inject(broker, settings, render_run)
+        demo_faults.reconcile(broker, settings, faults)
+        ids = [m.message_id for m in messages] + faults
         with engine.connect() as conn:
-            rows = recent_runs(conn, limit=len(messages), message_ids=[m.message_id for m in messages])
+            rows = recent_runs(conn, limit=len(ids), message_ids=ids)
     finally:
+        demo_faults.stop_rescuers()
         worker.stop()
         broker.close()
     print()
     print(format_runs(rows))
     print()
-    print("runwatch demo: every outcome above was recorded by the middleware; `runwatch runs` prints the ledger again.")
+    print("runwatch demo: how each reconciliation was decided (full evidence: `runwatch heal --explain RUN_ID`,")
+    print("               `runwatch deadletters show RUN_ID`):")
+    print("\n".join(demo_faults.evidence_lines(engine, faults)))
+    print()
+    print("runwatch demo: every run above was recorded by the middleware; `runwatch runs` prints the ledger again.")
     return 0
+
+
+def _run_id(engine, message_id: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT id FROM operation_runs WHERE message_id = :m"), {"m": message_id}).scalar()
 
 
 def _wait_terminal(engine, message_ids: list[str], *, timeout_seconds: float) -> None:

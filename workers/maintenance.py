@@ -20,7 +20,7 @@ import time
 import dramatiq
 import redis
 
-from bridge.adapter import reconcile_once
+from bridge.adapter import DEFAULT_MIN_AGE_SECONDS, reconcile_once
 from bridge.keys import DEFAULT_NAMESPACE, Keys
 from bridge.locator import RedisLocator
 from runwatch.burstlog import BurstLogger
@@ -49,10 +49,12 @@ class Maintenance:
         )
         self._errors = BurstLogger(logger, "maintenance pass failed")
 
-    def run_once(self, *, prune: bool = False) -> None:
+    def run_once(self, *, prune: bool = False, dead_letter_min_age_seconds: float = DEFAULT_MIN_AGE_SECONDS) -> None:
         try:
             healed = heal_once(self.engine, self.locator, self.policy, options_from(self.settings))
-            scanned = reconcile_once(self.client, self.engine, self.keys, self.policy)
+            scanned = reconcile_once(
+                self.client, self.engine, self.keys, self.policy, min_age_seconds=dead_letter_min_age_seconds
+            )
             if prune:
                 prune_once(self.engine, retention_days())
         except redis.RedisError as exc:

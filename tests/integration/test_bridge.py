@@ -150,6 +150,7 @@ def test_requeue_creates_a_linked_run_and_removes_the_dead_letter_after_enqueue(
     harness.settle("rq")
     new = harness.run(new_message_id)
     assert (new["retry_of"], new["outcome"], new["tenant_id"], new["type"]) == (old["id"], "succeeded", 5, old["type"])
+    assert new["attempts"] == 1  # a fresh delivery: the dead one's retries are not carried over
     with pytest.raises(NotDeadLettered, match=f"requeued already, as run {new_id}"):
         letter_of_run(harness.broker.client, harness.engine, keys, old["id"])
 
