@@ -1,0 +1,243 @@
+"""The read side of the monitoring API: named SQL for the run list, the detail and diagnostics.
+
+Every query is scoped to the caller's tenants inside SQL (``APPSEC`` lines), uses the database
+clock (``now()``) for freshness, and is shaped so that PostgreSQL can answer it from an index:
+the list is a keyset walk of ``(created_at DESC, id DESC)``, never an ``OFFSET``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, exc, text
+
+from .db import engine_for
+from .errors import RunwatchError
+from .report import FRESHNESS_SQL
+
+#: Largest value a bigint column holds; ids and tenant ids beyond it cannot match any row.
+MAX_BIGINT = 2**63 - 1
+#: Events of one run returned in diagnostics (the newest ones); progress can log thousands.
+MAX_EVENTS = 200
+#: Late outcomes returned in diagnostics.
+MAX_LATE_OUTCOMES = 50
+#: A read that takes longer than this is cancelled by PostgreSQL rather than piling up.
+DEFAULT_STATEMENT_TIMEOUT_MS = 5000
+
+
+class DatabaseUnavailable(RunwatchError):
+    """PostgreSQL could not be reached or did not answer in time."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunFilters:
+    """List filters, all optional and combined with AND; values are already validated."""
+
+    status: str | None = None
+    outcome: str | None = None
+    type: str | None = None
+    tenant_id: int | None = None
+    freshness_state: str | None = None
+    reconciled: bool | None = None
+    reconciliation_source: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Position:
+    """A keyset position: the last run of a page, in ``(created_at DESC, id DESC)`` order."""
+
+    created_at: datetime
+    id: int
+
+
+_LIST_COLUMNS = f"""
+id, type, type_label, status, outcome, {FRESHNESS_SQL} AS freshness_state, reconciled_at IS NOT NULL AS reconciled,
+tenant_id, initiator_name, operator_message, created_at, started_at, completed_at
+"""
+
+# Freshness filters written so each implies the partial index it can use (see migration 0003):
+# the live ones imply status IN ('queued', 'running'), reconciled_failed implies reconciled_at IS NOT NULL.
+_FRESHNESS_WHERE = {
+    "fresh_active": "status IN ('queued', 'running') AND (stale_at > now() OR stale_at IS NULL)",
+    "likely_stale": "status IN ('queued', 'running') AND stale_at <= now()",
+    "reconciled_failed": "status = 'completed' AND reconciled_at IS NOT NULL AND outcome = 'failed'",
+    "terminal_normal": "status = 'completed' AND (reconciled_at IS NULL OR outcome <> 'failed')",
+}
+
+_DETAIL = text(f"""
+SELECT {_LIST_COLUMNS}, summary_counts, failure_summary, reconciled_at, reconciliation_source, reason_code,
+       reason_message, reconciliation_evidence, message_id, queue_name, actor_name, retry_of,
+       CASE WHEN status = 'queued' THEN queued_stale_seconds ELSE running_stale_seconds END AS threshold_seconds,
+       threshold_source, stale_at, attempts, deliveries, max_retries, time_limit_ms, last_error, next_retry_at,
+       worker_id, last_progress_at, progress_processed, progress_total
+FROM operation_runs
+WHERE id = :id
+  AND (CAST(:all_tenants AS boolean) OR tenant_id = ANY(CAST(:tenants AS bigint[])))  -- APPSEC: caller's tenants
+""")
+
+_EVENTS = text("""
+SELECT id, kind, at, recorded_at, late, details FROM run_events
+WHERE message_id = :message_id ORDER BY at DESC, id DESC LIMIT :limit
+""")
+
+_LATE_OUTCOMES = text("""
+SELECT id, kind, at, recorded_at, details FROM run_events
+WHERE message_id = :message_id AND late ORDER BY at, id LIMIT :limit
+""")
+
+_PING = text("SELECT 1")
+
+
+def api_engine(database_url: str, *, statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS) -> Engine:
+    """This process's engine for the API: every session gets a statement timeout."""
+    separator = "&" if "?" in database_url else "?"
+    # NOTE: libpq "options" in the URL applies the timeout at connect time: no extra round trip.
+    engine = engine_for(f"{database_url}{separator}options=-c%20statement_timeout%3D{int(statement_timeout_ms)}")
+    # PERF: reads need no transaction; autocommit saves the BEGIN and ROLLBACK round trips.
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for one request; connection trouble becomes ``DatabaseUnavailable``."""
+    try:
+        with engine.connect() as conn:
+            yield conn
+    except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as error:
+        raise DatabaseUnavailable(type(error.orig if hasattr(error, "orig") else error).__name__) from error
+
+
+def ping(conn: Connection) -> bool:
+    return conn.execute(_PING).scalar() == 1
+
+
+def list_runs(
+    conn: Connection,
+    *,
+    tenant_ids: frozenset[int] | None,
+    filters: RunFilters,
+    after: Position | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """One page of runs, newest first, strictly after ``after``; ``tenant_ids`` None = all tenants."""
+    where: list[str] = []
+    params: dict[str, Any] = {"limit": limit}
+    if tenant_ids is not None:
+        # APPSEC: a scoped token sees its tenants only, never runs without a tenant.
+        scope = sorted(t for t in tenant_ids if 0 < t <= MAX_BIGINT)
+        if not scope:
+            return []
+        if len(scope) == 1:
+            # PERF: equality lets PostgreSQL walk operation_runs_tenant_created in order.
+            where.append("tenant_id = :scope_tenant")  # APPSEC: the token's only tenant
+            params["scope_tenant"] = scope[0]
+        else:
+            where.append("tenant_id = ANY(CAST(:scope_tenants AS bigint[]))")  # APPSEC: the token's tenants
+            params["scope_tenants"] = scope
+    if filters.tenant_id is not None:
+        if not 0 < filters.tenant_id <= MAX_BIGINT:
+            return []  # no run can have this tenant id (tenant_id > 0, bigint)
+        where.append("tenant_id = :tenant_id")  # APPSEC: narrows within the scope above, never widens it
+        params["tenant_id"] = filters.tenant_id
+    if filters.status is not None:
+        where.append("status = :status")
+        params["status"] = filters.status
+    if filters.outcome is not None:
+        where.append("outcome = :outcome")
+        params["outcome"] = filters.outcome
+        if filters.outcome == "pending":
+            # PERF: pending implies live (CHECK runwatch_state); saying so lets the live index serve it.
+            where.append("status IN ('queued', 'running')")
+    if filters.type is not None:
+        where.append("type = :type")
+        params["type"] = filters.type
+    if filters.freshness_state is not None:
+        where.append(_FRESHNESS_WHERE[filters.freshness_state])
+    if filters.reconciled is not None:
+        where.append("reconciled_at IS NOT NULL" if filters.reconciled else "reconciled_at IS NULL")
+    if filters.reconciliation_source is not None:
+        # PERF: a source implies reconciled (CHECK); saying so lets the reconciled index serve it.
+        where.append("reconciled_at IS NOT NULL AND reconciliation_source = :source")
+        params["source"] = filters.reconciliation_source
+    if filters.created_after is not None:
+        where.append("created_at >= :created_after")
+        params["created_after"] = filters.created_after
+    if filters.created_before is not None:
+        where.append("created_at < :created_before")
+        params["created_before"] = filters.created_before
+    if after is not None:
+        # Keyset: rows inserted after the first page sort before the cursor and never shift it.
+        where.append("(created_at, id) < (:after_created_at, :after_id)")
+        params["after_created_at"], params["after_id"] = after.created_at, after.id
+    clause = ("WHERE " + " AND ".join(where)) if where else ""
+    sql = f"SELECT {_LIST_COLUMNS} FROM operation_runs {clause} ORDER BY created_at DESC, id DESC LIMIT :limit"
+    return [dict(row) for row in conn.execute(text(sql), params).mappings()]
+
+
+def get_run(conn: Connection, run_id: int, *, tenant_ids: frozenset[int] | None) -> dict[str, Any] | None:
+    """One run with its detail columns, or ``None`` when missing *or* outside the caller's tenants."""
+    if not 0 < run_id <= MAX_BIGINT:
+        return None
+    params = {
+        "id": run_id,
+        "all_tenants": tenant_ids is None,  # APPSEC: only an all-tenant token skips the tenant check
+        "tenants": sorted(t for t in (tenant_ids or ()) if 0 < t <= MAX_BIGINT),
+    }
+    row = conn.execute(_DETAIL, params).mappings().first()
+    return dict(row) if row else None
+
+
+def run_events(conn: Connection, message_id: str, *, limit: int = MAX_EVENTS) -> tuple[list[dict[str, Any]], bool]:
+    """The newest ``limit`` events of a run, oldest first, and whether older ones were left out."""
+    rows = [dict(r) for r in conn.execute(_EVENTS, {"message_id": message_id, "limit": limit + 1}).mappings()]
+    truncated = len(rows) > limit
+    return list(reversed(rows[:limit])), truncated
+
+
+def late_outcomes(conn: Connection, message_id: str, *, limit: int = MAX_LATE_OUTCOMES) -> list[dict[str, Any]]:
+    """Outcomes that arrived after the run was already terminal (recorded, never applied)."""
+    return [dict(r) for r in conn.execute(_LATE_OUTCOMES, {"message_id": message_id, "limit": limit}).mappings()]
+
+
+# PERF: live runs come from the small live index, reconciled ones from the reconciled index
+# (index-only); only the terminal_normal count walks every completed run.
+_RUNS_BY_STATE = text("""
+SELECT status, CASE WHEN stale_at <= now() THEN 'likely_stale' ELSE 'fresh_active' END AS freshness, count(*) AS n
+FROM operation_runs WHERE status IN ('queued', 'running') GROUP BY 1, 2
+UNION ALL
+SELECT 'completed', 'reconciled_failed', count(*) FROM operation_runs WHERE reconciled_at IS NOT NULL
+UNION ALL
+SELECT 'completed', 'terminal_normal', count(*) FROM operation_runs WHERE status = 'completed' AND reconciled_at IS NULL
+""")
+
+_RECONCILIATIONS = text("""
+SELECT reconciliation_source AS source, reason_code, count(*) AS n
+FROM operation_runs WHERE reconciled_at IS NOT NULL GROUP BY 1, 2
+""")
+
+_MAINTENANCE = text("""
+SELECT name, extract(epoch FROM finished_at)::float8 AS finished_at, duration_ms,
+       extract(epoch FROM now() - finished_at)::float8 AS age_seconds, result
+FROM maintenance_passes ORDER BY name
+""")
+
+
+def runs_by_state(conn: Connection) -> list[tuple[str, str, int]]:
+    """(status, freshness, count) for every combination that has runs."""
+    return [(r.status, r.freshness, r.n) for r in conn.execute(_RUNS_BY_STATE) if r.n]
+
+
+def reconciliations(conn: Connection) -> list[tuple[str, str, int]]:
+    """(source, reason_code, count) of reconciled runs."""
+    return [(r.source, r.reason_code, r.n) for r in conn.execute(_RECONCILIATIONS)]
+
+
+def maintenance_passes(conn: Connection) -> list[dict[str, Any]]:
+    """The last pass of each periodic job (healer, bridge scan, ...), as recorded by the job."""
+    return [dict(r) for r in conn.execute(_MAINTENANCE).mappings()]
