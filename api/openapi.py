@@ -1,0 +1,268 @@
+"""The API's own OpenAPI 3.1 document, served at ``/api/openapi.json``.
+
+A superset of ``contract/operation-run-lifecycle.openapi.yaml``: the contract's paths,
+parameters, enums and required fields unchanged, plus pagination, the extra filters, the
+diagnostics block, the security scheme and every status the API answers. Nullable contract
+fields (``nullable: true``, an OpenAPI 3.0 spelling) are written the 3.1 way, ``[T, "null"]``;
+``tests/api/test_openapi_contract.py`` fails if this document ever contradicts the contract.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .params import DEFAULT_LIMIT, FRESHNESS_STATES, INCLUDES, MAX_LIMIT, OUTCOMES, SOURCES, STATUSES
+
+_REF = "#/components/schemas/"
+_PROBLEM = {"application/problem+json": {"schema": {"$ref": _REF + "Problem"}}}
+
+
+def _nullable(type_: str, **extra: Any) -> dict[str, Any]:
+    return {"type": [type_, "null"], **extra}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": _PROBLEM}
+
+
+_ERRORS = {
+    "400": _error("Malformed, repeated or unknown query parameter (the problem names it)"),
+    "401": {
+        **_error("No valid bearer token"),
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer challenge"}},
+    },
+    "500": _error("Unexpected server error (logged; no internals in the body)"),
+    "503": {
+        **_error("The run ledger (PostgreSQL) is temporarily unavailable"),
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}},
+    },
+}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"in": "query", "name": name, "schema": schema, "description": description}
+
+
+_LIST_PARAMETERS = [
+    _query("status", {"type": "string", "enum": list(STATUSES)}, "Lifecycle status."),
+    _query("outcome", {"type": "string", "enum": list(OUTCOMES)}, "Outcome (pending while live)."),
+    _query("type", {"type": "string"}, "Operation type, exact match."),
+    _query("tenant_id", {"type": "integer"}, "Tenant; narrows within the token's scope, never widens it."),
+    _query("freshness_state", {"type": "string", "enum": list(FRESHNESS_STATES)}, "Derived freshness."),
+    _query("reconciled", {"type": "boolean"}, "Reconciled by a failure source (true/false, also 1/0)."),
+    _query("reconciliation_source", {"type": "string", "enum": list(SOURCES)}, "Extension: who reconciled the run."),
+    _query("created_after", {"type": "string", "format": "date-time"}, "Extension: created at or after (RFC 3339)."),
+    _query("created_before", {"type": "string", "format": "date-time"}, "Extension: created before (RFC 3339)."),
+    _query(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+        "Extension: page size.",
+    ),
+    _query("cursor", {"type": "string"}, "Extension: opaque cursor from links.next; only valid with the same filters."),
+]
+
+_EVENT = {
+    "type": "object",
+    "required": ["id", "kind", "at", "recorded_at", "late", "details"],
+    "properties": {
+        "id": {"type": "integer"},
+        "kind": {"type": "string"},
+        "at": {"type": "string", "format": "date-time"},
+        "recorded_at": {"type": "string", "format": "date-time"},
+        "late": {"type": "boolean", "description": "Arrived after the run was terminal; recorded, never applied."},
+        "details": {"type": "object", "additionalProperties": True},
+    },
+}
+
+_DIAGNOSTICS = {
+    "type": "object",
+    "description": "Secondary lifecycle evidence shown only when diagnostics are revealed.",
+    "required": [
+        "threshold_seconds", "threshold_source", "attempts", "deliveries", "evidence", "late_outcomes", "events"
+    ],
+    "properties": {
+        "threshold_seconds": {"type": "integer", "description": "Queued threshold while queued, else running."},
+        "threshold_source": {"type": "string"},
+        "stale_at": _nullable("string", format="date-time"),
+        "attempts": {"type": "integer"},
+        "deliveries": {"type": "integer"},
+        "max_retries": _nullable("integer"),
+        "time_limit_ms": _nullable("integer"),
+        "last_error": {"description": "The last failed attempt's error (sanitized), or null."},
+        "next_retry_at": _nullable("string", format="date-time"),
+        "worker_id": _nullable("string"),
+        "last_progress_at": _nullable("string", format="date-time"),
+        "progress": {
+            "type": "object",
+            "properties": {"processed": _nullable("number"), "total": _nullable("number")},
+        },
+        "message_id": {"type": "string"},
+        "queue_name": {"type": "string"},
+        "actor_name": {"type": "string"},
+        "retry_of": _nullable("integer"),
+        "evidence": {"type": "object", "additionalProperties": True},
+        "late_outcomes": {"type": "array", "items": {"$ref": _REF + "RunEvent"}},
+        "events": {"type": "array", "items": {"$ref": _REF + "RunEvent"}, "description": "Newest 200, oldest first."},
+        "events_truncated": {"type": "boolean"},
+    },
+}
+
+_SCHEMAS: dict[str, Any] = {
+    "OperationRunListItem": {
+        "type": "object",
+        "required": ["id", "type", "status", "outcome", "freshness_state", "reconciled", "created_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "type": {"type": "string"},
+            "type_label": {"type": "string"},
+            "status": {"type": "string", "enum": list(STATUSES)},
+            "outcome": {"type": "string", "enum": list(OUTCOMES)},
+            "freshness_state": {"type": "string", "enum": list(FRESHNESS_STATES)},
+            "reconciled": {"type": "boolean"},
+            "tenant_id": _nullable("integer"),
+            "initiator_name": _nullable("string"),
+            "operator_message": {
+                "type": "string",
+                "description": "Operator-safe summary line shown by default on Monitoring surfaces.",
+            },
+            "created_at": {"type": "string", "format": "date-time"},
+            "started_at": _nullable("string", format="date-time"),
+            "completed_at": _nullable("string", format="date-time"),
+        },
+    },
+    "OperationRunDetail": {
+        "allOf": [
+            {"$ref": _REF + "OperationRunListItem"},
+            {
+                "type": "object",
+                "properties": {
+                    "summary_counts": {"type": "object", "additionalProperties": {"type": "number"}},
+                    "failure_summary": {"type": "array", "items": {"$ref": _REF + "FailureSummaryItem"}},
+                    "reconciliation": {"$ref": _REF + "ReconciliationRecord"},
+                    "diagnostics": {"$ref": _REF + "Diagnostics"},
+                },
+            },
+        ]
+    },
+    "FailureSummaryItem": {
+        "type": "object",
+        "required": ["code", "message"],
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+    },
+    "ReconciliationRecord": {
+        "type": ["object", "null"],
+        "description": "Null when the run was not reconciled.",
+        "properties": {
+            "reconciled_at": {"type": "string", "format": "date-time"},
+            "source": {"type": "string", "enum": list(SOURCES)},
+            "reason_code": {"type": "string"},
+            "reason_message": {"type": "string"},
+            "evidence": {"type": "object", "additionalProperties": True},
+        },
+    },
+    "Diagnostics": _DIAGNOSTICS,
+    "RunEvent": _EVENT,
+    "OperationRunPage": {
+        "type": "object",
+        "required": ["data", "links"],
+        "properties": {
+            "data": {"type": "array", "items": {"$ref": _REF + "OperationRunListItem"}},
+            "links": {
+                "type": "object",
+                "required": ["next"],
+                "properties": {"next": _nullable("string", description="URL of the next (older) page, or null.")},
+            },
+        },
+    },
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details.",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "parameter": {"type": "string", "description": "The parameter at fault (400 only)."},
+            "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
+}
+
+
+def _public(description: str, content: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": description,
+            "security": [],
+            "responses": {"200": {"description": "OK", "content": content}, **(extra or {})},
+        }
+    }
+
+
+_JSON_OBJECT = {"application/json": {"schema": {"type": "object"}}}
+
+_DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Runwatch monitoring API",
+        "version": "0.1.0",
+        "summary": "Operation runs of Dramatiq jobs: lifecycle, freshness and reconciliation.",
+        "description": "Serves the Operation Run Lifecycle Monitoring Contract, extended compatibly. "
+        "Every /api/admin endpoint needs a bearer token (`runwatch tokens create`) scoped to tenants or to all "
+        "of them; health, metrics and this document need none. Errors are RFC 9457 problem+json.",
+    },
+    "servers": [{"url": "/"}],
+    "security": [{"bearerAuth": []}],
+    "paths": {
+        "/api/admin/operations": {
+            "get": {
+                "summary": "List operation runs with lifecycle freshness semantics",
+                "operationId": "listOperationRuns",
+                "description": "Newest first by (created_at, id). Filters combine with AND.",
+                "parameters": _LIST_PARAMETERS,
+                "responses": {
+                    "200": {
+                        "description": "Paginated collection of operation runs",
+                        "content": {"application/json": {"schema": {"$ref": _REF + "OperationRunPage"}}},
+                    },
+                    **_ERRORS,
+                },
+            }
+        },
+        "/api/admin/operations/{operationRun}": {
+            "get": {
+                "summary": "Get one operation run with lifecycle reconciliation detail",
+                "operationId": "getOperationRun",
+                "parameters": [
+                    {"in": "path", "name": "operationRun", "required": True, "schema": {"type": "integer"}},
+                    _query("include", {"type": "string", "enum": list(INCLUDES)}, "Extension: reveal diagnostics."),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "Operation run detail",
+                        "content": {"application/json": {"schema": {"$ref": _REF + "OperationRunDetail"}}},
+                    },
+                    "404": _error("Run not found or caller not entitled to the run scope"),
+                    **_ERRORS,
+                },
+            }
+        },
+        "/health/live": _public("Liveness: the process answers", _JSON_OBJECT),
+        "/health/ready": _public(
+            "Readiness: PostgreSQL and Redis answer", _JSON_OBJECT, {"503": _error("A dependency is down (named)")}
+        ),
+        "/metrics": _public("Prometheus metrics", {"text/plain": {"schema": {"type": "string"}}}),
+        "/api/openapi.json": _public("This document", _JSON_OBJECT),
+    },
+    "components": {
+        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "rw_<secret>"}},
+        "schemas": _SCHEMAS,
+    },
+}
+
+
+def document() -> dict[str, Any]:
+    """A fresh copy of the document (callers may not mutate the module's)."""
+    return copy.deepcopy(_DOCUMENT)
