@@ -1,0 +1,52 @@
+"""`runwatch tokens create|list|revoke`: the secret once, only its hash stored."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from runwatch.cli import main
+from runwatch.tokens import hash_token
+
+
+@pytest.fixture
+def cli_env(database_url, monkeypatch, engine):
+    monkeypatch.setenv("RUNWATCH_DATABASE_URL", database_url)
+    yield
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE api_tokens RESTART IDENTITY"))
+
+
+def test_create_list_revoke(cli_env, capsys, engine):
+    assert main(["tokens", "create", "--name", "grafana", "--tenant", "4", "--tenant", "2"]) == 0
+    secret = capsys.readouterr().out.strip()
+    assert secret.startswith("rw_") and len(secret) > 40
+    assert main(["tokens", "create", "--name", "sre", "--all-tenants"]) == 0
+    capsys.readouterr()
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT token_hash, tenant_ids FROM api_tokens ORDER BY id")).all()
+    assert stored[0] == (hash_token(secret), [2, 4]) and stored[1][1] is None
+    assert main(["tokens", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "grafana\ttenants 2,4" in listing and "sre\tall tenants" in listing and secret not in listing
+    assert main(["tokens", "revoke", "1"]) == 0 and "revoked" in capsys.readouterr().out
+    assert main(["tokens", "list"]) == 0 and "\trevoked " in capsys.readouterr().out
+    assert main(["tokens", "revoke", "99"]) == 2 and "no API token with id 99" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["tokens", "create", "--name", "x"],
+    ["tokens", "create", "--name", "x", "--tenant", "1", "--all-tenants"],
+    ["tokens", "create", "--name", "x", "--tenant", "abc"],
+])  # fmt: skip
+def test_create_needs_exactly_one_scope(cli_env, argv):
+    with pytest.raises(SystemExit):
+        main(argv)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["tokens", "create", "--name", " ", "--all-tenants"], "non-blank name"),
+    (["tokens", "create", "--name", "x", "--tenant", "0"], "positive integers"),
+])  # fmt: skip
+def test_create_rejects_bad_values(cli_env, capsys, argv, message):
+    assert main(argv) == 2 and message in capsys.readouterr().err
