@@ -28,7 +28,7 @@ def declare(broker: dramatiq.Broker) -> dramatiq.Actor:
     )
     def rebuild_ledger() -> None:
         current_run().progress(processed=1, total=100, message="rebuilding")
-        if os.environ.get("RUNWATCH_DEMO_DOOMED"):
+        if os.environ.get("RW_DEMO_CHILD_DOOMED"):
             threading.Event().wait()  # this process is the one the demo SIGKILLs mid-run
         current_run().progress(processed=100, total=100, message="Rebuilt after a redelivery")
 

@@ -153,7 +153,7 @@ def clean(broker: RedisBroker) -> None:
 
 def _kill_worker_mid_run(broker: RedisBroker, engine) -> str:
     rebuild = declare(broker)
-    env = {**os.environ, "RUNWATCH_DEMO_DOOMED": "1"}
+    env = {**os.environ, "RW_DEMO_CHILD_DOOMED": "1"}
     child = subprocess.Popen([sys.executable, "-m", "workers.demo_child", broker.namespace], env=env)
     message = rebuild.send_with_options(runwatch_tenant_id=2)
     query = text("SELECT status FROM operation_runs WHERE message_id = :m")

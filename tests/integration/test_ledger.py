@@ -108,3 +108,25 @@ def test_events_are_stored_without_repeating_run_metadata(engine):
         details = conn.execute(text("SELECT details FROM run_events")).scalars().all()
     assert all("meta" not in d for d in details)
     assert json.dumps(details)  # plain JSON
+
+
+def test_start_and_completion_in_one_batch_after_the_queued_row_exists(engine):
+    """A job shorter than the flush interval: its start and end reach the ledger together."""
+    enqueued, started, completed = _lifecycle("fast-job")
+    _apply(engine, [enqueued])
+    result = _apply(engine, [started, completed])
+    row = _row(engine, "fast-job")
+    assert (row["status"], row["outcome"], row["deliveries"]) == ("completed", "succeeded", 1)
+    assert result.runs_written == 1 and row["started_at"] is not None
+
+
+def test_a_completion_without_a_start_cannot_skip_running(engine):
+    """The database still refuses queued -> succeeded when nothing says the run ever started."""
+    import pytest
+    from sqlalchemy.exc import IntegrityError
+
+    enqueued, _, _ = _lifecycle("never-started")
+    _apply(engine, [enqueued])
+    with pytest.raises(IntegrityError, match="runwatch_legal_transition|illegal run transition"), engine.begin() as c:
+        c.execute(text("UPDATE operation_runs SET status='completed', outcome='succeeded', completed_at=now() "
+                       "WHERE message_id='never-started'"))

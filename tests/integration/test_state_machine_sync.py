@@ -36,6 +36,7 @@ VALUES (:message_id, 't', 'q', 'a', :status, :outcome, '2026-01-01T00:00:00Z', :
 """)
 UPDATE = text("""
 UPDATE operation_runs SET status = :status, outcome = :outcome, completed_at = :completed_at,
+    started_at = CASE WHEN :started THEN created_at END,
     reconciled_at = :reconciled_at, reconciliation_source = :source, reason_code = :reason_code,
     reason_message = :reason_message, reconciliation_evidence = CAST(:evidence AS jsonb)
 WHERE message_id = :message_id
@@ -57,21 +58,24 @@ def test_database_accepts_exactly_the_python_states(engine):
         assert accepted == (combo in STATES), combo
 
 
+@pytest.mark.parametrize("started", [False, True], ids=["not-started", "started"])
 @pytest.mark.parametrize("src", sorted(STATES), ids=lambda s: "/".join(map(str, s)))
-def test_database_accepts_exactly_the_python_transitions(engine, src):
+def test_database_accepts_exactly_the_python_transitions(engine, src, started):
     for i, dst in enumerate(sorted(STATES)):
         if dst == src:
             continue
         message_id = f"t{i}"
         assert _accepted(engine, INSERT, {"message_id": message_id, **_state_columns(*src)})
-        accepted = _accepted(engine, UPDATE, {"message_id": message_id, **_state_columns(*dst)})
-        assert accepted == is_legal(src, dst), (src, dst)
+        accepted = _accepted(engine, UPDATE, {"message_id": message_id, "started": started, **_state_columns(*dst)})
+        assert accepted == is_legal(src, dst, started=started), (src, dst, started)
 
 
 def test_terminal_rows_reject_any_change_of_their_outcome_record(engine):
     with engine.begin() as conn:
         conn.execute(INSERT, {"message_id": "done", **_state_columns(Status.COMPLETED, Outcome.SUCCEEDED, False)})
     assert not _accepted(engine, text("UPDATE operation_runs SET completed_at = now() WHERE message_id = 'done'"), {})
+    assert not _accepted(engine, UPDATE, {"message_id": "done", "started": True,
+                                          **_state_columns(Status.COMPLETED, Outcome.FAILED, False)})
     assert _accepted(engine, text("UPDATE operation_runs SET operator_message = 'x' WHERE message_id = 'done'"), {})
 
 

@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, timedelta
 from itertools import product
 
-from runwatch.lifecycle import STATES, TRANSITIONS, Freshness, Outcome, Status, freshness, is_legal
+from runwatch.lifecycle import STATES, THROUGH_RUNNING, TRANSITIONS, Freshness, Outcome, Status, freshness, is_legal
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -19,6 +19,15 @@ def test_exactly_the_design_transitions_are_legal():
     assert len(legal) == 8  # DESIGN.md §3: start, 4 normal endings, precondition block, 2 reconciliations
     assert ((Status.QUEUED, Outcome.PENDING, False), (Status.COMPLETED, Outcome.SUCCEEDED, False)) not in legal
     assert ((Status.RUNNING, Outcome.PENDING, False), (Status.COMPLETED, Outcome.FAILED, True)) in legal
+
+
+def test_through_running_is_exactly_the_normal_endings_from_queued():
+    queued = (Status.QUEUED, Outcome.PENDING, False)
+    through = {dst for (src, dst) in THROUGH_RUNNING}
+    assert all(src == queued for (src, _) in THROUGH_RUNNING)
+    assert {o for (_, o, _) in through} == {Outcome.SUCCEEDED, Outcome.PARTIALLY_SUCCEEDED, Outcome.FAILED}
+    assert not is_legal(queued, (Status.COMPLETED, Outcome.SUCCEEDED, False))
+    assert is_legal(queued, (Status.COMPLETED, Outcome.SUCCEEDED, False), started=True)
 
 
 def test_freshness_derivation_on_both_sides_of_the_deadline():

@@ -122,7 +122,13 @@ BEGIN
             ('queued/pending/false', 'completed/blocked/false'),
             ('queued/pending/false', 'completed/failed/true'),
             ('running/pending/false', 'completed/failed/true')
-        ) THEN
+        ) AND NOT (NEW.started_at IS NOT NULL AND (old_state, new_state) IN (
+            -- through running in one write (lifecycle.THROUGH_RUNNING): a run that started and
+            -- finished between two flushes of the recorder
+            ('queued/pending/false', 'completed/succeeded/false'),
+            ('queued/pending/false', 'completed/partially_succeeded/false'),
+            ('queued/pending/false', 'completed/failed/false')
+        )) THEN
             RAISE EXCEPTION 'illegal run transition % -> % for run %', old_state, new_state, OLD.id
                 USING ERRCODE = 'check_violation', CONSTRAINT = 'runwatch_legal_transition';
         END IF;
