@@ -24,8 +24,12 @@ DEFAULT_FLUSH_INTERVAL_MS = 50
 DEFAULT_DURABLE_WAIT_MS = 2000
 #: Events held in memory per process while Redis is unreachable; beyond that the oldest are dropped.
 DEFAULT_BUFFER_MAX_EVENTS = 100_000
-#: Stream entries the drainer applies to PostgreSQL per transaction.
-DEFAULT_DRAIN_BATCH = 200
+#: Stream entries the drainer applies to PostgreSQL per transaction (each holds at most
+#: ``MAX_EVENTS_PER_ENTRY`` events, so a transaction holds at most 10 x 500 events).
+DEFAULT_DRAIN_BATCH = 10
+MAX_EVENTS_PER_ENTRY = 500
+#: Where run events are applied: a child process of each worker, a thread in it, or elsewhere.
+DRAIN_MODES = ("process", "thread", "external")
 #: Seconds between maintenance passes (healer + dead-letter scan) in each worker process; 0 disables.
 DEFAULT_HEAL_INTERVAL_SECONDS = 30
 #: Minimum gap between two progress events of the same run (the latest values always win).
@@ -67,7 +71,7 @@ class Settings:
     buffer_max_events: int = DEFAULT_BUFFER_MAX_EVENTS
     drain_batch: int = DEFAULT_DRAIN_BATCH
     progress_interval_ms: int = DEFAULT_PROGRESS_INTERVAL_MS
-    drain_in_worker: bool = True
+    drain_mode: str = "process"  # process | thread | external
     heal_interval_seconds: int = DEFAULT_HEAL_INTERVAL_SECONDS
     max_crash_redeliveries: int = 3
     crash_window_seconds: int = 3600
@@ -82,9 +86,9 @@ class Settings:
         db = env.get("RUNWATCH_DATABASE_URL") or None
         data_dir = env.get("RUNWATCH_DATA_DIR")
         thresholds = env.get("RUNWATCH_THRESHOLDS_FILE")
-        drain_mode = env.get("RUNWATCH_DRAIN", "worker")
-        if drain_mode not in ("worker", "external"):
-            raise ConfigError(f"RUNWATCH_DRAIN must be 'worker' or 'external', got {drain_mode!r}")
+        drain_mode = env.get("RUNWATCH_DRAIN") or "process"
+        if drain_mode not in DRAIN_MODES:
+            raise ConfigError(f"RUNWATCH_DRAIN must be one of {', '.join(DRAIN_MODES)}, got {drain_mode!r}")
         return cls(
             database_url=normalize_database_url(db) if db else None,
             redis_url=env.get("RUNWATCH_REDIS_URL") or None,
@@ -98,7 +102,7 @@ class Settings:
             buffer_max_events=_int(env, "RUNWATCH_BUFFER_MAX_EVENTS", DEFAULT_BUFFER_MAX_EVENTS, minimum=100),
             drain_batch=_int(env, "RUNWATCH_DRAIN_BATCH", DEFAULT_DRAIN_BATCH, minimum=1),
             progress_interval_ms=_int(env, "RUNWATCH_PROGRESS_INTERVAL_MS", DEFAULT_PROGRESS_INTERVAL_MS),
-            drain_in_worker=drain_mode == "worker",
+            drain_mode=drain_mode,
             heal_interval_seconds=_int(env, "RUNWATCH_HEAL_INTERVAL_SECONDS", DEFAULT_HEAL_INTERVAL_SECONDS),
             max_crash_redeliveries=_int(env, "RUNWATCH_MAX_CRASH_REDELIVERIES", 3, minimum=1),
             crash_window_seconds=_int(env, "RUNWATCH_CRASH_WINDOW_SECONDS", 3600, minimum=1),

@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import socket
+import subprocess
 import threading
 import time
 from typing import Any
@@ -28,9 +29,12 @@ from runwatch import events as ev
 from runwatch.errors import ValidationError
 from runwatch.settings import Settings
 
+from . import drain_process
 from . import meta as m
 from . import run as run_api
+from .drain_thread import start_drain_thread
 from .errors import InvalidSendOptions
+from .maintenance import start_thread
 from .shipper import EventShipper
 
 logger = logging.getLogger("runwatch.recorder")
@@ -63,6 +67,7 @@ class Recorder(Middleware):
         self._local = threading.local()
         self._progress_interval = settings.progress_interval_ms / 1000
         self.drain_thread: threading.Thread | None = None
+        self.drain_process: subprocess.Popen | None = None
         self.maintenance_thread: threading.Thread | None = None
         self._drain_stop = threading.Event()
 
@@ -191,23 +196,19 @@ class Recorder(Middleware):
     # -- process lifecycle ---------------------------------------------------------------
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        if self.settings.drain_in_worker:
-            from .drain_thread import start_drain_thread
-
+        if self.settings.drain_mode == "process":
+            self.drain_process = drain_process.spawn(self)
+        elif self.settings.drain_mode == "thread":
             self.drain_thread = start_drain_thread(self, self._drain_stop)
-        from .maintenance import start_thread
-
         namespace = getattr(broker, "namespace", "dramatiq")
         self.maintenance_thread = start_thread(self.shipper.client, self.settings, namespace, self._drain_stop)
-
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        pass
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self.shipper.flush()
         self._drain_stop.set()
         if self.drain_thread is not None:
             self.drain_thread.join(timeout=10)
+        drain_process.stop(self.drain_process)
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import redis
 
 from runwatch.burstlog import BurstLogger
+from runwatch.settings import MAX_EVENTS_PER_ENTRY
 
 logger = logging.getLogger("runwatch.shipper")
 
@@ -49,7 +51,7 @@ class EventShipper:
         self._shipped_seq = 0  # every event up to this one is in Redis
         self._closing = False
         self._thread: threading.Thread | None = None
-        self._pid = 0
+        os.register_at_fork(after_in_child=self._after_fork)
         self._errors = BurstLogger(logger, "could not ship run events to Redis")
         self.dropped = 0
 
@@ -93,12 +95,18 @@ class EventShipper:
             self._cond.notify_all()
 
     def _ensure_thread(self) -> None:
-        # NOTE: a forked child inherits the object but not the thread: start one per process.
-        if self._thread is None or self._pid != _getpid() or not self._thread.is_alive():
-            self._pid = _getpid()
+        # PERF: runs on every emit, so it only tests one attribute; forks reset it (_after_fork).
+        if self._thread is None:
             self._closing = False
             self._thread = threading.Thread(target=self._run, name="runwatch-shipper", daemon=True)
             self._thread.start()
+
+    def _after_fork(self) -> None:
+        # NOTE: a forked child inherits the object but not the thread, and maybe a held lock.
+        self._cond = threading.Condition()
+        self._thread = None
+        self._buffer, self._urgent = [], False
+        self._queued_seq = self._shipped_seq = 0
 
     def _run(self) -> None:
         backoff = 0.0
@@ -112,7 +120,12 @@ class EventShipper:
             if not batch:
                 continue
             try:
-                self.client.xadd(self._stream, {"e": json.dumps(batch, separators=(",", ":"))})
+                # NOTE: entries are capped so a drainer's batch (and its memory) stays bounded.
+                with self.client.pipeline(transaction=False) as pipe:
+                    for i in range(0, len(batch), MAX_EVENTS_PER_ENTRY):
+                        chunk = batch[i : i + MAX_EVENTS_PER_ENTRY]
+                        pipe.xadd(self._stream, {"e": json.dumps(chunk, separators=(",", ":"), default=str)})
+                    pipe.execute()
             except Exception as exc:  # redis down, or anything else: keep the events, retry later
                 self._errors.failure(exc, len(batch))
                 backoff = min(max(backoff * 2, 0.1), 2.0)
@@ -125,8 +138,3 @@ class EventShipper:
                 self._shipped_seq = seq
                 self._cond.notify_all()
 
-
-def _getpid() -> int:
-    import os
-
-    return os.getpid()

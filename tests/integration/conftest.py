@@ -66,7 +66,7 @@ def settings(database_url: str, servers, namespace: str) -> Settings:
         redis_url=servers.redis_url,
         event_stream=f"{namespace}:runwatch:events",
         flush_interval_ms=10,
-        drain_in_worker=False,
+        drain_mode="external",
         heal_interval_seconds=0,
         progress_interval_ms=0,
     )

@@ -8,7 +8,7 @@ from runwatch.thresholds import ThresholdPolicy, load_policies
 def test_defaults_without_environment():
     settings = Settings.from_env({})
     assert settings.database_url is None and settings.queued_stale_seconds == 3600
-    assert settings.drain_in_worker
+    assert settings.drain_mode == "process"
 
 
 def test_plain_postgres_urls_use_psycopg3():
