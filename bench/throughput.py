@@ -10,16 +10,18 @@ Per variant and round (variants alternate: bare, runwatch, bare, ...):
    installed here too, and the final ``recorder.shipper.flush()`` inside the timed span);
 3. process: launch ``python -m dramatiq bench_app:setup -p 1 -t T`` only now, and poll every
    20 ms until the queue's message hash is empty (Dramatiq deletes a message from it on ack)
-   and, for Runwatch, until ``operation_runs`` holds N completed rows (drained by the worker's
-   own drain thread, ``RUNWATCH_DRAIN=worker``).
+   and, for Runwatch, until ``operation_runs`` holds N completed rows (drained as configured by
+   ``--drain``: ``process``, the default, a drainer child of the worker process; or ``thread``).
 
    boot      = worker launch -> first ack observed (imports, forking, connecting; reported apart)
    processing msg/s = N / (first ack -> last message done), "done" meaning acked for bare and
                       acked AND completed in PostgreSQL for Runwatch
+   acks msg/s = N / (first ack -> last ack): the worker alone, without waiting for the ledger
    ledger lag = last ack -> last completed row in PostgreSQL (Runwatch only; part of processing)
 
 4. peak RSS: ``VmHWM`` of the worker child process (the CLI's main process forks it), read just
-   before the SIGTERM; then verify (Runwatch: N runs, all completed/succeeded, no rejected events).
+   before the SIGTERM, and of the drainer process the worker started (``--drain process``);
+   then verify (Runwatch: N runs, all completed/succeeded, no rejected events).
 
 The table shows the median of each figure over the rounds; ``--json`` also keeps every round.
 """
@@ -63,9 +65,11 @@ class Phase:
     enqueue_s: float
     boot_s: float
     process_s: float  # first ack -> all done (acked, and for Runwatch also completed in PostgreSQL)
+    ack_s: float  # first ack -> last ack (the worker's own speed, ledger not included)
     ledger_lag_s: float | None
     rss_mb: float
     main_rss_mb: float
+    drainer_rss_mb: float | None = None
 
 
 def log(message: str) -> None:
@@ -139,8 +143,8 @@ def wait_until(done, proc: subprocess.Popen, deadline: float, what: str, describ
     return time.perf_counter()
 
 
-def worker_rss_mb(pid: int) -> tuple[float, float]:
-    """Peak RSS (VmHWM) of the forked worker process(es) and of the CLI's main process, in MB."""
+def worker_rss_mb(pid: int) -> tuple[float, float, float | None]:
+    """Peak RSS (VmHWM) in MB of the worker process(es), the CLI's main process, and drainer children."""
 
     def hwm(p: int) -> float:
         for line in Path(f"/proc/{p}/status").read_text().splitlines():
@@ -148,10 +152,12 @@ def worker_rss_mb(pid: int) -> tuple[float, float]:
                 return int(line.split()[1]) / 1024
         raise BenchError(f"no VmHWM for pid {p}")
 
-    children = psutil.Process(pid).children(recursive=True)
-    if not children:
+    workers = psutil.Process(pid).children()
+    if not workers:
         raise BenchError("the dramatiq CLI has no worker child process")
-    return max(hwm(c.pid) for c in children), hwm(pid)
+    drainers = [d for w in workers for d in w.children()]
+    drainer = max(hwm(d.pid) for d in drainers) if drainers else None
+    return max(hwm(w.pid) for w in workers), hwm(pid), drainer
 
 
 def stop_worker(proc: subprocess.Popen) -> None:
@@ -189,7 +195,7 @@ def run_phase(variant: str, rnd: int, args: argparse.Namespace, client: redis.Re
     env.update(BENCH_VARIANT=variant, BENCH_REDIS_URL=args.redis_url, PYTHONUNBUFFERED="1")
     if variant == "runwatch":
         reset_database(args.pg_admin_url, args.db_url)
-        env.update(RUNWATCH_DATABASE_URL=args.db_url, RUNWATCH_DRAIN="worker", RUNWATCH_EVENT_STREAM=EVENT_STREAM)
+        env.update(RUNWATCH_DATABASE_URL=args.db_url, RUNWATCH_DRAIN=args.drain, RUNWATCH_EVENT_STREAM=EVENT_STREAM)
         os.environ.update(RUNWATCH_DATABASE_URL=args.db_url, RUNWATCH_EVENT_STREAM=EVENT_STREAM)
     n = args.messages
     log(f"round {rnd} / {variant}: enqueueing {n} messages")
@@ -215,7 +221,7 @@ def run_phase(variant: str, rnd: int, args: argparse.Namespace, client: redis.Re
             rows = lambda: f"{completed_rows(pg)} of {n} completed in PostgreSQL"  # noqa: E731
             done = wait_until(lambda: completed_rows(pg) >= n, proc, deadline, "the ledger", rows)
             lag = done - acked
-        rss, main_rss = worker_rss_mb(proc.pid)
+        rss, main_rss, drainer_rss = worker_rss_mb(proc.pid)
     except BenchError as exc:
         tail = logfile.read_text(errors="replace")[-3000:]
         raise BenchError(f"{variant}: {exc}\n--- worker log tail ({logfile}) ---\n{tail}") from None
@@ -228,11 +234,11 @@ def run_phase(variant: str, rnd: int, args: argparse.Namespace, client: redis.Re
         with psycopg.connect(args.db_url, autocommit=True) as conn:
             verify(conn, client, n)
         log(f"round {rnd} / {variant}: verified {n} runs completed/succeeded in PostgreSQL")
-    return Phase(variant, rnd, enqueue_s, first - start, done - first, lag, rss, main_rss)
+    return Phase(variant, rnd, enqueue_s, first - start, done - first, acked - first, lag, rss, main_rss, drainer_rss)
 
 
 def summarize(phases: list[Phase], n: int) -> dict[str, dict[str, float | None]]:
-    """Median of each figure per variant (rates from the median durations' per-round rates)."""
+    """Median over the rounds of each figure, per variant (rates are per-round N / duration)."""
     out: dict[str, dict[str, float | None]] = {}
     for variant in bench_app.VARIANTS:
         ps = [p for p in phases if p.variant == variant]
@@ -240,26 +246,40 @@ def summarize(phases: list[Phase], n: int) -> dict[str, dict[str, float | None]]
         out[variant] = {
             "enqueue_per_s": statistics.median(n / p.enqueue_s for p in ps),
             "processing_per_s": statistics.median(n / p.process_s for p in ps),
+            "acks_per_s": statistics.median(n / p.ack_s for p in ps),
             "boot_s": statistics.median(p.boot_s for p in ps),
             "ledger_lag_s": statistics.median(lags) if lags else None,
             "rss_mb": statistics.median(p.rss_mb for p in ps),
+            "drainer_rss_mb": statistics.median(d)
+            if (d := [p.drainer_rss_mb for p in ps if p.drainer_rss_mb])
+            else None,
         }
     return out
 
 
 def print_table(summary: dict[str, dict[str, float | None]], args: argparse.Namespace) -> None:
+    """The comparison table on stdout: medians per variant, then runwatch/bare."""
     bare, rw = summary["bare"], summary["runwatch"]
-    print(f"\n{args.messages} messages, 1 worker process x {args.threads} threads, {os.cpu_count()} CPUs, "
-          f"median of {args.rounds} round(s)\n")
-    print(f"{'variant':<15}{'enqueue msg/s':>15}{'processing msg/s':>18}{'boot s':>9}{'ledger lag s':>14}"
-          f"{'peak RSS MB':>13}")
+    print(
+        f"\n{args.messages} messages, 1 worker process x {args.threads} threads, {os.cpu_count()} CPUs, "
+        f"median of {args.rounds} round(s), RUNWATCH_DRAIN={args.drain}\n"
+    )
+    print(
+        f"{'variant':<15}{'enqueue msg/s':>15}{'processing msg/s':>18}{'(acks msg/s)':>14}{'boot s':>8}"
+        f"{'ledger lag s':>14}{'peak RSS MB':>13}{'drainer RSS MB':>16}"
+    )
     for name, s in (("bare", bare), ("runwatch", rw)):
         lag = f"{s['ledger_lag_s']:.2f}" if s["ledger_lag_s"] is not None else "-"
-        print(f"{name:<15}{s['enqueue_per_s']:>15,.0f}{s['processing_per_s']:>18,.0f}{s['boot_s']:>9.2f}"
-              f"{lag:>14}{s['rss_mb']:>13.1f}")
-    enq = 100 * rw["enqueue_per_s"] / bare["enqueue_per_s"]
-    proc = 100 * rw["processing_per_s"] / bare["processing_per_s"]
-    print(f"{'runwatch/bare':<15}{enq:>14.1f}%{proc:>17.1f}%{'':>23}{rw['rss_mb'] - bare['rss_mb']:>+10.1f} MB")
+        print(
+            f"{name:<15}{s['enqueue_per_s']:>15,.0f}{s['processing_per_s']:>18,.0f}{s['acks_per_s']:>14,.0f}"
+            f"{s['boot_s']:>8.2f}{lag:>14}{s['rss_mb']:>13.1f}"
+            f"{'-' if s['drainer_rss_mb'] is None else format(s['drainer_rss_mb'], '.1f'):>16}"
+        )
+    pct = {k: f"{100 * rw[k] / bare[k]:.1f}%" for k in ("enqueue_per_s", "processing_per_s", "acks_per_s")}
+    print(
+        f"{'runwatch/bare':<15}{pct['enqueue_per_s']:>15}{pct['processing_per_s']:>18}{pct['acks_per_s']:>14}"
+        f"{'':>22}{rw['rss_mb'] - bare['rss_mb']:>+10.1f} MB"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--db-url", default=f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}")
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per processing phase")
+    parser.add_argument("--drain", choices=("process", "thread"), default="process", help="RUNWATCH_DRAIN")
     args = parser.parse_args(argv)
 
     client = redis.Redis.from_url(args.redis_url)
@@ -293,8 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     print_table(summary, args)
     if args.json:
         config = {k: v for k, v in vars(args).items() if k != "json"}
-        args.json.write_text(json.dumps({"config": config, "rounds": [asdict(p) for p in phases],
-                                         "median": summary}, indent=2))
+        args.json.write_text(
+            json.dumps({"config": config, "rounds": [asdict(p) for p in phases], "median": summary}, indent=2)
+        )
     return 0
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from . import events as ev
 from . import statements as sql
 from .fold import TERMINAL_KINDS, fold
 from .thresholds import ThresholdPolicy
@@ -32,6 +33,7 @@ def apply_events(conn: Connection, events: Sequence[dict[str, Any]], policy: Thr
     Idempotent: an event id already in the log is skipped, so the stream may redeliver.
     """
     result = ApplyResult()
+    events = list(ev.expand(events))
     if not events:
         return result
     rows = [{**_columns(e), "details": {k: v for k, v in e.items() if k not in _EVENT_COLUMNS}} for e in events]

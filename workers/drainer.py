@@ -161,7 +161,7 @@ class Drainer:
         try:
             with self._engine.begin() as conn:
                 return len(apply_events(conn, events, self._policy).late_events)
-        except (IntegrityError, DataError):
+        except (IntegrityError, DataError, ValueError, OverflowError):
             if len(events) == 1:
                 self._reject(b"-", json.dumps(events[0]), "rejected by a database constraint")
                 result.rejected += 1

@@ -120,17 +120,18 @@ class Recorder(Middleware):
         run = run_api.Run(message.message_id, meta["type"], meta, profile.summary_keys, self._on_progress)
         run_api.enter(run)
         run.attempt = message.options.get("retries", 0) + 1
-        self.shipper.emit(
-            ev.new_event(
-                ev.STARTED,
-                message.message_id,
-                time.time(),
-                meta,
-                attempt=run.attempt,
-                worker_id=self._worker_id(broker),
-                redis_message_id=message.options.get("redis_message_id"),
-            )
+        start = ev.new_event(
+            ev.STARTED,
+            message.message_id,
+            time.time(),
+            meta,
+            attempt=run.attempt,
+            worker_id=self._worker_id(broker),
+            redis_message_id=message.options.get("redis_message_id"),
         )
+        run.start_event_id = start["id"]
+        # PERF: held back one flush interval; a job that ends sooner ships one event, not two.
+        self.shipper.defer(start)
 
     @_never_raise
     def after_process_message(
@@ -146,7 +147,7 @@ class Recorder(Middleware):
             return
         now = time.time()
         if exception is None:
-            self.shipper.emit(self._completed(run, now), durable=True)
+            self.shipper.emit(self._with_start(run, self._completed(run, now)), durable=True)
             return
         error = m.error_evidence(exception)
         attempt = run.attempt
@@ -155,15 +156,18 @@ class Recorder(Middleware):
             run.failure = {**error, "retries": attempt}
         summary = {k: v for k, v in error.items() if k != "traceback"}
         self.shipper.emit(
-            ev.new_event(
-                ev.ATTEMPT_FAILED,
-                message.message_id,
-                now,
-                run.meta,
-                attempt=attempt,
-                error=summary,
-                next_retry_at=next_retry,
-                redis_message_id=None if message.failed else run.retry_redis_message_id,
+            self._with_start(
+                run,
+                ev.new_event(
+                    ev.ATTEMPT_FAILED,
+                    message.message_id,
+                    now,
+                    run.meta,
+                    attempt=attempt,
+                    error=summary,
+                    next_retry_at=next_retry,
+                    redis_message_id=None if message.failed else run.retry_redis_message_id,
+                ),
             ),
             durable=not message.failed,
         )
@@ -180,13 +184,14 @@ class Recorder(Middleware):
         run = run_api.active(message.message_id)
         run_api.leave()
         if run is not None and run.failure is not None:
-            failure, run_meta = dict(run.failure), run.meta
+            event = self._with_start(run, dead_letter_event(broker, message, run.meta, dict(run.failure)))
         else:  # no process hooks ran: an unknown actor, or a skip before ours
             profile = self._profile(broker, message.actor_name)
             if not profile.tracked:
                 return
-            failure, run_meta = m.error_evidence(message._exception), m.message_meta(profile, message)
-        self.shipper.emit(dead_letter_event(broker, message, run_meta, failure), durable=True)
+            meta = m.message_meta(profile, message)
+            event = dead_letter_event(broker, message, meta, m.error_evidence(message._exception))
+        self.shipper.emit(event, durable=True)
 
     def after_ack(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
         # NOTE: not a completion (a delayed message leaving .DQ is acked too); only cleanup.
@@ -225,6 +230,14 @@ class Recorder(Middleware):
             progress_processed=run.processed,
             progress_total=run.total,
         )
+
+    def _with_start(self, run: run_api.Run, event: dict[str, Any]) -> dict[str, Any]:
+        """Fold the run's start into ``event`` if it is still held back (``events.expand`` unfolds it)."""
+        start = self.shipper.take_deferred(run.start_event_id) if run.start_event_id else None
+        if start is not None:
+            run.start_event_id = None
+            event["start"] = {k: start[k] for k in ("at", "attempt", "worker_id", "redis_message_id")}
+        return event
 
     def _on_progress(self, run: run_api.Run) -> None:
         if run.due_for_progress(self._progress_interval):

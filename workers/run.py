@@ -40,6 +40,7 @@ class Run:
     _on_progress: Callable[[Run], None]
     outcome: Outcome = Outcome.SUCCEEDED
     attempt: int = 1
+    start_event_id: str | None = None  # the deferred start event, until shipped or folded
     retry_at: float | None = None  # set when Retries re-enqueued this delivery
     retry_redis_message_id: str | None = None  # ... under this Redis id, in the delay queue
     failure: dict[str, Any] | None = None  # evidence of a final failure, for the dead-letter event

@@ -46,6 +46,7 @@ class EventShipper:
         self._max = buffer_max_events
         self._cond = threading.Condition()
         self._buffer: list[dict[str, Any]] = []
+        self._deferred: dict[str, tuple[float, dict[str, Any]]] = {}
         self._urgent = False
         self._queued_seq = 0  # sequence number of the last event appended
         self._shipped_seq = 0  # every event up to this one is in Redis
@@ -78,9 +79,24 @@ class EventShipper:
                 self._cond.wait(remaining)
             return True
 
-    def flush(self, timeout_seconds: float = 5.0) -> bool:
-        """Wait until everything emitted so far is in Redis (or the timeout passes)."""
+    def defer(self, event: dict[str, Any]) -> None:
+        """Hold ``event`` for one flush interval; ``take_deferred`` may still take it back."""
         with self._cond:
+            self._ensure_thread()
+            self._deferred[event["id"]] = (time.monotonic(), event)
+
+    def take_deferred(self, event_id: str) -> dict[str, Any] | None:
+        """Take back a deferred event not shipped yet (the caller folds it into its next event)."""
+        with self._cond:
+            entry = self._deferred.pop(event_id, None)
+        return None if entry is None else entry[1]
+
+    def flush(self, timeout_seconds: float = 5.0) -> bool:
+        """Wait until everything emitted (and deferred) so far is in Redis (or the timeout passes)."""
+        with self._cond:
+            self._buffer.extend(event for _, event in self._deferred.values())
+            self._queued_seq += len(self._deferred)
+            self._deferred.clear()
             if not self._buffer:
                 return True
             seq = self._queued_seq
@@ -101,11 +117,20 @@ class EventShipper:
             self._thread = threading.Thread(target=self._run, name="runwatch-shipper", daemon=True)
             self._thread.start()
 
+    def _release_deferred(self) -> None:
+        """Move deferred events older than one interval into the buffer (caller holds the lock)."""
+        if not self._deferred:
+            return
+        due = time.monotonic() - self._interval
+        for event_id in [k for k, (t, _) in self._deferred.items() if t <= due or self._closing]:
+            self._buffer.append(self._deferred.pop(event_id)[1])
+            self._queued_seq += 1
+
     def _after_fork(self) -> None:
         # NOTE: a forked child inherits the object but not the thread, and maybe a held lock.
         self._cond = threading.Condition()
         self._thread = None
-        self._buffer, self._urgent = [], False
+        self._buffer, self._urgent, self._deferred = [], False, {}
         self._queued_seq = self._shipped_seq = 0
 
     def _run(self) -> None:
@@ -115,6 +140,7 @@ class EventShipper:
                 self._cond.wait_for(lambda: self._urgent or self._closing, self._interval + backoff)
                 if self._closing and not self._buffer:
                     return
+                self._release_deferred()
                 batch, self._buffer = self._buffer, []
                 seq, self._urgent = self._queued_seq, False
             if not batch:
@@ -137,4 +163,3 @@ class EventShipper:
             with self._cond:
                 self._shipped_seq = seq
                 self._cond.notify_all()
-

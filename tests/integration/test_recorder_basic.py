@@ -114,3 +114,57 @@ def test_the_run_knows_the_redis_id_of_its_current_delivery(harness, worker):
 
     retry_id = wait_for(retried)
     assert client.hexists(f"{ns}:rid.DQ.msgs", retry_id)  # the retry waits in the delay queue
+
+
+def test_a_fast_job_ships_one_event_and_the_ledger_still_logs_its_start(harness, worker):
+    import json
+
+    @dramatiq.actor(queue_name="fast")
+    def quick():
+        pass
+
+    harness.recorder.shipper._interval = 5.0  # NOTE: make "shorter than a flush" certain
+    message = quick.send()
+    harness.broker.join("fast", timeout=10_000)
+    harness.recorder.shipper.flush()
+    shipped = [
+        e
+        for _, f in harness.broker.client.xrange(harness.recorder.settings.event_stream)
+        for e in json.loads(f[b"e"])
+        if e["message_id"] == message.message_id
+    ]
+    assert [e["kind"] for e in shipped] == ["enqueued", "completed"] and shipped[1]["start"]["attempt"] == 1
+    harness.drainer.drain_until_empty()
+    assert [e["kind"] for e in harness.events(message.message_id)] == ["enqueued", "started", "completed"]
+    assert harness.run(message.message_id)["deliveries"] == 1
+
+
+def test_a_slow_job_ships_its_start_while_it_runs(harness, worker):
+    import threading
+
+    from sqlalchemy import text
+
+    from tests.integration.conftest import wait_for
+
+    release = threading.Event()
+
+    @dramatiq.actor(queue_name="slow")
+    def slow():
+        release.wait(10)
+
+    message = slow.send()
+
+    def running():  # no flush: the shipper releases the held-back start on its own
+        harness.drainer.drain_until_empty()
+        with harness.engine.connect() as conn:
+            status = conn.execute(
+                text("SELECT status FROM operation_runs WHERE message_id = :m"), {"m": message.message_id}
+            ).scalar()
+        return status == "running"
+
+    try:
+        wait_for(running, timeout=10)
+    finally:
+        release.set()
+    harness.settle("slow")
+    assert harness.run(message.message_id)["outcome"] == "succeeded"

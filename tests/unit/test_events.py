@@ -64,3 +64,23 @@ def test_validate_rejects_malformed_events_with_a_reason():
     ]:
         with pytest.raises(ValidationError, match=why):
             ev.validate(bad)
+
+
+def test_expand_unfolds_a_folded_start_with_a_stable_id():
+    completed = ev.new_event(ev.COMPLETED, "m", 1.7e9 + 1, {"queue": "q"}, outcome="succeeded",
+                             start={"at": 1.7e9, "attempt": 1, "worker_id": "w", "redis_message_id": "r"})
+    first, second = list(ev.expand([completed])), list(ev.expand([completed]))
+    assert [e["kind"] for e in first] == ["started", "completed"] and "start" not in first[1]
+    assert first[0]["id"] == second[0]["id"] and first[0]["at"] == 1.7e9 and first[0]["worker_id"] == "w"
+
+
+def test_event_ids_are_unique_uuid_shaped_hex():
+    import uuid
+
+    ids = {ev.new_event_id() for _ in range(10_000)}
+    assert len(ids) == 10_000 and all(uuid.UUID(i).hex == i for i in list(ids)[:10])
+
+
+def test_validate_checks_a_folded_start():
+    with pytest.raises(ValidationError, match="start time"):
+        ev.validate(_event(kind="completed", outcome="succeeded", start={"at": "soon"}))
