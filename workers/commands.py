@@ -17,6 +17,11 @@ def register_demo(sub: argparse._SubParsersAction) -> None:
         help="where the embedded servers keep their data (default: RUNWATCH_DATA_DIR or ~/.local/share/runwatch)",
     )
     parser.add_argument("--keep-servers", action="store_true", help="leave the embedded servers running at exit")
+    parser.add_argument(
+        "--no-serve",
+        action="store_true",
+        help="do not keep the API running at the end (it does not anyway when stdin is not a terminal)",
+    )
     parser.set_defaults(func=_demo)
 
 
@@ -32,7 +37,7 @@ def register_drain(sub: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(data_dir=args.data_dir, keep_servers=args.keep_servers)
+    return run_demo(data_dir=args.data_dir, keep_servers=args.keep_servers, serve=not args.no_serve)
 
 
 def _drain(args: argparse.Namespace) -> int:

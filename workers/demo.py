@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from runwatch.migrate import upgrade
 from runwatch.report import format_runs, recent_runs
 from runwatch.settings import Settings
 
-from . import demo_faults
+from . import demo_api, demo_faults
 from .broker import install
 from .run import current_run
 
@@ -90,7 +91,7 @@ def scenario(actors: dict[str, dramatiq.Actor]) -> list[dramatiq.Message]:
     ]
 
 
-def run_demo(*, data_dir: str | None = None, keep_servers: bool = False) -> int:
+def run_demo(*, data_dir: str | None = None, keep_servers: bool = False, serve: bool = True) -> int:
     settings = Settings.from_env()
     servers = None
     if not (settings.database_url and settings.redis_url):
@@ -103,7 +104,7 @@ def run_demo(*, data_dir: str | None = None, keep_servers: bool = False) -> int:
         settings = Settings.from_env()
     try:
         print(f"runwatch demo: schema at revision {upgrade(settings.require_database_url())}")
-        return _run(settings)
+        return _run(settings, serve_forever=serve and sys.stdin.isatty())
     finally:
         if servers is not None and not keep_servers:
             from runwatch import embedded
@@ -111,7 +112,7 @@ def run_demo(*, data_dir: str | None = None, keep_servers: bool = False) -> int:
             embedded.stop(servers)
 
 
-def _run(settings: Settings) -> int:
+def _run(settings: Settings, *, serve_forever: bool) -> int:
     # NOTE: the sample failures are on purpose; Dramatiq's tracebacks would bury the table.
     logging.getLogger("dramatiq").setLevel(logging.CRITICAL)
     broker = RedisBroker(url=settings.redis_url, namespace=DEMO_NAMESPACE)
@@ -145,7 +146,8 @@ def _run(settings: Settings) -> int:
     print("               `runwatch deadletters show RUN_ID`):")
     print("\n".join(demo_faults.evidence_lines(engine, faults)))
     print()
-    print("runwatch demo: every run above was recorded by the middleware; `runwatch runs` prints the ledger again.")
+    print()
+    demo_api.serve(settings, wait_for_ctrl_c=serve_forever)
     return 0
 
 

@@ -1,0 +1,76 @@
+"""The demo's last act: serve the monitoring API on the demo's ledger, with a token and curl lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from runwatch.db import engine_for
+from runwatch.settings import Settings
+from runwatch.tokens import create_token
+
+
+def serve(settings: Settings, *, wait_for_ctrl_c: bool) -> None:
+    """Start ``runwatch api`` (gunicorn), print how to call it, show one call, then stop it."""
+    with engine_for(settings.require_database_url()).begin() as conn:
+        secret, _ = create_token(conn, name=f"demo-{int(time.time())}", tenant_ids=None)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    api = subprocess.Popen(
+        [sys.executable, "-m", "runwatch.cli", "api", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+        env={**os.environ, "RUNWATCH_DATABASE_URL": settings.database_url, "RUNWATCH_REDIS_URL": settings.redis_url},
+    )
+    try:
+        _wait_ready(f"{base}/health/live", api)
+        auth = f"Authorization: Bearer {secret}"
+        print(f"runwatch demo: the monitoring API is up at {base} (gunicorn, 2 workers); an all-tenants token:")
+        print(f"  export RUNWATCH_TOKEN={secret}")
+        print("  try:")
+        curl = f'  curl -s -H "Authorization: Bearer $RUNWATCH_TOKEN" "{base}/api/admin/operations'
+        for query in ("?freshness_state=reconciled_failed", "?tenant_id=3&limit=2", "/6?include=diagnostics"):
+            print(f'{curl}{query}"')
+        print(f"  curl -s {base}/metrics | grep runwatch_   ;   curl -s {base}/api/openapi.json")
+        request = urllib.request.Request(
+            f"{base}/api/admin/operations?freshness_state=reconciled_failed", headers=dict([auth.split(": ", 1)])
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = json.loads(response.read())
+        print(
+            f"runwatch demo: GET /api/admin/operations?freshness_state=reconciled_failed -> {response.status}, "
+            f"{len(body['data'])} runs: " + ", ".join(f"{r['id']} {r['type']}" for r in body["data"])
+        )
+        if wait_for_ctrl_c:
+            print("runwatch demo: serving until Ctrl-C ...")
+            api.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        api.terminate()
+        try:
+            api.wait(10)
+        except subprocess.TimeoutExpired:
+            api.kill()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ready(url: str, api: subprocess.Popen, timeout_seconds: float = 30) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        if api.poll() is not None:
+            raise RuntimeError(f"the API exited with code {api.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"the API did not answer {url} within {timeout_seconds} s")
