@@ -28,7 +28,8 @@ def test_every_runwatch_env_var_in_the_code_is_documented():
     import re
 
     used = set()
-    for path in [*ROOT.glob("runwatch/**/*.py"), *ROOT.glob("workers/**/*.py")]:
+    paths = [path for package in ("runwatch", "workers", "bridge", "api") for path in ROOT.glob(f"{package}/**/*.py")]
+    for path in paths:
         used |= set(re.findall(r'"(RUNWATCH_[A-Z_]+)"', path.read_text()))
     readme = (ROOT / "README.md").read_text()
     assert sorted(v for v in used if f"`{v}`" not in readme) == []
