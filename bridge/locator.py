@@ -84,17 +84,19 @@ class RedisLocator:
                 pipe.hexists(self._keys.messages(run["queue_name"]), run["redis_message_id"])
                 pipe.hexists(self._keys.delay_messages(run["queue_name"]), run["redis_message_id"])
                 # NOTE: <queue>.msgs holds pending *and* in-flight messages; the holder's ack set tells which.
-                holder = self._keys.acks(run.get("worker_id") or "-", run["queue_name"])
-                pipe.sismember(holder, run["redis_message_id"])
+                if run["status"] == "running" and run.get("worker_id"):
+                    pipe.sismember(self._keys.acks(run["worker_id"], run["queue_name"]), run["redis_message_id"])
             for worker in workers:
                 pipe.zscore(self._keys.heartbeats(), worker)
             replies = pipe.execute()
         now_ms = time.time() * 1000
         found = {}
-        for i, run in enumerate(located):
-            in_msgs, in_delay, held = replies[3 * i : 3 * i + 3]
+        replies_iter = iter(replies)
+        for run in located:
+            in_msgs, in_delay = next(replies_iter), next(replies_iter)
+            held = next(replies_iter) if run["status"] == "running" and run.get("worker_id") else False
             found[run["id"]] = ("in_flight" if held else "queue") if in_msgs else "delay_queue" if in_delay else None
-        beats = dict(zip(workers, replies[3 * len(located) :], strict=True))
+        beats = dict(zip(workers, replies_iter, strict=True))
         observations = {}
         for run in runs:
             queue = run["queue_name"]

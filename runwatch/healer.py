@@ -188,6 +188,7 @@ def heal_once(
         if not conn.execute(sql.TRY_XACT_LOCK, {"key": HEAL_LOCK_KEY}).scalar():
             result.locked_out = True
             return result
+        conn.execute(sql.HEALER_PLANNER_SETTINGS)
         result.paused = _pause_reason(conn, locator, options)
         if not result.paused:
             _stop_poison_pills(conn, locator, options, result)
@@ -306,17 +307,7 @@ def _write(conn: Connection, reconcile: list[dict[str, Any]], notes: list[dict[s
         conn.execute(sql.NOTE_SKIPPED, {"rows": json.dumps(notes)})
     if not reconcile:
         return 0
-    done = conn.execute(sql.RECONCILE_STALE, {"rows": json.dumps(reconcile)}).all()
-    log = [
-        {
-            "message_id": r.message_id,
-            "details": {"source": "scheduled_reconciler", "reason_code": r.reason_code, "evidence": r.evidence},
-        }
-        for r in done
-    ]
-    if log:
-        conn.execute(sql.LOG_RECONCILIATIONS, {"rows": json.dumps(log)})
-    return len(done)
+    return conn.execute(sql.RECONCILE_STALE, {"rows": json.dumps(reconcile)}).rowcount
 
 
 def _evidence(verdict: dict[str, Any]) -> dict[str, Any]:

@@ -98,6 +98,11 @@ RETURNING r.message_id
 #: Single-flight for periodic passes: transaction-scoped, so a crashed pass can never hold it.
 TRY_XACT_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
 
+#: For the healer's transaction only. A bitmap scan never marks the dead index entries a pass
+#: leaves behind (each healed run's old stale_at), so every pass until VACUUM would revisit
+#: them: ~80 ms instead of ~5 ms at 1M runs. JIT costs ~150 ms on queries that run in < 1 ms.
+HEALER_PLANNER_SETTINGS = text("SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off")
+
 #: Live runs past their deadline, oldest deadline first (an index scan on operation_runs_stale_at).
 #: SKIP LOCKED: a run a drainer is writing right now is looked at next pass, not waited for.
 HEAL_CANDIDATES = text("""
@@ -114,20 +119,31 @@ LIMIT :limit
 FOR UPDATE SKIP LOCKED
 """)
 
-#: Reconcile stale runs. Guarded: only a run still in the status the healer saw, still past its
-#: deadline; a run that completed (or progressed) meanwhile keeps its own outcome.
+#: Reconcile stale runs and log each in the event log. Guarded: only a run still in the status
+#: the healer saw, still past its deadline; a run that completed (or progressed) meanwhile keeps
+#: its own outcome.
 RECONCILE_STALE = text("""
-UPDATE operation_runs AS r SET
-    status = 'completed', outcome = 'failed', completed_at = now(), reconciled_at = now(),
-    reconciliation_source = 'scheduled_reconciler', reason_code = d.reason_code,
-    reason_message = d.reason_message, reconciliation_evidence = d.evidence,
-    failure_summary = jsonb_build_array(jsonb_build_object('code', d.reason_code, 'message', d.reason_message)),
-    healer_checked_at = now(), healer_note = d.evidence
-FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-     AS d(id bigint, status text, reason_code text, reason_message text, evidence jsonb)
-WHERE r.id = d.id AND r.status = d.status AND r.stale_at <= now()
-RETURNING r.id, r.message_id, d.reason_code, d.evidence
+WITH done AS (
+    UPDATE operation_runs AS r SET
+        status = 'completed', outcome = 'failed', completed_at = now(), reconciled_at = now(),
+        reconciliation_source = 'scheduled_reconciler', reason_code = d.reason_code,
+        reason_message = d.reason_message, reconciliation_evidence = d.evidence,
+        failure_summary = jsonb_build_array(jsonb_build_object('code', d.reason_code, 'message', d.reason_message)),
+        healer_checked_at = now(), healer_note = d.evidence
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+         AS d(id bigint, status text, reason_code text, reason_message text, evidence jsonb)
+    WHERE r.id = d.id AND r.status = d.status AND r.stale_at <= now()
+    RETURNING r.message_id, r.reason_code, r.reconciliation_evidence
+)
+-- PERF: the reconciliation event is written by the same statement; the evidence never
+-- travels back to Python and out again.
+INSERT INTO run_events (event_uuid, message_id, kind, at, details)
+SELECT gen_random_uuid(), message_id, 'reconciled', now(),
+       jsonb_build_object('source', 'scheduled_reconciler', 'reason_code', reason_code,
+                          'evidence', reconciliation_evidence)
+FROM done
 """)
+
 
 #: Remember why a stale run was left alone (backlog, live worker, grace): "why not healed yet".
 NOTE_SKIPPED = text("""
