@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from api.app import create_app
 from api.store import Store
+from runwatch.queries import dispose_api_engines
 from runwatch.tokens import create_token
 
 from .seed import Run, seed_world
@@ -22,6 +23,12 @@ class Tokens:
     all: str  # every tenant, and runs without one
     t1: str  # tenant 1 only
     t13: str  # tenants 1 and 3
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _close_api_engines() -> Iterator[None]:
+    yield
+    dispose_api_engines()
 
 
 @pytest.fixture

@@ -120,3 +120,24 @@ def test_list_item_has_exactly_the_contract_fields(client, tokens, world):
     assert all(i["freshness_state"] == by_id[i["id"]].freshness for i in items)
     assert all(i["reconciled"] == by_id[i["id"]].reconciled for i in items)
     assert {i["tenant_id"] for i in items} == set(TENANTS)
+
+
+def test_exactly_the_live_runs_have_a_deadline(engine, world):
+    # The freshness filters compare stale_at alone (runwatch/queries.py); that equals FRESHNESS_SQL
+    # only because the trigger gives every queued or running run a stale_at and clears it on
+    # completion. Keep it so.
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(text("""
+            INSERT INTO operation_runs (message_id, type, queue_name, actor_name, status, outcome, created_at,
+                                        queued_stale_seconds, running_stale_seconds, threshold_source)
+            VALUES ('bare-q', 't', 'q', 'a', 'queued', 'pending', now(), 1, 1, 'default'),
+                   ('bare-r', 't', 'q', 'a', 'running', 'pending', now(), 1, 1, 'default')
+        """))
+        conn.execute(text("UPDATE operation_runs SET status = 'completed', outcome = 'blocked', completed_at = now() "
+                          "WHERE message_id = 'bare-q'"))
+        wrong = conn.execute(text(
+            "SELECT count(*) FROM operation_runs WHERE (status IN ('queued', 'running')) <> (stale_at IS NOT NULL)"
+        )).scalar_one()
+    assert wrong == 0

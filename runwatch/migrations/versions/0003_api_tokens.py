@@ -39,10 +39,17 @@ INSERT INTO api_secrets (name, secret)
 VALUES ('cursor', encode(sha256(convert_to(gen_random_uuid()::text || gen_random_uuid()::text
                                            || clock_timestamp()::text, 'UTF8')), 'hex'));
 
--- PERF: live runs are few; filters on status queued/running, outcome pending and freshness
--- fresh_active/likely_stale walk this small index newest first instead of every run.
-CREATE INDEX operation_runs_live_created ON operation_runs (created_at DESC, id DESC)
+-- PERF: live runs are few; status queued/running and outcome pending walk this small index
+-- newest first instead of every run (status is a key column, checked on the index tuple).
+CREATE INDEX operation_runs_live_created ON operation_runs (created_at DESC, id DESC, status)
     WHERE status IN ('queued', 'running');
+-- PERF: the freshness filters. Only live runs have a deadline (the trigger clears it on
+-- completion), so "stale_at <= now()" alone is likely_stale: the planner then estimates it
+-- from stale_at's own statistics instead of multiplying by P(live) as if the two were
+-- independent (which made it sort every live run), and stale_at as a key column lets btree
+-- skip fresh runs without visiting the heap.
+CREATE INDEX operation_runs_deadline_created ON operation_runs (created_at DESC, id DESC, stale_at)
+    WHERE stale_at IS NOT NULL;
 -- PERF: reconciled runs are rare; serves reconciled=true, freshness reconciled_failed, the
 -- reconciliation_source filter, and (index-only) the reconciliations metric.
 CREATE INDEX operation_runs_reconciled_created ON operation_runs (created_at DESC, id DESC)
@@ -54,6 +61,7 @@ CREATE INDEX operation_runs_type_created ON operation_runs (type, created_at DES
 DOWNGRADE = """
 DROP INDEX operation_runs_type_created;
 DROP INDEX operation_runs_reconciled_created;
+DROP INDEX operation_runs_deadline_created;
 DROP INDEX operation_runs_live_created;
 DROP TABLE api_secrets;
 DROP TABLE api_tokens;
