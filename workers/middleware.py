@@ -54,6 +54,13 @@ def _never_raise(hook):
     return guarded
 
 
+def _enqueued_event(profile: m.ActorProfile, message: dramatiq.Message, delay: int | None, at: float) -> dict:
+    """Built by the shipper thread, not on the producer's path."""
+    meta = m.message_meta(profile, message)
+    redis_id = message.options.get("redis_message_id")
+    return ev.new_event(ev.ENQUEUED, message.message_id, at, meta, delay_ms=delay, redis_message_id=redis_id)
+
+
 class Recorder(Middleware):
     """Records every run of tracked actors (all actors unless ``runwatch_track=False``)."""
 
@@ -102,12 +109,7 @@ class Recorder(Middleware):
         self._local.first_enqueue = None
         profile = self._profile(broker, message.actor_name)
         if profile.tracked:
-            meta = m.message_meta(profile, message)
-            redis_id = message.options.get("redis_message_id")
-            event = ev.new_event(
-                ev.ENQUEUED, message.message_id, time.time(), meta, delay_ms=delay, redis_message_id=redis_id
-            )
-            self.shipper.emit(event)
+            self.shipper.emit(functools.partial(_enqueued_event, profile, message, delay, time.time()))
 
     # -- worker side ---------------------------------------------------------------------
 
@@ -147,7 +149,8 @@ class Recorder(Middleware):
             return
         now = time.time()
         if exception is None:
-            self.shipper.emit(self._with_start(run, self._completed(run, now)), durable=True)
+            # PERF: built by the shipper thread while this one waits for the flush anyway.
+            self.shipper.emit(lambda: self._with_start(run, self._completed(run, now)), durable=True)
             return
         error = m.error_evidence(exception)
         attempt = run.attempt

@@ -19,8 +19,10 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
+import orjson
 import redis
 
 from runwatch.burstlog import BurstLogger
@@ -56,8 +58,12 @@ class EventShipper:
         self._errors = BurstLogger(logger, "could not ship run events to Redis")
         self.dropped = 0
 
-    def emit(self, event: dict[str, Any], *, durable: bool = False) -> bool:
-        """Queue ``event``; with ``durable``, wait until it is in Redis. Never raises."""
+    def emit(self, event: dict[str, Any] | Callable[[], dict[str, Any]], *, durable: bool = False) -> bool:
+        """Queue ``event``; with ``durable``, wait until it is in Redis. Never raises.
+
+        ``event`` may be a callable that builds the event: the shipper thread calls it, while the
+        caller's thread waits on its own I/O (PERF: keeps the dict building off the hot path).
+        """
         with self._cond:
             self._ensure_thread()
             if len(self._buffer) >= self._max:
@@ -117,6 +123,18 @@ class EventShipper:
             self._thread = threading.Thread(target=self._run, name="runwatch-shipper", daemon=True)
             self._thread.start()
 
+    def _materialize(self, batch: list[Any]) -> list[dict[str, Any]]:
+        events = []
+        for item in batch:
+            if callable(item):
+                try:
+                    item = item()
+                except Exception:  # a bug building one event must not stop the others
+                    logger.exception("could not build a run event; it is dropped")
+                    continue
+            events.append(item)
+        return events
+
     def _release_deferred(self) -> None:
         """Move deferred events older than one interval into the buffer (caller holds the lock)."""
         if not self._deferred:
@@ -145,12 +163,13 @@ class EventShipper:
                 seq, self._urgent = self._queued_seq, False
             if not batch:
                 continue
+            batch = self._materialize(batch)
             try:
                 # NOTE: entries are capped so a drainer's batch (and its memory) stays bounded.
                 with self.client.pipeline(transaction=False) as pipe:
                     for i in range(0, len(batch), MAX_EVENTS_PER_ENTRY):
                         chunk = batch[i : i + MAX_EVENTS_PER_ENTRY]
-                        pipe.xadd(self._stream, {"e": json.dumps(chunk, separators=(",", ":"), default=str)})
+                        pipe.xadd(self._stream, {"e": _encode(chunk)})
                     pipe.execute()
             except Exception as exc:  # redis down, or anything else: keep the events, retry later
                 self._errors.failure(exc, len(batch))
@@ -163,3 +182,11 @@ class EventShipper:
             with self._cond:
                 self._shipped_seq = seq
                 self._cond.notify_all()
+
+
+def _encode(events: list[dict[str, Any]]) -> bytes:
+    """JSON for a stream entry: orjson (PERF: ~15x faster), stdlib json for what it refuses."""
+    try:
+        return orjson.dumps(events, default=str)
+    except TypeError:  # e.g. an integer beyond 64 bits: the ledger will reject it with a reason
+        return json.dumps(events, separators=(",", ":"), default=str).encode()
