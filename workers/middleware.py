@@ -54,11 +54,18 @@ def _never_raise(hook):
     return guarded
 
 
-def _enqueued_event(profile: m.ActorProfile, message: dramatiq.Message, delay: int | None, at: float) -> dict:
+def _enqueued_event(profile: m.ActorProfile, message: dramatiq.Message, delay: int | None) -> dict:
     """Built by the shipper thread, not on the producer's path."""
     meta = m.message_meta(profile, message)
     redis_id = message.options.get("redis_message_id")
+    at = message.message_timestamp / 1000
     return ev.new_event(ev.ENQUEUED, message.message_id, at, meta, delay_ms=delay, redis_message_id=redis_id)
+
+
+def _started_event(run: run_api.Run) -> dict:
+    start = run.start or {}
+    fields = {k: v for k, v in start.items() if k != "at"}
+    return ev.new_event(ev.STARTED, run.message_id, start["at"], run.meta, **fields)
 
 
 class Recorder(Middleware):
@@ -109,7 +116,8 @@ class Recorder(Middleware):
         self._local.first_enqueue = None
         profile = self._profile(broker, message.actor_name)
         if profile.tracked:
-            self.shipper.emit(functools.partial(_enqueued_event, profile, message, delay, time.time()))
+            # NOTE: stamped with the message's own timestamp: a worker may start it before this hook runs.
+            self.shipper.emit(functools.partial(_enqueued_event, profile, message, delay))
 
     # -- worker side ---------------------------------------------------------------------
 
@@ -118,22 +126,25 @@ class Recorder(Middleware):
         profile = self._profile(broker, message.actor_name)
         if not profile.tracked:
             return
-        meta = m.message_meta(profile, message)
-        run = run_api.Run(message.message_id, meta["type"], meta, profile.summary_keys, self._on_progress)
+        run = run_api.Run(
+            message.message_id,
+            profile.static_meta["type"],
+            profile.summary_keys,
+            self._on_progress,
+            functools.partial(m.message_meta, profile, message),
+        )
         run_api.enter(run)
         run.attempt = message.options.get("retries", 0) + 1
-        start = ev.new_event(
-            ev.STARTED,
-            message.message_id,
-            time.time(),
-            meta,
-            attempt=run.attempt,
-            worker_id=self._worker_id(broker),
-            redis_message_id=message.options.get("redis_message_id"),
-        )
-        run.start_event_id = start["id"]
-        # PERF: held back one flush interval; a job that ends sooner ships one event, not two.
-        self.shipper.defer(start)
+        run.start = {
+            "at": time.time(),
+            "attempt": run.attempt,
+            "worker_id": self._worker_id(broker),
+            "redis_message_id": message.options.get("redis_message_id"),
+        }
+        run.start_key = id(run)
+        # PERF: held back one flush interval (and built only then); a job that ends sooner ships
+        # one event, not two.
+        self.shipper.defer(run.start_key, functools.partial(_started_event, run))
 
     @_never_raise
     def after_process_message(
@@ -236,10 +247,9 @@ class Recorder(Middleware):
 
     def _with_start(self, run: run_api.Run, event: dict[str, Any]) -> dict[str, Any]:
         """Fold the run's start into ``event`` if it is still held back (``events.expand`` unfolds it)."""
-        start = self.shipper.take_deferred(run.start_event_id) if run.start_event_id else None
-        if start is not None:
-            run.start_event_id = None
-            event["start"] = {k: start[k] for k in ("at", "attempt", "worker_id", "redis_message_id")}
+        if run.start_key is not None and self.shipper.take_deferred(run.start_key):
+            run.start_key = None
+            event["start"] = run.start
         return event
 
     def _on_progress(self, run: run_api.Run) -> None:

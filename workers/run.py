@@ -16,6 +16,7 @@ message is retried or dead-lettered as usual).
 from __future__ import annotations
 
 import contextvars
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,12 +36,13 @@ class Run:
 
     message_id: str
     type: str
-    meta: dict[str, Any]
     summary_keys: frozenset[str]
     _on_progress: Callable[[Run], None]
+    _meta_factory: Callable[[], dict[str, Any]]
     outcome: Outcome = Outcome.SUCCEEDED
     attempt: int = 1
-    start_event_id: str | None = None  # the deferred start event, until shipped or folded
+    start: dict[str, Any] | None = None  # when and where this delivery started
+    start_key: int | None = None  # the held-back start event's key in the shipper, until shipped or folded
     retry_at: float | None = None  # set when Retries re-enqueued this delivery
     retry_redis_message_id: str | None = None  # ... under this Redis id, in the delay queue
     failure: dict[str, Any] | None = None  # evidence of a final failure, for the dead-letter event
@@ -50,6 +52,11 @@ class Run:
     processed: float | None = None
     total: float | None = None
     last_progress_sent: float = 0.0
+
+    @functools.cached_property
+    def meta(self) -> dict[str, Any]:
+        """The run's metadata (type, queue, tenant, ...), built on first use: off the hot path."""
+        return self._meta_factory()
 
     def progress(
         self, processed: float | None = None, total: float | None = None, *, message: str | None = None

@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import orjson
@@ -48,7 +48,7 @@ class EventShipper:
         self._max = buffer_max_events
         self._cond = threading.Condition()
         self._buffer: list[dict[str, Any]] = []
-        self._deferred: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._deferred: dict[Hashable, tuple[float, Any]] = {}
         self._urgent = False
         self._queued_seq = 0  # sequence number of the last event appended
         self._shipped_seq = 0  # every event up to this one is in Redis
@@ -85,17 +85,16 @@ class EventShipper:
                 self._cond.wait(remaining)
             return True
 
-    def defer(self, event: dict[str, Any]) -> None:
-        """Hold ``event`` for one flush interval; ``take_deferred`` may still take it back."""
+    def defer(self, key: Hashable, event: dict[str, Any] | Callable[[], dict[str, Any]]) -> None:
+        """Hold ``event`` for one flush interval; ``take_deferred(key)`` may still take it back."""
         with self._cond:
             self._ensure_thread()
-            self._deferred[event["id"]] = (time.monotonic(), event)
+            self._deferred[key] = (time.monotonic(), event)
 
-    def take_deferred(self, event_id: str) -> dict[str, Any] | None:
+    def take_deferred(self, key: Hashable) -> bool:
         """Take back a deferred event not shipped yet (the caller folds it into its next event)."""
         with self._cond:
-            entry = self._deferred.pop(event_id, None)
-        return None if entry is None else entry[1]
+            return self._deferred.pop(key, None) is not None
 
     def flush(self, timeout_seconds: float = 5.0) -> bool:
         """Wait until everything emitted (and deferred) so far is in Redis (or the timeout passes)."""
