@@ -7,6 +7,8 @@ from urllib.parse import quote, urlencode
 
 import falcon
 
+from runwatch.queries import position_of
+
 from . import cursor, params, serialize
 from .errors import Problem, invalid_param
 from .store import Store
@@ -37,7 +39,7 @@ class OperationsResource:
         next_link = None
         if len(rows) > limit:
             rows = rows[:limit]
-            last = cursor.Position(rows[-1]["created_at"], rows[-1]["id"])
+            last = position_of(rows[-1])
             token = cursor.encode(last, filters_fingerprint=fingerprint, key=self.store.cursor_key())
             query = {name: value for name, value in req.params.items() if name != "cursor"}
             query["cursor"] = token

@@ -14,7 +14,7 @@ def rfc3339(value: datetime | None) -> str | None:
 
 
 def list_item(row: dict[str, Any]) -> dict[str, Any]:
-    """An ``OperationRunListItem``."""
+    """An ``OperationRunListItem`` (its timestamps arrive as RFC 3339 text from the query)."""
     return {
         "id": row["id"],
         "type": row["type"],
@@ -27,9 +27,9 @@ def list_item(row: dict[str, Any]) -> dict[str, Any]:
         "tenant_id": row["tenant_id"],
         "initiator_name": row["initiator_name"],
         "operator_message": row["operator_message"] or "",
-        "created_at": rfc3339(row["created_at"]),
-        "started_at": rfc3339(row["started_at"]),
-        "completed_at": rfc3339(row["completed_at"]),
+        "created_at": row["created_at"],
+        "started_at": row["started_at"],
+        "completed_at": row["completed_at"],
     }
 
 

@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, exc, text
@@ -32,6 +32,7 @@ DEFAULT_STATEMENT_TIMEOUT_MS = 5000
 API_POOL_SIZE = 4
 
 _api_engines: dict[tuple[int, str, int], Engine] = {}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class DatabaseUnavailable(RunwatchError):
@@ -61,9 +62,20 @@ class Position:
     id: int
 
 
+
+
+def _rfc3339(column: str) -> str:
+    """SQL rendering ``column`` as RFC 3339 text in UTC, e.g. ``2026-01-31T12:00:00.000000Z``."""
+    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+
+
+# PERF: timestamps leave PostgreSQL as RFC 3339 text (C formatting beats building datetimes in
+# Python only to format them again); created_us carries the exact keyset position for cursors.
 _LIST_COLUMNS = f"""
 id, type, type_label, status, outcome, {FRESHNESS_SQL} AS freshness_state, reconciled_at IS NOT NULL AS reconciled,
-tenant_id, initiator_name, operator_message, created_at, started_at, completed_at
+tenant_id, initiator_name, operator_message, {_rfc3339("created_at")} AS created_at,
+{_rfc3339("started_at")} AS started_at, {_rfc3339("completed_at")} AS completed_at,
+(extract(epoch FROM created_at) * 1000000)::bigint AS created_us
 """
 
 # Freshness filters: FRESHNESS_SQL restated as the single clause the database guarantees to be
@@ -211,11 +223,20 @@ def list_runs(
         where.append("(created_at, id) < (:after_created_at, :after_id)")
         params["after_created_at"], params["after_id"] = after.created_at, after.id
     clause = ("WHERE " + " AND ".join(where)) if where else ""
-    sql = f"SELECT {_LIST_COLUMNS} FROM operation_runs {clause} ORDER BY created_at DESC, id DESC LIMIT :limit"
+    # NOTE: qualified: a bare "created_at" in ORDER BY would mean the text column of the same name.
+    sql = (
+        f"SELECT {_LIST_COLUMNS} FROM operation_runs r {clause} "
+        "ORDER BY r.created_at DESC, r.id DESC LIMIT :limit"
+    )
     result = conn.execute(text(sql), params)
     keys = tuple(result.keys())
-    # PERF: zip over plain rows is several times cheaper than RowMapping -> dict for a page.
-    return [dict(zip(keys, row, strict=True)) for row in result]
+    # PERF: one fetch, and zip over plain rows: several times cheaper than RowMapping -> dict.
+    return [dict(zip(keys, row, strict=True)) for row in result.all()]
+
+
+def position_of(row: dict[str, Any]) -> Position:
+    """The keyset position of a row returned by ``list_runs``."""
+    return Position(_EPOCH + timedelta(microseconds=row["created_us"]), row["id"])
 
 
 def get_run(conn: Connection, run_id: int, *, tenant_ids: frozenset[int] | None) -> dict[str, Any] | None:
