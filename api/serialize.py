@@ -46,7 +46,7 @@ def detail(row: dict[str, Any]) -> dict[str, Any]:
         None
         if row["reconciled_at"] is None
         else {
-            "reconciled_at": rfc3339(row["reconciled_at"]),
+            "reconciled_at": row["reconciled_at"],
             "source": row["reconciliation_source"],
             "reason_code": row["reason_code"],
             "reason_message": row["reason_message"],

@@ -94,7 +94,7 @@ class Store:
         """The run, or ``None`` both when it does not exist and when it is outside the caller's scope."""
         with queries.reading(self.engine) as conn:
             # APPSEC: scoped in SQL, so an out-of-scope run is indistinguishable from a missing one.
-            row = queries.get_run(conn, run_id, tenant_ids=principal.tenant_ids)
+            row = queries.get_run(conn, run_id, tenant_ids=principal.tenant_ids, diagnostics=diagnostics)
             if row is None or not diagnostics:
                 return None if row is None else RunView(row, [], False, [])
             events, truncated = queries.run_events(conn, row["message_id"])

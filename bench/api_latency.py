@@ -243,6 +243,8 @@ def main() -> int:
     base = "/api/admin/operations"
     try:
         scenarios = {
+            # The floor on this machine: gunicorn + Falcon + the load generator, no database.
+            "baseline GET /health/live (no query)": ("/health/live", all_token),
             "list unfiltered": (base, all_token),
             "list status=queued": (f"{base}?status=queued", all_token),
             "list status=completed": (f"{base}?status=completed", all_token),

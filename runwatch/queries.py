@@ -93,16 +93,24 @@ _FRESHNESS_WHERE = {
     "terminal_normal": "status = 'completed' AND reconciled_at IS NULL",
 }
 
-_DETAIL = text(f"""
-SELECT {_LIST_COLUMNS}, summary_counts, failure_summary, reconciled_at, reconciliation_source, reason_code,
-       reason_message, reconciliation_evidence, message_id, queue_name, actor_name, retry_of,
-       CASE WHEN status = 'queued' THEN queued_stale_seconds ELSE running_stale_seconds END AS threshold_seconds,
-       threshold_source, stale_at, attempts, deliveries, max_retries, time_limit_ms, last_error, next_retry_at,
-       worker_id, last_progress_at, progress_processed, progress_total
+_DETAIL_COLUMNS = f"""
+{_LIST_COLUMNS}, summary_counts, failure_summary, {_rfc3339("reconciled_at")} AS reconciled_at,
+reconciliation_source, reason_code, reason_message, reconciliation_evidence
+"""
+# PERF: diagnostics columns (jsonb last_error, timestamps) are read only when asked for.
+_DIAGNOSTIC_COLUMNS = """
+message_id, queue_name, actor_name, retry_of,
+CASE WHEN status = 'queued' THEN queued_stale_seconds ELSE running_stale_seconds END AS threshold_seconds,
+threshold_source, stale_at, attempts, deliveries, max_retries, time_limit_ms, last_error, next_retry_at,
+worker_id, last_progress_at, progress_processed, progress_total
+"""
+_BY_ID_IN_SCOPE = """
 FROM operation_runs
 WHERE id = :id
   AND (CAST(:all_tenants AS boolean) OR tenant_id = ANY(CAST(:tenants AS bigint[])))  -- APPSEC: caller's tenants
-""")
+"""
+_DETAIL = text(f"SELECT {_DETAIL_COLUMNS} {_BY_ID_IN_SCOPE}")
+_DETAIL_WITH_DIAGNOSTICS = text(f"SELECT {_DETAIL_COLUMNS}, {_DIAGNOSTIC_COLUMNS} {_BY_ID_IN_SCOPE}")
 
 _EVENTS = text("""
 SELECT id, kind, at, recorded_at, late, details FROM run_events
@@ -239,8 +247,10 @@ def position_of(row: dict[str, Any]) -> Position:
     return Position(_EPOCH + timedelta(microseconds=row["created_us"]), row["id"])
 
 
-def get_run(conn: Connection, run_id: int, *, tenant_ids: frozenset[int] | None) -> dict[str, Any] | None:
-    """One run with its detail columns, or ``None`` when missing *or* outside the caller's tenants."""
+def get_run(
+    conn: Connection, run_id: int, *, tenant_ids: frozenset[int] | None, diagnostics: bool = False
+) -> dict[str, Any] | None:
+    """One run with its detail (and diagnostics) columns, or ``None`` when missing *or* out of scope."""
     if not 0 < run_id <= MAX_BIGINT:
         return None
     params = {
@@ -248,8 +258,9 @@ def get_run(conn: Connection, run_id: int, *, tenant_ids: frozenset[int] | None)
         "all_tenants": tenant_ids is None,  # APPSEC: only an all-tenant token skips the tenant check
         "tenants": sorted(t for t in (tenant_ids or ()) if 0 < t <= MAX_BIGINT),
     }
-    row = conn.execute(_DETAIL, params).mappings().first()
-    return dict(row) if row else None
+    result = conn.execute(_DETAIL_WITH_DIAGNOSTICS if diagnostics else _DETAIL, params)
+    row = result.first()
+    return dict(zip(result.keys(), row, strict=True)) if row else None
 
 
 def run_events(conn: Connection, message_id: str, *, limit: int = MAX_EVENTS) -> tuple[list[dict[str, Any]], bool]:
