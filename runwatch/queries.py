@@ -275,15 +275,23 @@ def late_outcomes(conn: Connection, message_id: str, *, limit: int = MAX_LATE_OU
     return [dict(r) for r in conn.execute(_LATE_OUTCOMES, {"message_id": message_id, "limit": limit}).mappings()]
 
 
-# PERF: live runs come from the small live index, reconciled ones from the reconciled index
-# (index-only); only the terminal_normal count walks every completed run.
+# PERF: every count is an index-only scan: live runs from the small live index, reconciled ones
+# from the reconciled index, completed ones from the retention index (status = 'completed');
+# terminal_normal is completed minus reconciled (CHECK: only completed runs are reconciled).
+# The completed count still visits one index entry per completed run (~50 ms per million).
 _RUNS_BY_STATE = text("""
-SELECT status, CASE WHEN stale_at <= now() THEN 'likely_stale' ELSE 'fresh_active' END AS freshness, count(*) AS n
-FROM operation_runs WHERE status IN ('queued', 'running') GROUP BY 1, 2
-UNION ALL
-SELECT 'completed', 'reconciled_failed', count(*) FROM operation_runs WHERE reconciled_at IS NOT NULL
-UNION ALL
-SELECT 'completed', 'terminal_normal', count(*) FROM operation_runs WHERE status = 'completed' AND reconciled_at IS NULL
+WITH live AS (
+    SELECT status, CASE WHEN stale_at <= now() THEN 'likely_stale' ELSE 'fresh_active' END AS freshness,
+           count(*) AS n
+    FROM operation_runs WHERE status IN ('queued', 'running') GROUP BY 1, 2
+), reconciled AS (
+    SELECT count(*) AS n FROM operation_runs WHERE reconciled_at IS NOT NULL
+), completed AS (
+    SELECT count(*) AS n FROM operation_runs WHERE status = 'completed'
+)
+SELECT status, freshness, n FROM live
+UNION ALL SELECT 'completed', 'reconciled_failed', n FROM reconciled
+UNION ALL SELECT 'completed', 'terminal_normal', completed.n - reconciled.n FROM completed, reconciled
 """)
 
 _RECONCILIATIONS = text("""

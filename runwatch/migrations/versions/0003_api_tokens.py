@@ -40,8 +40,9 @@ VALUES ('cursor', encode(sha256(convert_to(gen_random_uuid()::text || gen_random
                                            || clock_timestamp()::text, 'UTF8')), 'hex'));
 
 -- PERF: live runs are few; status queued/running and outcome pending walk this small index
--- newest first instead of every run (status is a key column, checked on the index tuple).
-CREATE INDEX operation_runs_live_created ON operation_runs (created_at DESC, id DESC, status)
+-- newest first instead of every run (status is a key column, checked on the index tuple);
+-- with stale_at too, /metrics counts live runs by status and freshness from the index alone.
+CREATE INDEX operation_runs_live_created ON operation_runs (created_at DESC, id DESC, status, stale_at)
     WHERE status IN ('queued', 'running');
 -- PERF: the freshness filters. Only live runs have a deadline (the trigger clears it on
 -- completion), so "stale_at <= now()" alone is likely_stale: the planner then estimates it
