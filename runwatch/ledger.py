@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from sqlalchemy import Connection
 
 from . import events as ev
 from . import statements as sql
+from . import wire
 from .fold import TERMINAL_KINDS, fold
 from .thresholds import ThresholdPolicy
 
@@ -37,7 +37,7 @@ def apply_events(conn: Connection, events: Sequence[dict[str, Any]], policy: Thr
     if not events:
         return result
     rows = [{**_columns(e), "details": {k: v for k, v in e.items() if k not in _EVENT_COLUMNS}} for e in events]
-    new_ids = set(conn.execute(sql.INSERT_EVENTS, {"events": json.dumps(rows)}).scalars())
+    new_ids = set(conn.execute(sql.INSERT_EVENTS, {"events": wire.dumps(rows).decode()}).scalars())
     result.events_new = len(new_ids)
     result.events_duplicate = len(events) - len(new_ids)
     by_message: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -47,7 +47,7 @@ def apply_events(conn: Connection, events: Sequence[dict[str, Any]], policy: Thr
     if not by_message:
         return result
     deltas = [fold(message_events, policy) for message_events in by_message.values()]
-    written = set(conn.execute(sql.UPSERT_RUNS, {"rows": json.dumps(deltas)}).scalars())
+    written = set(conn.execute(sql.UPSERT_RUNS, {"rows": wire.dumps(deltas).decode()}).scalars())
     result.runs_written = len(written)
     for delta in deltas:
         result.late_events.extend(delta["late_event_ids"])

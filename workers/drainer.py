@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
 from runwatch import events as ev
+from runwatch import wire
 from runwatch.burstlog import BurstLogger
 from runwatch.errors import ValidationError
 from runwatch.ledger import apply_events
@@ -136,7 +137,7 @@ class Drainer:
         good: list[dict[str, Any]] = []
         for entry_id, fields in entries:
             try:
-                batch = json.loads(fields[b"e"])
+                batch = wire.loads(fields[b"e"])
             except (KeyError, ValueError) as exc:
                 self._reject(entry_id, fields.get(b"e", b""), f"undecodable entry: {exc}")
                 result.rejected += 1

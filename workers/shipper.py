@@ -14,7 +14,6 @@ hook gives up after ``durable_wait_ms`` so a job never fails or hangs because of
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -22,9 +21,9 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
-import orjson
 import redis
 
+from runwatch import wire
 from runwatch.burstlog import BurstLogger
 from runwatch.settings import MAX_EVENTS_PER_ENTRY
 
@@ -168,7 +167,7 @@ class EventShipper:
                 with self.client.pipeline(transaction=False) as pipe:
                     for i in range(0, len(batch), MAX_EVENTS_PER_ENTRY):
                         chunk = batch[i : i + MAX_EVENTS_PER_ENTRY]
-                        pipe.xadd(self._stream, {"e": _encode(chunk)})
+                        pipe.xadd(self._stream, {"e": wire.dumps(chunk)})
                     pipe.execute()
             except Exception as exc:  # redis down, or anything else: keep the events, retry later
                 self._errors.failure(exc, len(batch))
@@ -181,11 +180,3 @@ class EventShipper:
             with self._cond:
                 self._shipped_seq = seq
                 self._cond.notify_all()
-
-
-def _encode(events: list[dict[str, Any]]) -> bytes:
-    """JSON for a stream entry: orjson (PERF: ~15x faster), stdlib json for what it refuses."""
-    try:
-        return orjson.dumps(events, default=str)
-    except TypeError:  # e.g. an integer beyond 64 bits: the ledger will reject it with a reason
-        return json.dumps(events, separators=(",", ":"), default=str).encode()
