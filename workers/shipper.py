@@ -49,8 +49,7 @@ class EventShipper:
         self._buffer: list[dict[str, Any]] = []
         self._deferred: dict[Hashable, tuple[float, Any]] = {}
         self._urgent = False
-        self._queued_seq = 0  # sequence number of the last event appended
-        self._shipped_seq = 0  # every event up to this one is in Redis
+        self._waiters: list[threading.Lock] = []  # durable emitters waiting for the next flush
         self._closing = False
         self._thread: threading.Thread | None = None
         os.register_at_fork(after_in_child=self._after_fork)
@@ -70,19 +69,10 @@ class EventShipper:
                 del self._buffer[0]
                 self.dropped += 1
             self._buffer.append(event)
-            self._queued_seq += 1
-            seq = self._queued_seq
             if not durable:
                 return True
-            self._urgent = True
-            self._cond.notify_all()
-            deadline = time.monotonic() + self._durable_wait
-            while self._shipped_seq < seq:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-            return True
+            shipped = self._waiter()
+        return shipped.acquire(timeout=self._durable_wait)
 
     def defer(self, key: Hashable, event: dict[str, Any] | Callable[[], dict[str, Any]]) -> None:
         """Hold ``event`` for one flush interval; ``take_deferred(key)`` may still take it back."""
@@ -99,14 +89,25 @@ class EventShipper:
         """Wait until everything emitted (and deferred) so far is in Redis (or the timeout passes)."""
         with self._cond:
             self._buffer.extend(event for _, event in self._deferred.values())
-            self._queued_seq += len(self._deferred)
             self._deferred.clear()
             if not self._buffer:
                 return True
-            seq = self._queued_seq
-            self._urgent = True
-            self._cond.notify_all()
-            return self._cond.wait_for(lambda: self._shipped_seq >= seq, timeout_seconds)
+            self._ensure_thread()
+            shipped = self._waiter()
+        return shipped.acquire(timeout=timeout_seconds)
+
+    def _waiter(self) -> threading.Lock:
+        """A lock released once the events buffered so far are in Redis (caller holds _cond).
+
+        PERF: one lock per waiter, released one by one by the shipper, instead of notify_all on a
+        shared condition, which woke every waiting worker thread for every flush.
+        """
+        lock = threading.Lock()
+        lock.acquire()
+        self._waiters.append(lock)
+        self._urgent = True
+        self._cond.notify()
+        return lock
 
     def close(self, timeout_seconds: float = 5.0) -> None:
         self.flush(timeout_seconds)
@@ -140,14 +141,13 @@ class EventShipper:
         due = time.monotonic() - self._interval
         for event_id in [k for k, (t, _) in self._deferred.items() if t <= due or self._closing]:
             self._buffer.append(self._deferred.pop(event_id)[1])
-            self._queued_seq += 1
 
     def _after_fork(self) -> None:
         # NOTE: a forked child inherits the object but not the thread, and maybe a held lock.
         self._cond = threading.Condition()
         self._thread = None
         self._buffer, self._urgent, self._deferred = [], False, {}
-        self._queued_seq = self._shipped_seq = 0
+        self._waiters = []
 
     def _run(self) -> None:
         backoff = 0.0
@@ -158,8 +158,11 @@ class EventShipper:
                     return
                 self._release_deferred()
                 batch, self._buffer = self._buffer, []
-                seq, self._urgent = self._queued_seq, False
+                waiters, self._waiters = self._waiters, []
+                self._urgent = False
             if not batch:
+                for waiter in waiters:
+                    waiter.release()
                 continue
             batch = self._materialize(batch)
             try:
@@ -174,9 +177,9 @@ class EventShipper:
                 backoff = min(max(backoff * 2, 0.1), 2.0)
                 with self._cond:
                     self._buffer[:0] = batch[: max(0, self._max - len(self._buffer))]
+                    self._waiters[:0] = waiters
                 continue
             backoff = 0.0
             self._errors.success()
-            with self._cond:
-                self._shipped_seq = seq
-                self._cond.notify_all()
+            for waiter in waiters:
+                waiter.release()
