@@ -25,9 +25,9 @@ DEFAULT_DURABLE_WAIT_MS = 2000
 #: Events held in memory per process while Redis is unreachable; beyond that the oldest are dropped.
 DEFAULT_BUFFER_MAX_EVENTS = 100_000
 #: Stream entries the drainer applies to PostgreSQL per transaction (each holds at most
-#: ``MAX_EVENTS_PER_ENTRY`` events, so a transaction holds at most 10 x 500 events).
-DEFAULT_DRAIN_BATCH = 10
-MAX_EVENTS_PER_ENTRY = 500
+#: ``MAX_EVENTS_PER_ENTRY`` events; under load entries are small, one per group commit).
+DEFAULT_DRAIN_BATCH = 50
+MAX_EVENTS_PER_ENTRY = 100
 #: Where run events are applied: a child process of each worker, a thread in it, or elsewhere.
 DRAIN_MODES = ("process", "thread", "external")
 #: Seconds between maintenance passes (healer + dead-letter scan) in each worker process; 0 disables.
