@@ -189,12 +189,14 @@ def verify(conn: psycopg.Connection, client: redis.Redis, n: int) -> None:
 
 def run_phase(variant: str, rnd: int, args: argparse.Namespace, client: redis.Redis, logdir: Path) -> Phase:
     """One variant, one round: reset, enqueue, process, measure, verify."""
-    log(f"round {rnd} / {variant}: resetting Redis DB" + (f" and database {DB_NAME}" if variant != "bare" else ""))
+    log(f"round {rnd} / {variant}: resetting Redis DB and database {DB_NAME}")
     reset_redis(client)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWATCH_")}
     env.update(BENCH_VARIANT=variant, BENCH_REDIS_URL=args.redis_url, PYTHONUNBUFFERED="1")
+    # NOTE: both variants reset the database, so both enqueue right after the same PostgreSQL
+    # work (CREATE DATABASE checkpoints); only the runwatch worker then uses it.
+    reset_database(args.pg_admin_url, args.db_url)
     if variant == "runwatch":
-        reset_database(args.pg_admin_url, args.db_url)
         env.update(RUNWATCH_DATABASE_URL=args.db_url, RUNWATCH_DRAIN=args.drain, RUNWATCH_EVENT_STREAM=EVENT_STREAM)
         os.environ.update(RUNWATCH_DATABASE_URL=args.db_url, RUNWATCH_EVENT_STREAM=EVENT_STREAM)
     n = args.messages

@@ -59,22 +59,45 @@ def actor_profile(broker: dramatiq.Broker, actor: dramatiq.Actor | None, actor_n
     )
 
 
-def message_meta(profile: ActorProfile, message: dramatiq.Message) -> dict[str, Any]:
+def message_facts(message: dramatiq.Message) -> tuple[Any, ...]:
+    """The per-message facts the metadata needs, as a flat tuple of scalars.
+
+    PERF: a tuple of strings and numbers is untracked by the garbage collector, so holding many
+    of them until the next flush costs no GC time, unlike the message or a dict.
+    """
     options = message.options
-    meta = {
-        **profile.static_meta,
-        "queue": q_name(message.queue_name),
-        "created_at": message.message_timestamp / 1000,
-        "tenant_id": options.get(TENANT_OPTION),
-        "initiator": options.get(INITIATOR_OPTION),
-        "retry_of": options.get(RETRY_OF_OPTION),
-    }
-    if "max_retries" in options:
-        meta["max_retries"] = options["max_retries"]
-    if "time_limit" in options:
-        meta["time_limit_ms"] = options["time_limit"]
+    return (
+        message.queue_name,
+        message.message_timestamp,
+        options.get(TENANT_OPTION),
+        options.get(INITIATOR_OPTION),
+        options.get(RETRY_OF_OPTION),
+        options.get("max_retries"),
+        options.get("time_limit"),
+    )
+
+
+def message_meta(profile: ActorProfile, message: dramatiq.Message) -> dict[str, Any]:
+    meta = meta_from_facts(profile, message_facts(message))
     if profile.store_args:
         meta["args"] = {"args": list(message.args), "kwargs": dict(message.kwargs)}
+    return meta
+
+
+def meta_from_facts(profile: ActorProfile, facts: tuple[Any, ...]) -> dict[str, Any]:
+    queue, timestamp_ms, tenant, initiator, retry_of, max_retries, time_limit = facts
+    meta = {
+        **profile.static_meta,
+        "queue": q_name(queue),
+        "created_at": timestamp_ms / 1000,
+        "tenant_id": tenant,
+        "initiator": initiator,
+        "retry_of": retry_of,
+    }
+    if max_retries is not None:
+        meta["max_retries"] = max_retries
+    if time_limit is not None:
+        meta["time_limit_ms"] = time_limit
     return meta
 
 

@@ -54,10 +54,14 @@ def _never_raise(hook):
     return guarded
 
 
+ENQUEUED_BUILDER = "enqueued"
+
+
 def _enqueued_event(profile: m.ActorProfile, message: dramatiq.Message, delay: int | None) -> dict:
     """Built by the shipper thread, not on the producer's path."""
     meta = m.message_meta(profile, message)
     redis_id = message.options.get("redis_message_id")
+    # NOTE: stamped with the message's own timestamp: a worker may start it before this hook runs.
     at = message.message_timestamp / 1000
     return ev.new_event(ev.ENQUEUED, message.message_id, at, meta, delay_ms=delay, redis_message_id=redis_id)
 
@@ -79,6 +83,7 @@ class Recorder(Middleware):
         # NOTE: threads share this instance, and one message can be delivered twice at once, so
         # per-delivery state lives with the worker thread that holds the delivery (run_api).
         self._local = threading.local()
+        shipper.builders[ENQUEUED_BUILDER] = self._build_enqueued
         self._progress_interval = settings.progress_interval_ms / 1000
         self.drain_thread: threading.Thread | None = None
         self.drain_process: subprocess.Popen | None = None
@@ -115,9 +120,24 @@ class Recorder(Middleware):
             return
         self._local.first_enqueue = None
         profile = self._profile(broker, message.actor_name)
-        if profile.tracked:
-            # NOTE: stamped with the message's own timestamp: a worker may start it before this hook runs.
+        if not profile.tracked:
+            return
+        if profile.store_args:  # rare: keep the message itself for its arguments
             self.shipper.emit(functools.partial(_enqueued_event, profile, message, delay))
+            return
+        # PERF: a flat tuple of scalars (GC-untracked) instead of a closure over the message;
+        # the shipper thread builds the event from it (see _build_enqueued).
+        facts = m.message_facts(message)
+        self.shipper.emit(
+            (
+                ENQUEUED_BUILDER,
+                message.actor_name,
+                message.message_id,
+                delay,
+                message.options.get("redis_message_id"),
+                *facts,
+            )
+        )
 
     # -- worker side ---------------------------------------------------------------------
 
@@ -251,6 +271,14 @@ class Recorder(Middleware):
             run.start_key = None
             event["start"] = run.start
         return event
+
+    def _build_enqueued(
+        self, actor_name: str, message_id: str, delay: int | None, redis_id: str | None, *facts: Any
+    ) -> dict[str, Any]:
+        """The enqueue event from the facts ``after_enqueue`` kept (runs in the shipper thread)."""
+        meta = m.meta_from_facts(self._profiles[actor_name], facts)
+        at = facts[1] / 1000  # the message's own timestamp
+        return ev.new_event(ev.ENQUEUED, message_id, at, meta, delay_ms=delay, redis_message_id=redis_id)
 
     def _on_progress(self, run: run_api.Run) -> None:
         if run.due_for_progress(self._progress_interval):

@@ -48,6 +48,8 @@ class EventShipper:
         self._cond = threading.Condition()
         self._buffer: list[dict[str, Any]] = []
         self._deferred: dict[Hashable, tuple[float, Any]] = {}
+        #: name -> function: an emitted tuple ``(name, *args)`` is built as ``builders[name](*args)``.
+        self.builders: dict[str, Callable[..., dict[str, Any]]] = {}
         self._urgent = False
         self._waiters: list[threading.Lock] = []  # durable emitters waiting for the next flush
         self._closing = False
@@ -56,11 +58,12 @@ class EventShipper:
         self._errors = BurstLogger(logger, "could not ship run events to Redis")
         self.dropped = 0
 
-    def emit(self, event: dict[str, Any] | Callable[[], dict[str, Any]], *, durable: bool = False) -> bool:
+    def emit(self, event: dict[str, Any] | Callable[[], dict[str, Any]] | tuple, *, durable: bool = False) -> bool:
         """Queue ``event``; with ``durable``, wait until it is in Redis. Never raises.
 
-        ``event`` may be a callable that builds the event: the shipper thread calls it, while the
-        caller's thread waits on its own I/O (PERF: keeps the dict building off the hot path).
+        ``event`` may be a callable that builds the event, or a tuple ``(builder name, *args)``: the
+        shipper thread builds it while the caller's thread waits on its own I/O (PERF: keeps the
+        dict building off the hot path).
         """
         with self._cond:
             self._ensure_thread()
@@ -125,9 +128,9 @@ class EventShipper:
     def _materialize(self, batch: list[Any]) -> list[dict[str, Any]]:
         events = []
         for item in batch:
-            if callable(item):
+            if not isinstance(item, dict):
                 try:
-                    item = item()
+                    item = item() if callable(item) else self.builders[item[0]](*item[1:])
                 except Exception:  # a bug building one event must not stop the others
                     logger.exception("could not build a run event; it is dropped")
                     continue
