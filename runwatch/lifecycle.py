@@ -88,7 +88,7 @@ def is_terminal(status: Status | str) -> bool:
 def freshness(
     status: Status | str, outcome: Outcome | str, reconciled: bool, stale_at: datetime | None, now: datetime
 ) -> Freshness:
-    """Derive freshness; the SQL twin is ``statements.FRESHNESS_SQL``."""
+    """Derive freshness; the SQL twin is ``report.FRESHNESS_SQL``."""
     if status == Status.COMPLETED:
         if reconciled and outcome == Outcome.FAILED:
             return Freshness.RECONCILED_FAILED
