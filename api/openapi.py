@@ -79,7 +79,13 @@ _DIAGNOSTICS = {
     "type": "object",
     "description": "Secondary lifecycle evidence shown only when diagnostics are revealed.",
     "required": [
-        "threshold_seconds", "threshold_source", "attempts", "deliveries", "evidence", "late_outcomes", "events"
+        "threshold_seconds",
+        "threshold_source",
+        "attempts",
+        "deliveries",
+        "evidence",
+        "late_outcomes",
+        "events",
     ],
     "properties": {
         "threshold_seconds": {"type": "integer", "description": "Queued threshold while queued, else running."},
@@ -102,6 +108,14 @@ _DIAGNOSTICS = {
         "actor_name": {"type": "string"},
         "retry_of": _nullable("integer"),
         "evidence": {"type": "object", "additionalProperties": True},
+        "healer": {
+            "type": "object",
+            "description": "What the healer found when it last looked at this run (why not healed yet).",
+            "properties": {
+                "checked_at": _nullable("string", format="date-time"),
+                "last_found": {"description": "The healer's evidence and verdict (why, note), or null."},
+            },
+        },
         "late_outcomes": {"type": "array", "items": {"$ref": _REF + "RunEvent"}},
         "events": {"type": "array", "items": {"$ref": _REF + "RunEvent"}, "description": "Newest 200, oldest first."},
         "events_truncated": {"type": "boolean"},

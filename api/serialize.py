@@ -89,6 +89,8 @@ def diagnostics(
         "actor_name": row["actor_name"],
         "retry_of": row["retry_of"],
         "evidence": row["reconciliation_evidence"] or {},
+        # "Why not healed yet": what the healer found the last time it looked at this run.
+        "healer": {"checked_at": rfc3339(row["healer_checked_at"]), "last_found": row["healer_note"]},
         "late_outcomes": [event(e) for e in late],
         "events": [event(e) for e in events],
         "events_truncated": events_truncated,

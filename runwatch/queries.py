@@ -102,7 +102,7 @@ _DIAGNOSTIC_COLUMNS = """
 message_id, queue_name, actor_name, retry_of,
 CASE WHEN status = 'queued' THEN queued_stale_seconds ELSE running_stale_seconds END AS threshold_seconds,
 threshold_source, stale_at, attempts, deliveries, max_retries, time_limit_ms, last_error, next_retry_at,
-worker_id, last_progress_at, progress_processed, progress_total
+worker_id, last_progress_at, progress_processed, progress_total, healer_checked_at, healer_note
 """
 _BY_ID_IN_SCOPE = """
 FROM operation_runs

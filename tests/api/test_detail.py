@@ -94,3 +94,16 @@ def test_detail_never_shows_job_arguments(client, tokens, engine):
         conn.execute(secret_args, {"id": run_id})
     result = get(client, f"{LIST}/{run_id}", tokens.all, include="diagnostics")
     assert result.status_code == 200 and "hunter2" not in result.text
+
+
+def test_diagnostics_say_why_a_stale_run_is_not_healed_yet(client, tokens, engine):
+    note = {"why": "backlog", "note": "backlog: the broker still holds the message", "message_found_in": "queue"}
+    with engine.begin() as conn:
+        stale = insert_run(conn, status="queued", outcome="pending", age=7200)
+        never_looked = insert_run(conn, status="queued", outcome="pending", age=7200)
+        conn.execute(text("UPDATE operation_runs SET healer_checked_at = now(), healer_note = CAST(:n AS jsonb) "
+                          "WHERE id = :id"), {"n": json.dumps(note), "id": stale})
+    healer = get(client, f"{LIST}/{stale}", tokens.all, include="diagnostics").json["diagnostics"]["healer"]
+    assert healer["last_found"] == note and healer["checked_at"]
+    assert get(client, f"{LIST}/{never_looked}", tokens.all, include="diagnostics").json["diagnostics"]["healer"] == {
+        "checked_at": None, "last_found": None}
