@@ -148,6 +148,9 @@ def validate(event: Mapping[str, Any]) -> dict[str, Any]:
         raise ValidationError(f"event meta lacks one of {_REQUIRED_META}")
     _check_epoch("created_at", meta["created_at"])
     validate_tenant_id(meta.get("tenant_id"))
+    retry_of = meta.get("retry_of")
+    if retry_of is not None and (isinstance(retry_of, bool) or not isinstance(retry_of, int) or retry_of < 1):
+        raise ValidationError(f"retry_of must be a run id, got {retry_of!r}")
     start = event.get("start")
     if start is not None:
         if not isinstance(start, Mapping):

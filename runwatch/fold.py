@@ -96,6 +96,7 @@ def _progress(row: dict[str, Any], event: dict[str, Any]) -> None:
 
 
 def _attempt_failed(row: dict[str, Any], event: dict[str, Any]) -> None:
+    _outcome_started(row, event)
     _advance(row, Status.RUNNING)
     row["attempts"] = max(row["attempts"], event.get("attempt", 1))
     row["last_error"] = event.get("error")
@@ -103,7 +104,14 @@ def _attempt_failed(row: dict[str, Any], event: dict[str, Any]) -> None:
     row["last_progress_at"] = ts(event["at"])
 
 
+def _outcome_started(row: dict[str, Any], event: dict[str, Any]) -> None:
+    """An outcome says when its delivery started, so it can land before its start event does."""
+    if event.get("started_at") is not None and not row.get("started_at"):
+        row["started_at"] = ts(event["started_at"])
+
+
 def _completed(row: dict[str, Any], event: dict[str, Any]) -> None:
+    _outcome_started(row, event)
     _progress(row, event)
     row["status"] = Status.COMPLETED.value
     row["outcome"] = event["outcome"]
@@ -113,6 +121,7 @@ def _completed(row: dict[str, Any], event: dict[str, Any]) -> None:
 
 
 def _dead_lettered(row: dict[str, Any], event: dict[str, Any]) -> None:
+    _outcome_started(row, event)
     reason = CATALOGUE[event["reason_code"]]
     row["status"] = Status.COMPLETED.value
     row["outcome"] = Outcome.FAILED.value

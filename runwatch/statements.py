@@ -34,7 +34,9 @@ INSERT INTO operation_runs AS r (
     completed_at, failure_summary, reconciled_at, reconciliation_source, reason_code, reason_message,
     reconciliation_evidence, redis_message_id)
 SELECT d.message_id, d.queue_name, d.actor_name, d.type, d.type_label, d.tenant_id, d.initiator_name,
-    d.created_at, d.max_retries, d.time_limit_ms, d.retry_of, d.args, d.queued_stale_seconds,
+    d.created_at, d.max_retries, d.time_limit_ms,
+    (SELECT p.id FROM operation_runs p WHERE p.id = d.retry_of),  -- NOTE: a pruned original is no reason to lose a run
+    d.args, d.queued_stale_seconds,
     d.running_stale_seconds, d.threshold_source, d.status, d.outcome, d.deliveries, d.attempts,
     d.summary_counts, d.started_at, d.worker_id, d.last_progress_at, d.next_retry_at,
     d.progress_processed, d.progress_total, d.operator_message, d.last_error, d.completed_at,

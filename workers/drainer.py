@@ -36,6 +36,9 @@ from runwatch.thresholds import ThresholdPolicy
 logger = logging.getLogger("runwatch.drainer")
 
 GROUP = "runwatch-ledger"
+#: Errors that mean "this data", not "this database": the batch is bisected and the culprit
+#: rejected. Anything else (connection lost, ...) is retried as it is, so nothing is dropped.
+_BAD_DATA = (IntegrityError, DataError, ValueError, OverflowError, TypeError, KeyError)
 #: Entries a drainer holds unacknowledged for this long are taken over by another drainer.
 DEFAULT_CLAIM_IDLE_MS = 60_000
 
@@ -162,14 +165,23 @@ class Drainer:
         try:
             with self._engine.begin() as conn:
                 return len(apply_events(conn, events, self._policy).late_events)
-        except (IntegrityError, DataError, ValueError, OverflowError):
-            if len(events) == 1:
-                self._reject(b"-", json.dumps(events[0]), "rejected by a database constraint")
-                result.rejected += 1
+        except _BAD_DATA as exc:
+            groups: dict[str, list[dict[str, Any]]] = {}
+            for event in events:
+                groups.setdefault(event["message_id"], []).append(event)
+            if len(groups) == 1:
+                # NOTE: one message's events are rejected together, never split: applied apart,
+                # an outcome could land before its start.
+                for event in events:
+                    self._reject(b"-", json.dumps(event, default=str), f"rejected: {type(exc).__name__}")
+                result.rejected += len(events)
                 return 0
-            # NOTE: bisect so one poisoned event cannot hold up the batch around it.
-            middle = len(events) // 2
-            return self._write(events[:middle], result) + self._write(events[middle:], result)
+            # NOTE: bisect by message so one poisoned run cannot hold up the batch around it.
+            runs = list(groups.values())
+            middle = len(runs) // 2
+            first = [e for run in runs[:middle] for e in run]
+            second = [e for run in runs[middle:] for e in run]
+            return self._write(first, result) + self._write(second, result)
 
     def _reject(self, entry_id: bytes, payload: bytes | str, reason: str) -> None:
         logger.error("rejected run event from stream entry %s: %s", entry_id.decode(), reason)

@@ -270,6 +270,9 @@ class Recorder(Middleware):
         if run.start_key is not None and self.shipper.take_deferred(run.start_key):
             run.start_key = None
             event["start"] = run.start
+        elif run.start is not None:
+            # NOTE: the start shipped on its own and may reach the ledger after this event.
+            event["started_at"] = run.start["at"]
         return event
 
     def _build_enqueued(

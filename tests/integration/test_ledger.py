@@ -130,3 +130,22 @@ def test_a_completion_without_a_start_cannot_skip_running(engine):
     with pytest.raises(IntegrityError, match="runwatch_legal_transition|illegal run transition"), engine.begin() as c:
         c.execute(text("UPDATE operation_runs SET status='completed', outcome='succeeded', completed_at=now() "
                        "WHERE message_id='never-started'"))
+
+
+def test_a_completion_applied_before_its_start_is_not_rejected(engine):
+    """Two drainers, or a bisected batch: the completion can reach the ledger before the start."""
+    enqueued, started, completed = _lifecycle("split")
+    completed["started_at"] = started["at"]  # what the recorder always sends with an outcome
+    _apply(engine, [enqueued])
+    _apply(engine, [completed])
+    _apply(engine, [started])
+    row = _row(engine, "split")
+    assert (row["status"], row["outcome"], row["deliveries"]) == ("completed", "succeeded", 0)
+    assert row["started_at"] is not None
+
+
+def test_a_retry_of_a_run_that_no_longer_exists_is_still_recorded(engine):
+    enqueued, _, _ = _lifecycle("orphan-retry")
+    enqueued["meta"] = {**enqueued["meta"], "retry_of": 424242}
+    _apply(engine, [enqueued])
+    assert _row(engine, "orphan-retry")["retry_of"] is None
