@@ -418,7 +418,7 @@ class Profiler:
 
     def wrap_locator(self, locator: RedisLocator) -> RedisLocator:
         profiler = self
-        original_observe, original_backlog = locator.observe, locator.ledger_backlog
+        original_observe, original_backlog = locator.observe, locator.unapplied_message_ids
 
         def observe(runs):  # noqa: ANN001, ANN202
             start = time.perf_counter()
@@ -430,16 +430,16 @@ class Profiler:
                 if profiler.current is not None:
                     profiler.current.add("locator.observe() total", time.perf_counter() - start)
 
-        def ledger_backlog():  # noqa: ANN202
+        def unapplied_message_ids():  # noqa: ANN202
             start = time.perf_counter()
             try:
                 return original_backlog()
             finally:
                 if profiler.current is not None:
-                    profiler.current.add("redis XLEN (ledger_backlog)", time.perf_counter() - start)
+                    profiler.current.add("redis XRANGE (unapplied events)", time.perf_counter() - start)
 
         locator.observe = observe  # type: ignore[method-assign]
-        locator.ledger_backlog = ledger_backlog  # type: ignore[method-assign]
+        locator.unapplied_message_ids = unapplied_message_ids  # type: ignore[method-assign]
         return locator
 
 

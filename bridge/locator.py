@@ -8,10 +8,13 @@ from typing import Any
 
 import redis
 
+from runwatch import wire
 from runwatch.healer import Observation
 
 from .keys import Keys
 
+#: Past this many unapplied stream entries the ledger is lagging: the healer waits altogether.
+MAX_INSPECTED_ENTRIES = 1000
 #: Dramatiq's Redis broker default: a worker silent this long is dead (and its messages requeued).
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 60_000
 
@@ -72,9 +75,22 @@ class RedisLocator:
         keys = [self._keys.acks(worker_id, queue), self._keys.messages(queue), self._keys.queue(queue)]
         return bool(self._requeue(keys=keys, args=[redis_message_id]))
 
-    def ledger_backlog(self) -> int:
-        """Event batches still in the stream (deleted once applied): non-zero while the ledger lags."""
-        return int(self._client.xlen(self._stream))
+    def unapplied_message_ids(self, *, max_entries: int = MAX_INSPECTED_ENTRIES) -> set[str] | None:
+        """Messages with events in the stream (entries are deleted once applied); None past ``max_entries``.
+
+        Under traffic the stream is never empty, so "pause while anything is unapplied" would
+        never heal; only runs whose own events are in flight need to wait.
+        """
+        entries = self._client.xrange(self._stream, count=max_entries + 1)
+        if len(entries) > max_entries:
+            return None
+        ids: set[str] = set()
+        for _, fields in entries:
+            try:
+                ids.update(event.get("message_id") for event in wire.loads(fields[b"e"]))
+            except (KeyError, ValueError, TypeError, AttributeError):
+                continue  # the drainer rejects it with its reason
+        return ids
 
     def observe(self, runs: Sequence[dict[str, Any]]) -> dict[int, Observation]:
         located = [r for r in runs if r.get("redis_message_id")]

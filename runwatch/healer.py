@@ -68,7 +68,9 @@ class Locator(Protocol):
 
     def observe(self, runs: Sequence[dict[str, Any]]) -> dict[int, Observation]: ...
 
-    def ledger_backlog(self) -> int: ...
+    def unapplied_message_ids(self) -> set[str] | None:
+        """Messages with events shipped but not yet in the ledger; None if too many to tell."""
+        ...
 
     def dead_letter_if_queued(self, queue: str, redis_message_id: str) -> str | None:
         """Move a message waiting in its queue to the dead letters; the dead-letter key, or None if not queued."""
@@ -189,7 +191,8 @@ def heal_once(
             result.locked_out = True
             return result
         conn.execute(sql.HEALER_PLANNER_SETTINGS)
-        result.paused = _pause_reason(conn, locator, options)
+        in_flight = locator.unapplied_message_ids()
+        result.paused = _pause_reason(conn, in_flight, options)
         if not result.paused:
             _stop_poison_pills(conn, locator, options, result)
         runs = [
@@ -211,6 +214,10 @@ def heal_once(
             verdict = decide(run, observations[run["id"]], options)
             if result.paused and verdict["action"] != "skip":
                 verdict = {**verdict, "action": "skip", "why": "paused", "note": result.paused}
+            elif in_flight and run["message_id"] in in_flight and verdict["action"] != "skip":
+                # NOTE: its own events (progress, an outcome) are on their way to the ledger.
+                note = "events of this run are in the stream, not yet in the ledger"
+                verdict = {**verdict, "action": "skip", "why": "events_in_flight", "note": note}
             result.decisions.append({"id": run["id"], **verdict})
             requeue = verdict["action"] == "requeue" and not options.dry_run
             if requeue and not locator.requeue_in_flight(run["queue_name"], run["worker_id"], run["redis_message_id"]):
@@ -288,10 +295,9 @@ def record_broker_outage(engine: Engine, exc: BaseException) -> None:
         )
 
 
-def _pause_reason(conn: Connection, locator: Locator, options: HealOptions) -> str | None:
-    backlog = locator.ledger_backlog()
-    if backlog:
-        return f"ledger catching up: {backlog} run event batch(es) not yet applied"
+def _pause_reason(conn: Connection, in_flight: set[str] | None, options: HealOptions) -> str | None:
+    if in_flight is None:
+        return "ledger catching up: more run events in the stream than one pass can inspect"
     previous = last_pass(conn, OUTAGE_PASS_NAME)
     if previous:
         since = conn.exec_driver_sql(

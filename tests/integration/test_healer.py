@@ -43,14 +43,35 @@ def heal(harness, settings):
     return run
 
 
-def seed(engine, status="queued", *, age=120, outcome="pending", type_="t", tenant_id=None, worker_id=None,
-         rid=None, time_limit_ms=None, completed_days=0):
+def seed(
+    engine,
+    status="queued",
+    *,
+    age=120,
+    outcome="pending",
+    type_="t",
+    tenant_id=None,
+    worker_id=None,
+    rid=None,
+    time_limit_ms=None,
+    completed_days=0,
+):
     with engine.begin() as conn:
-        return conn.execute(INSERT, {
-            "message_id": uuid.uuid4().hex, "type": type_, "status": status, "outcome": outcome,
-            "tenant_id": tenant_id, "age": age, "worker_id": worker_id, "rid": rid, "time_limit_ms": time_limit_ms,
-            "completed_days": completed_days,
-        }).scalar()
+        return conn.execute(
+            INSERT,
+            {
+                "message_id": uuid.uuid4().hex,
+                "type": type_,
+                "status": status,
+                "outcome": outcome,
+                "tenant_id": tenant_id,
+                "age": age,
+                "worker_id": worker_id,
+                "rid": rid,
+                "time_limit_ms": time_limit_ms,
+                "completed_days": completed_days,
+            },
+        ).scalar()
 
 
 def row(engine, run_id):
@@ -78,7 +99,11 @@ def test_queued_runs_on_both_sides_of_the_threshold_and_in_the_broker(harness, h
     assert (result.candidates, result.reconciled, dict(result.skipped)) == (3, 1, {"backlog": 2})
     healed = row(harness.engine, lost)
     assert (healed["status"], healed["outcome"], healed["reason_code"], healed["reconciliation_source"]) == (
-        "completed", "failed", "run.stale_queued", "scheduled_reconciler")
+        "completed",
+        "failed",
+        "run.stale_queued",
+        "scheduled_reconciler",
+    )
     evidence = healed["reconciliation_evidence"]
     assert evidence["message_found_in"] is None and evidence["threshold_seconds"] == 60
     assert evidence["looked_for_message_in"] == [keys.messages("q"), keys.delay_messages("q")]
@@ -162,8 +187,13 @@ def test_concurrent_passes_in_threads_reconcile_each_run_once(harness, heal):
 def test_a_run_locked_by_a_completing_writer_keeps_its_own_outcome(harness, heal, settings):
     run_id = seed(harness.engine, "running", worker_id="gone")
     message_id = row(harness.engine, run_id)["message_id"]
-    completion = ev.new_event(ev.COMPLETED, message_id, time.time(), {
-        "queue": "q", "actor": "a", "type": "t", "created_at": time.time() - 120}, outcome="succeeded")
+    completion = ev.new_event(
+        ev.COMPLETED,
+        message_id,
+        time.time(),
+        {"queue": "q", "actor": "a", "type": "t", "created_at": time.time() - 120},
+        outcome="succeeded",
+    )
     with harness.engine.connect() as writer:
         tx = writer.begin()
         writer.execute(text("SELECT 1 FROM operation_runs WHERE id = :i FOR UPDATE"), {"i": run_id})
@@ -178,22 +208,39 @@ def test_a_late_completion_after_healing_is_an_event_and_the_reconciliation_stan
     run_id = seed(harness.engine, "running", worker_id="gone")
     message_id = row(harness.engine, run_id)["message_id"]
     assert heal().reconciled == 1
-    late = ev.new_event(ev.COMPLETED, message_id, time.time(), {
-        "queue": "q", "actor": "a", "type": "t", "created_at": time.time() - 120}, outcome="succeeded")
+    late = ev.new_event(
+        ev.COMPLETED,
+        message_id,
+        time.time(),
+        {"queue": "q", "actor": "a", "type": "t", "created_at": time.time() - 120},
+        outcome="succeeded",
+    )
     with harness.engine.begin() as conn:
         assert apply_events(conn, [late], ThresholdPolicy(settings)).late_events == [late["id"]]
     healed = row(harness.engine, run_id)
     assert (healed["outcome"], healed["reason_code"]) == ("failed", "run.stale_running")
 
 
-def test_no_reconciliation_while_the_ledger_is_catching_up(harness, heal, settings):
+def test_a_run_whose_own_events_are_unapplied_waits_for_them(harness, heal, settings):
+    waiting = seed(harness.engine, "running", worker_id="gone")
+    other = seed(harness.engine, "running", worker_id="gone")
+    progress = {"message_id": row(harness.engine, waiting)["message_id"], "kind": "progress"}
+    harness.broker.client.xadd(settings.event_stream, {"e": json.dumps([progress])})  # not yet applied
+    result = heal()
+    assert result.reconciled == 1 and result.skipped["events_in_flight"] == 1 and result.paused is None
+    assert row(harness.engine, waiting)["healer_note"]["why"] == "events_in_flight"
+    assert row(harness.engine, other)["reason_code"] == "run.stale_running"
+
+
+def test_no_reconciliation_while_the_ledger_lags_far_behind(harness, heal, settings):
+    from bridge import locator as locator_module
+
     run_id = seed(harness.engine, "running", worker_id="gone")
-    harness.broker.client.xadd(settings.event_stream, {"e": json.dumps([])})  # events not yet applied
+    for _ in range(locator_module.MAX_INSPECTED_ENTRIES + 1):
+        harness.broker.client.xadd(settings.event_stream, {"e": json.dumps([])})
     result = heal()
     assert result.reconciled == 0 and "ledger catching up" in result.paused
     assert row(harness.engine, run_id)["healer_note"]["why"] == "paused"
-    harness.drainer.drain_until_empty()
-    assert heal().reconciled == 1
 
 
 def test_outage_grace_after_the_broker_was_unreachable(harness, heal):
@@ -205,8 +252,12 @@ def test_outage_grace_after_the_broker_was_unreachable(harness, heal):
         result = heal()
         assert result.reconciled == 0 and "outage grace" in result.paused
     with harness.engine.begin() as conn:  # fake the grace period's end in the database
-        conn.execute(text("UPDATE maintenance_passes SET finished_at = now() - interval '10 minutes' "
-                          "WHERE name = 'healer_broker_outage'"))
+        conn.execute(
+            text(
+                "UPDATE maintenance_passes SET finished_at = now() - interval '10 minutes' "
+                "WHERE name = 'healer_broker_outage'"
+            )
+        )
     assert heal().reconciled == 1 and row(harness.engine, run_id)["status"] == "completed"
 
 
@@ -225,8 +276,9 @@ def test_concurrent_passes_in_processes_reconcile_each_run_once(harness, setting
         "print(heal_once(engine_for(sys.argv[1]), loc, ThresholdPolicy(s)).reconciled)\n"
     )
     argv = [database_url, servers.redis_url, settings.event_stream, harness.broker.namespace]
-    procs = [subprocess.Popen([sys.executable, "-c", script, *argv], stdout=subprocess.PIPE, text=True)
-             for _ in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, *argv], stdout=subprocess.PIPE, text=True) for _ in range(3)
+    ]
     outputs = [p.communicate(timeout=60)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
     assert sum(int(o.strip()) for o in outputs) == 40
@@ -237,13 +289,19 @@ def _crash_loop(engine, deliveries, *, rid):
     """A running run whose message was delivered ``deliveries`` times, each a crash, all attempt 1."""
     run_id = seed(engine, "running", age=5, worker_id="w-crashed", rid=rid)
     with engine.begin() as conn:
-        conn.execute(text("UPDATE operation_runs SET deliveries = :d, attempts = 1 WHERE id = :i"),
-                     {"d": deliveries, "i": run_id})
-        conn.execute(text(
-            "INSERT INTO run_events (event_uuid, message_id, kind, at, details) "
-            "SELECT gen_random_uuid(), message_id, 'started', now() - make_interval(secs => n), "
-            "jsonb_build_object('attempt', 1, 'worker_id', 'w' || n) "
-            "FROM operation_runs, generate_series(1, :d) AS n WHERE id = :i"), {"d": deliveries, "i": run_id})
+        conn.execute(
+            text("UPDATE operation_runs SET deliveries = :d, attempts = 1 WHERE id = :i"),
+            {"d": deliveries, "i": run_id},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO run_events (event_uuid, message_id, kind, at, details) "
+                "SELECT gen_random_uuid(), message_id, 'started', now() - make_interval(secs => n), "
+                "jsonb_build_object('attempt', 1, 'worker_id', 'w' || n) "
+                "FROM operation_runs, generate_series(1, :d) AS n WHERE id = :i"
+            ),
+            {"d": deliveries, "i": run_id},
+        )
     return run_id
 
 
