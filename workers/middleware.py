@@ -84,6 +84,7 @@ class Recorder(Middleware):
         # per-delivery state lives with the worker thread that holds the delivery (run_api).
         self._local = threading.local()
         shipper.builders[ENQUEUED_BUILDER] = self._build_enqueued
+        shipper.builders["moved"] = self._build_moved
         self._progress_interval = settings.progress_interval_ms / 1000
         self.drain_thread: threading.Thread | None = None
         self.drain_process: subprocess.Popen | None = None
@@ -117,6 +118,19 @@ class Recorder(Middleware):
             if delay is not None and run is not None:  # Retries re-enqueued it
                 run.retry_at = time.time() + delay / 1000
                 run.retry_redis_message_id = message.options.get("redis_message_id")
+            elif delay is None and run is None and self._profile(broker, message.actor_name).tracked:
+                # NOTE: a delayed message (or a retry) moving out of <queue>.DQ gets a new Redis
+                # id; without it the healer would look for the message under the old one.
+                self.shipper.emit(
+                    (
+                        "moved",
+                        time.time(),
+                        message.message_id,
+                        message.options.get("redis_message_id"),
+                        message.actor_name,
+                        *m.message_facts(message),
+                    )
+                )
             return
         self._local.first_enqueue = None
         profile = self._profile(broker, message.actor_name)
@@ -282,6 +296,12 @@ class Recorder(Middleware):
         meta = m.meta_from_facts(self._profiles[actor_name], facts)
         at = facts[1] / 1000  # the message's own timestamp
         return ev.new_event(ev.ENQUEUED, message_id, at, meta, delay_ms=delay, redis_message_id=redis_id)
+
+    def _build_moved(
+        self, at: float, message_id: str, redis_id: str | None, actor_name: str, *facts: Any
+    ) -> dict[str, Any]:
+        meta = m.meta_from_facts(self._profiles[actor_name], facts)
+        return ev.new_event(ev.ENQUEUED, message_id, at, meta, redis_message_id=redis_id, moved_out_of_delay_queue=True)
 
     def _on_progress(self, run: run_api.Run) -> None:
         if run.due_for_progress(self._progress_interval):

@@ -168,3 +168,16 @@ def test_a_slow_job_ships_its_start_while_it_runs(harness, worker):
         release.set()
     harness.settle("slow")
     assert harness.run(message.message_id)["outcome"] == "succeeded"
+
+
+def test_a_delayed_message_records_its_new_redis_id_when_it_leaves_the_delay_queue(harness, worker):
+    @dramatiq.actor(queue_name="later")
+    def later():
+        pass
+
+    message = later.send_with_options(delay=100)
+    dq_id = message.options["redis_message_id"]  # the id it had in later.DQ
+    harness.settle("later")
+    moves = [e for e in harness.events(message.message_id) if e["details"].get("moved_out_of_delay_queue")]
+    assert len(moves) == 1 and moves[0]["details"]["redis_message_id"] not in (None, dq_id)
+    assert harness.run(message.message_id)["outcome"] == "succeeded"
