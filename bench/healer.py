@@ -304,7 +304,7 @@ _LABELS = (
     ("now() AS db_now", "HEAL_CANDIDATES"),
     ("healer_note = d.note", "NOTE_SKIPPED"),
     ("reconciliation_source = 'scheduled_reconciler', reason_code = d.reason_code", "RECONCILE_STALE"),
-    ("'reconciled', now()", "LOG_RECONCILIATIONS"),
+    ("job.poison_pill", "RECONCILE_POISON"),
     ("INSERT INTO maintenance_passes", "record_pass"),
     ("FROM maintenance_passes", "last_pass"),
     ("SELECT extract(epoch", "outage grace"),
@@ -472,7 +472,7 @@ def breakdown(p: Pass) -> list[str]:
     if observe:
         parts["py locator.observe() minus pipeline"] = observe - pipe
         del parts["locator.observe() total"]
-    write_sql = sum(parts.get(f"sql {k}", 0.0) for k in ("NOTE_SKIPPED", "RECONCILE_STALE", "LOG_RECONCILIATIONS"))
+    write_sql = sum(parts.get(f"sql {k}", 0.0) for k in ("NOTE_SKIPPED", "RECONCILE_STALE", "RECONCILE_POISON"))
     if "py _write()" in parts:
         # NOTE: json.dumps is only called inside _write on a pass without poison pills
         rest = parts.pop("py _write()") - write_sql - parts.get("py json.dumps (rows for SQL)", 0.0)

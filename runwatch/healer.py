@@ -272,14 +272,7 @@ def _stop_poison_pills(conn: Connection, locator: Locator, options: HealOptions,
             "reason_message": reason.message,
             "evidence": json.dumps(evidence, default=str),
         }
-        if conn.execute(sql.RECONCILE_POISON, update).first():
-            log = [
-                {
-                    "message_id": run["message_id"],
-                    "details": {"source": "scheduled_reconciler", "reason_code": reason.code, "evidence": evidence},
-                }
-            ]
-            conn.execute(sql.LOG_RECONCILIATIONS, {"rows": json.dumps(log, default=str)})
+        if conn.execute(sql.RECONCILE_POISON, update).rowcount:
             result.poison_pills += 1
 
 

@@ -154,13 +154,6 @@ FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS d(id bigint, note jsonb)
 WHERE r.id = d.id AND r.status <> 'completed'
 """)
 
-#: Every reconciliation is an event in the run's log, like every other transition.
-LOG_RECONCILIATIONS = text("""
-INSERT INTO run_events (event_uuid, message_id, kind, at, details)
-SELECT gen_random_uuid(), d.message_id, 'reconciled', now(), d.details
-FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS d(message_id text, details jsonb)
-""")
-
 #: Poison pills: live runs delivered again and again without a new attempt (a crash, an OOM
 #: kill: Dramatiq does not count redeliveries as retries). The deliveries of each within the
 #: window come from the event log, so the evidence can list them.
@@ -185,13 +178,21 @@ FOR UPDATE OF r SKIP LOCKED
 
 #: Reconcile a poison pill: guarded on the run still running, whatever its deadline.
 RECONCILE_POISON = text("""
-UPDATE operation_runs AS r SET
-    status = 'completed', outcome = 'failed', completed_at = now(), reconciled_at = now(),
-    reconciliation_source = 'scheduled_reconciler', reason_code = :reason_code, reason_message = :reason_message,
-    reconciliation_evidence = CAST(:evidence AS jsonb),
-    failure_summary = jsonb_build_array(
-        jsonb_build_object('code', 'job.poison_pill', 'message', CAST(:reason_message AS text))),
-    healer_checked_at = now(), healer_note = CAST(:evidence AS jsonb)
-WHERE r.id = :id AND r.status = 'running'
-RETURNING r.id, r.message_id
+WITH done AS (
+    UPDATE operation_runs AS r SET
+        status = 'completed', outcome = 'failed', completed_at = now(), reconciled_at = now(),
+        reconciliation_source = 'scheduled_reconciler', reason_code = :reason_code,
+        reason_message = :reason_message, reconciliation_evidence = CAST(:evidence AS jsonb),
+        failure_summary = jsonb_build_array(
+            jsonb_build_object('code', 'job.poison_pill', 'message', CAST(:reason_message AS text))),
+        healer_checked_at = now(), healer_note = CAST(:evidence AS jsonb)
+    WHERE r.id = :id AND r.status = 'running'
+    RETURNING r.message_id, r.reason_code, r.reconciliation_evidence
+)
+INSERT INTO run_events (event_uuid, message_id, kind, at, details)
+SELECT gen_random_uuid(), message_id, 'reconciled', now(),
+       jsonb_build_object('source', 'scheduled_reconciler', 'reason_code', reason_code,
+                          'evidence', reconciliation_evidence)
+FROM done
 """)
+

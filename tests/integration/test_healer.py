@@ -184,16 +184,15 @@ def test_concurrent_passes_in_threads_reconcile_each_run_once(harness, heal):
     assert logged == 30 and {row(harness.engine, i)["status"] for i in ids} == {"completed"}
 
 
+def _success(message_id):
+    meta = {"queue": "q", "actor": "a", "type": "t", "created_at": time.time() - 120}
+    return ev.new_event(ev.COMPLETED, message_id, time.time(), meta, outcome="succeeded")
+
+
 def test_a_run_locked_by_a_completing_writer_keeps_its_own_outcome(harness, heal, settings):
     run_id = seed(harness.engine, "running", worker_id="gone")
     message_id = row(harness.engine, run_id)["message_id"]
-    completion = ev.new_event(
-        ev.COMPLETED,
-        message_id,
-        time.time(),
-        {"queue": "q", "actor": "a", "type": "t", "created_at": time.time() - 120},
-        outcome="succeeded",
-    )
+    completion = _success(message_id)
     with harness.engine.connect() as writer:
         tx = writer.begin()
         writer.execute(text("SELECT 1 FROM operation_runs WHERE id = :i FOR UPDATE"), {"i": run_id})
@@ -208,13 +207,7 @@ def test_a_late_completion_after_healing_is_an_event_and_the_reconciliation_stan
     run_id = seed(harness.engine, "running", worker_id="gone")
     message_id = row(harness.engine, run_id)["message_id"]
     assert heal().reconciled == 1
-    late = ev.new_event(
-        ev.COMPLETED,
-        message_id,
-        time.time(),
-        {"queue": "q", "actor": "a", "type": "t", "created_at": time.time() - 120},
-        outcome="succeeded",
-    )
+    late = _success(message_id)
     with harness.engine.begin() as conn:
         assert apply_events(conn, [late], ThresholdPolicy(settings)).late_events == [late["id"]]
     healed = row(harness.engine, run_id)
