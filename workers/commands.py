@@ -62,6 +62,7 @@ def _drain(args: argparse.Namespace) -> int:
         ThresholdPolicy(settings),
         stream=settings.event_stream,
         batch_entries=settings.drain_batch,
+        claim_idle_ms=settings.drain_claim_idle_ms,
     )
     if args.once:
         result = drainer.drain_until_empty(max_seconds=600)

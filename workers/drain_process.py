@@ -52,6 +52,7 @@ def spawn(recorder: Recorder) -> subprocess.Popen | None:
         "RUNWATCH_REDIS_URL": redis_url_of(recorder.shipper.client),
         "RUNWATCH_EVENT_STREAM": settings.event_stream,
         "RUNWATCH_DRAIN_BATCH": str(settings.drain_batch),
+        "RUNWATCH_DRAIN_CLAIM_IDLE_MS": str(settings.drain_claim_idle_ms),
         _PARENT_ENV: str(os.getpid()),
     }
     return subprocess.Popen([sys.executable, "-m", "workers.drain_process"], env=env)
@@ -83,6 +84,7 @@ def main() -> None:
         ThresholdPolicy(settings),
         stream=settings.event_stream,
         batch_entries=settings.drain_batch,
+        claim_idle_ms=settings.drain_claim_idle_ms,
     )
     stop_event = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop_event.set())

@@ -32,6 +32,7 @@ def start_drain_thread(recorder: Recorder, stop: threading.Event) -> threading.T
         ThresholdPolicy(settings),
         stream=settings.event_stream,
         batch_entries=settings.drain_batch,
+        claim_idle_ms=settings.drain_claim_idle_ms,
     )
     thread = threading.Thread(target=drainer.run, args=(stop,), name="runwatch-drainer", daemon=True)
     thread.start()

@@ -31,6 +31,7 @@ from runwatch import wire
 from runwatch.burstlog import BurstLogger
 from runwatch.errors import ValidationError
 from runwatch.ledger import apply_events
+from runwatch.settings import DEFAULT_DRAIN_CLAIM_IDLE_MS
 from runwatch.thresholds import ThresholdPolicy
 
 logger = logging.getLogger("runwatch.drainer")
@@ -40,7 +41,7 @@ GROUP = "runwatch-ledger"
 #: rejected. Anything else (connection lost, ...) is retried as it is, so nothing is dropped.
 _BAD_DATA = (IntegrityError, DataError, ValueError, OverflowError, TypeError, KeyError)
 #: Entries a drainer holds unacknowledged for this long are taken over by another drainer.
-DEFAULT_CLAIM_IDLE_MS = 60_000
+DEFAULT_CLAIM_IDLE_MS = DEFAULT_DRAIN_CLAIM_IDLE_MS
 
 
 @dataclass

@@ -73,3 +73,26 @@ def test_running_restarts_an_existing_cluster(tmp_path: Path) -> None:
         assert conn.execute("select current_database()").fetchone() == ("runwatch",)
     _wait_closed(second.database_url)
     _wait_closed(second.redis_url)
+
+
+@pytest.mark.embedded
+def test_stop_one_then_start_keeps_the_urls(tmp_path: Path) -> None:
+    servers = embedded.start(tmp_path, log=lambda *_: None)
+    try:
+        embedded.stop_one(servers, "postgres")
+        _wait_closed(servers.database_url)
+        client = redis.Redis.from_url(servers.redis_url)
+        client.set("kept", "1")
+        embedded.stop_one(servers, "redis")
+        _wait_closed(servers.redis_url)
+
+        again = embedded.start(tmp_path, log=lambda *_: None)
+        assert again == servers  # same ports: clients configured before the outage reconnect
+        with psycopg.connect(again.database_url.replace("+psycopg", "", 1)) as conn:
+            assert conn.execute("select current_database()").fetchone() == ("runwatch",)
+        assert client.get("kept") is None  # Redis persists nothing: an outage loses its data
+        client.close()
+        with pytest.raises(ValueError):
+            embedded.stop_one(servers, "mysql")
+    finally:
+        embedded.stop(servers)
