@@ -15,6 +15,8 @@ from .keys import Keys
 
 #: Past this many unapplied stream entries the ledger is lagging: the healer waits altogether.
 MAX_INSPECTED_ENTRIES = 1000
+#: Dead workers whose in-flight sets a pass looks into (Dramatiq's maintenance forgets them eventually).
+MAX_DEAD_WORKERS = 100
 #: Dramatiq's Redis broker default: a worker silent this long is dead (and its messages requeued).
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 60_000
 
@@ -92,6 +94,27 @@ class RedisLocator:
                 continue  # the drainer rejects it with its reason
         return ids
 
+    def _dead_holders(self, runs: Sequence[dict[str, Any]], now_ms: float) -> dict[int, tuple[str, float]]:
+        """Runs whose message is in the in-flight set of a worker that stopped heartbeating: id -> (worker, age)."""
+        if not runs:
+            return {}
+        dead = self._client.zrangebyscore(
+            self._keys.heartbeats(), "-inf", now_ms - self._heartbeat_timeout_ms, start=0, num=MAX_DEAD_WORKERS,
+            withscores=True,
+        )  # fmt: skip
+        if not dead:
+            return {}
+        pairs = [(run, worker.decode(), beat) for run in runs for worker, beat in dead]
+        with self._client.pipeline(transaction=False) as pipe:
+            for run, worker, _ in pairs:
+                pipe.sismember(self._keys.acks(worker, run["queue_name"]), run["redis_message_id"])
+            held = pipe.execute()
+        return {
+            run["id"]: (worker, round((now_ms - beat) / 1000, 3))
+            for (run, worker, beat), is_held in zip(pairs, held, strict=True)
+            if is_held
+        }
+
     def observe(self, runs: Sequence[dict[str, Any]]) -> dict[int, Observation]:
         located = [r for r in runs if r.get("redis_message_id")]
         workers = sorted({r["worker_id"] for r in runs if r["status"] == "running" and r.get("worker_id")})
@@ -113,6 +136,12 @@ class RedisLocator:
             held = next(replies_iter) if run["status"] == "running" and run.get("worker_id") else False
             found[run["id"]] = ("in_flight" if held else "queue") if in_msgs else "delay_queue" if in_delay else None
         beats = dict(zip(workers, replies_iter, strict=True))
+        # NOTE: a message in <queue>.msgs that its recorded worker does not hold may sit in the
+        # prefetch of a worker that died (SIGKILL, OOM) before starting it: Dramatiq gives it back
+        # only when a random maintenance pass happens to run, which at low traffic may be never.
+        holders = self._dead_holders([r for r in located if found[r["id"]] == "queue"], now_ms)
+        for run_id in holders:
+            found[run_id] = "in_flight"
         observations = {}
         for run in runs:
             queue = run["queue_name"]
@@ -121,14 +150,21 @@ class RedisLocator:
             alive = (
                 None if run["status"] != "running" else (age is not None and age * 1000 < self._heartbeat_timeout_ms)
             )
+            holder = None
+            if run["id"] in holders:
+                holder, age = holders[run["id"]]
+                alive = False
             if run["id"] in found:
+                looked_in = (self._keys.messages(queue), self._keys.delay_messages(queue))
+                if holder or run.get("worker_id"):
+                    looked_in += (self._keys.acks(holder or run["worker_id"], queue),)
                 observations[run["id"]] = Observation(
                     checked=True,
                     found_in=found[run["id"]],
-                    looked_in=(self._keys.messages(queue), self._keys.delay_messages(queue))
-                    + ((self._keys.acks(run["worker_id"], queue),) if run.get("worker_id") else ()),
+                    looked_in=looked_in,
                     worker_alive=alive,
                     heartbeat_age_seconds=age,
+                    holder=holder,
                 )
             else:
                 observations[run["id"]] = Observation(

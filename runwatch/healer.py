@@ -59,6 +59,7 @@ class Observation:
     worker_alive: bool | None = None
     heartbeat_age_seconds: float | None = None
     detail: str | None = None
+    holder: str | None = None  # the worker whose in-flight set holds the message, when found_in is "in_flight"
 
 
 class Locator(Protocol):
@@ -142,7 +143,7 @@ def decide(run: dict[str, Any], obs: Observation, options: HealOptions) -> dict[
         "stale_at": run["stale_at"].isoformat(),
         "age_seconds": round((now - since).total_seconds(), 3),
         "last_progress_at": run["last_progress_at"].isoformat() if run["last_progress_at"] else None,
-        "worker_id": run["worker_id"],
+        "worker_id": obs.holder or run["worker_id"],
         "worker_alive": obs.worker_alive,
         "heartbeat_age_seconds": obs.heartbeat_age_seconds,
         "looked_for_message_in": list(obs.looked_in),
@@ -220,7 +221,8 @@ def heal_once(
                 verdict = {**verdict, "action": "skip", "why": "events_in_flight", "note": note}
             result.decisions.append({"id": run["id"], **verdict})
             requeue = verdict["action"] == "requeue" and not options.dry_run
-            if requeue and not locator.requeue_in_flight(run["queue_name"], run["worker_id"], run["redis_message_id"]):
+            holder = observations[run["id"]].holder or run["worker_id"]
+            if requeue and not locator.requeue_in_flight(run["queue_name"], holder, run["redis_message_id"]):
                 verdict = {**verdict, "note": "the dead worker's message moved meanwhile; looked again next pass"}
             if verdict["action"] == "reconcile":
                 reconcile.append(

@@ -19,6 +19,17 @@ from sqlalchemy import create_engine, text
 from runwatch.settings import normalize_database_url
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("runwatch acceptance")
+    group.addoption(
+        "--scale",
+        choices=("quick", "large"),
+        default=os.environ.get("RUNWATCH_ACCEPTANCE_SCALE", "quick"),
+        help="size of the fault-injection scenarios in tests/acceptance (default quick)",
+    )
+    group.addoption("--acceptance-report", default=None, help="write the acceptance figures as JSON to this file")
+
+
 @dataclass(frozen=True)
 class Servers:
     database_url: str  # server-level URL (the maintenance database)

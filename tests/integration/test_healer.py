@@ -342,3 +342,27 @@ def test_a_dead_workers_in_flight_message_is_handed_back_not_failed(harness, hea
     assert row(harness.engine, busy)["status"] == "running"
     again = heal()  # next pass: the message waits in the queue, nothing more to do
     assert again.skipped["requeued"] == 1 and client.llen(keys.queue("q")) == 1
+
+
+def test_a_queued_message_prefetched_by_a_dead_worker_is_handed_back_not_left_as_backlog(harness, heal):
+    """Found by the acceptance suite: a worker SIGKILLed with messages in its prefetch leaves them in
+    <queue>.msgs and its in-flight set; only a random Dramatiq maintenance pass would give them back."""
+    client, keys = harness.broker.client, heal.keys
+    client.zadd(keys.heartbeats(), {"alive": time.time() * 1000, "dead": time.time() * 1000 - 120_000})
+    prefetched = seed(harness.engine, "queued", rid="prefetched")  # never started: no worker recorded
+    moved_on = seed(harness.engine, "running", worker_id="first", rid="second-holder")  # redelivered, then lost
+    waiting = seed(harness.engine, "queued", rid="in-queue")
+    for rid in ("prefetched", "second-holder", "in-queue"):
+        client.hset(keys.messages("q"), rid, b"{}")
+    client.sadd(keys.acks("dead", "q"), "prefetched", "second-holder")
+    client.rpush(keys.queue("q"), "in-queue")
+
+    result = heal()
+    assert result.reconciled == 0
+    assert dict(result.skipped) == {"requeued_from_dead_worker": 2, "backlog": 1}
+    assert sorted(client.lrange(keys.queue("q"), 0, -1)) == [b"in-queue", b"prefetched", b"second-holder"]
+    assert client.scard(keys.acks("dead", "q")) == 0
+    note = row(harness.engine, prefetched)["healer_note"]
+    assert note["worker_id"] == "dead" and note["worker_alive"] is False and note["message_found_in"] == "in_flight"
+    assert row(harness.engine, moved_on)["status"] == "running"
+    assert row(harness.engine, waiting)["healer_note"]["why"] == "backlog"

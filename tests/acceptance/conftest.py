@@ -1,0 +1,225 @@
+"""The acceptance harness: its own PostgreSQL and Redis, real worker processes, one checker.
+
+The servers are the embedded default started in a temporary directory, never the machine's or a
+developer's: a scenario stops and restarts them. Each scenario starts from an empty ledger and an
+empty Redis, runs its processes, waits for the ledger to settle, then hands the final state to the
+history checker (checker.py); any violation fails the scenario and is listed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+import pytest
+import redis
+from dramatiq.brokers.redis import RedisBroker
+from sqlalchemy import create_engine, text
+
+import workers
+from runwatch import embedded
+from runwatch.migrate import upgrade
+from runwatch.settings import Settings
+
+from . import fleet
+from .actors import JOURNAL_ENV, declare, read_journal
+from .checker import History, Ledger, Verdict, check
+
+HEAL_INTERVAL_SECONDS = 1
+HEARTBEAT_TIMEOUT_MS = 4000
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    jobs: int  # messages per load scenario
+    kills: int  # SIGKILLs in the kill scenario
+    stale_runs: int  # stale runs and dead letters for the concurrent healers
+    healers: int  # concurrent healer / bridge-scan processes
+    api_seconds: float  # how long the API is queried under load
+    settle_seconds: float
+
+
+SCALES = {
+    "quick": Scale("quick", jobs=40, kills=3, stale_runs=30, healers=3, api_seconds=4, settle_seconds=60),
+    "large": Scale("large", jobs=400, kills=12, stale_runs=300, healers=6, api_seconds=30, settle_seconds=180),
+}
+REPORT: list[dict[str, Any]] = []
+
+
+@pytest.fixture(scope="session")
+def scale(pytestconfig: pytest.Config) -> Scale:
+    return SCALES[pytestconfig.getoption("--scale")]
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded.EmbeddedServers]:
+    servers = embedded.start(tmp_path_factory.mktemp("acceptance-servers"), log=lambda *_: None)
+    try:
+        upgrade(servers.database_url)
+        yield servers
+    finally:
+        embedded.stop(servers)
+
+
+class World:
+    """One scenario's processes, producer, history and ledger."""
+
+    def __init__(self, servers: embedded.EmbeddedServers, scale: Scale, tmp: Path, name: str) -> None:
+        self.servers, self.scale, self.name = servers, scale, name
+        self.journal_dir, self.log_dir = tmp / "journal", tmp / "logs"
+        self.journal_dir.mkdir()
+        self.log_dir.mkdir()
+        self.random = random.Random(name)  # the same load on every run of a scenario
+        self.history = History(heal_interval_seconds=HEAL_INTERVAL_SECONDS)
+        self.engine = create_engine(servers.database_url, pool_pre_ping=True, pool_size=2)
+        self.redis = redis.Redis.from_url(servers.redis_url)
+        self.env = {
+            **os.environ,
+            "RUNWATCH_DATABASE_URL": servers.database_url,
+            "RUNWATCH_REDIS_URL": servers.redis_url,
+            "RUNWATCH_HEAL_INTERVAL_SECONDS": str(HEAL_INTERVAL_SECONDS),
+            "RUNWATCH_HEARTBEAT_TIMEOUT_MS": str(HEARTBEAT_TIMEOUT_MS),
+            "RUNWATCH_OUTAGE_GRACE_SECONDS": "3",
+            "RUNWATCH_CEILING_MARGIN_SECONDS": "2",
+            "RUNWATCH_DRAIN_CLAIM_IDLE_MS": "2000",
+            "RUNWATCH_PROGRESS_INTERVAL_MS": "200",
+            JOURNAL_ENV: str(self.journal_dir),
+        }
+        self.processes: list[fleet.Process] = []
+        producer = {"RUNWATCH_DRAIN": "external", "RUNWATCH_HEAL_INTERVAL_SECONDS": "0"}
+        self.settings = Settings.from_env({**self.env, **producer})
+        self.broker = RedisBroker(url=servers.redis_url)
+        self.recorder = workers.install(self.broker, settings=self.settings)
+        self.work = declare(self.broker)
+        self.figures: dict[str, Any] = {}
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def worker(self, name: str, **kw: Any) -> fleet.Process:
+        proc = fleet.worker(name, self.env, self.log_dir, **kw).start()
+        self.processes.append(proc)
+        return proc
+
+    def runwatch(self, name: str, args: list[str], env: dict[str, str] | None = None) -> fleet.Process:
+        proc = fleet.runwatch(name, args, {**self.env, **(env or {})}, self.log_dir).start()
+        self.processes.append(proc)
+        return proc
+
+    # -- load --------------------------------------------------------------------------------
+
+    def send(self, mode: str, ms: int, tenant: int | None = None) -> dramatiq.Message:
+        message = self.work.send_with_options(args=(mode, ms), runwatch_tenant_id=tenant)
+        self.history.send(message.message_id, mode, tenant)
+        return message
+
+    def send_mix(self, count: int, modes: tuple[str, ...], ms: tuple[int, int] = (100, 600)) -> list[str]:
+        ids = [
+            self.send(self.random.choice(modes), self.random.randint(*ms), self.random.choice((1, 2, 3))).message_id
+            for _ in range(count)
+        ]
+        self.recorder.shipper.flush()
+        return ids
+
+    # -- observation -------------------------------------------------------------------------
+
+    def count(self, where: str, ids: list[str] | None = None) -> int:
+        ids = list(self.history.sent) if ids is None else ids
+        with self.engine.connect() as conn:
+            query = text(f"SELECT count(*) FROM operation_runs WHERE message_id = ANY(:ids) AND ({where})")
+            return int(conn.execute(query, {"ids": ids}).scalar())
+
+    def wait_count(self, where: str, at_least: int, timeout: float, ids: list[str] | None = None) -> int:
+        return fleet.wait_until(
+            lambda: (n := self.count(where, ids)) >= at_least and n, timeout, f"{at_least} runs with {where}"
+        )
+
+    def settle(self, timeout: float | None = None) -> bool:
+        """Wait until every sent run is terminal; False at the deadline (the checker then says which)."""
+        try:
+            self.wait_count("status = 'completed'", len(self.history.sent), timeout or self.scale.settle_seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    # -- the end -----------------------------------------------------------------------------
+
+    def finish(self, extra: list[Callable[[Ledger, Verdict], None]] | None = None) -> Verdict:
+        for proc in self.processes:
+            proc.stop()
+        self.history.journal = list(read_journal(self.journal_dir))
+        verdict = check(self.engine, self.history, extra or [])
+        REPORT.append(
+            {
+                "scenario": self.name,
+                "scale": self.scale.name,
+                "runs": len(self.history.sent),
+                "deliveries": sum(1 for line in self.history.journal if line["k"] == "start"),
+                "faults": dict(self.history.faults),
+                "checks": verdict.total,
+                "invariants": dict(verdict.checks),
+                "violations": len(verdict.violations),
+                **self.figures,
+            }
+        )
+        shown = "\n  ".join(verdict.violations[:30])
+        assert not verdict.violations, (
+            f"{len(verdict.violations)} violation(s) of {verdict.total} checks (logs: {self.log_dir}):\n  {shown}"
+        )
+        return verdict
+
+    def close(self) -> None:
+        for proc in self.processes:
+            proc.stop()
+        self.broker.close()
+        self.redis.close()
+        self.engine.dispose()
+
+
+@pytest.fixture
+def world(cluster, scale: Scale, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
+    embedded.start(cluster.data_dir, log=lambda *_: None)  # back up if a failed scenario left one down
+    client = redis.Redis.from_url(cluster.redis_url)
+    client.flushall()
+    client.close()
+    admin = create_engine(cluster.database_url)
+    with admin.begin() as conn:
+        tables = conn.execute(text(
+            "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables "
+            "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        )).scalar()
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    admin.dispose()
+    w = World(cluster, scale, tmp_path, request.node.name.removeprefix("test_"))
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    if not REPORT:
+        return
+    tr = terminalreporter
+    tr.section("runwatch acceptance: faults injected, invariants checked")
+    for r in REPORT:
+        faults = ", ".join(f"{k} {v}" for k, v in sorted(r["faults"].items())) or "none"
+        tr.write_line(
+            f"{r['scenario']:<40} runs {r['runs']:>5}  deliveries {r['deliveries']:>5}  checks {r['checks']:>6}  "
+            f"violations {r['violations']}  faults: {faults}"
+        )
+    total = {k: sum(r[k] for r in REPORT) for k in ("runs", "deliveries", "checks", "violations")}
+    faults = sum(sum(r["faults"].values()) for r in REPORT)
+    tr.write_line(
+        f"{len(REPORT)} scenarios ({REPORT[0]['scale']}): {total['runs']} runs, {total['deliveries']} deliveries, "
+        f"{faults} faults injected, {total['checks']} checks, {total['violations']} violations"
+    )
+    if path := config.getoption("--acceptance-report"):
+        Path(path).write_text(json.dumps({"scenarios": REPORT, "total": {**total, "faults": faults}}, indent=2))
+        tr.write_line(f"report written to {path}")
