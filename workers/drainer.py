@@ -79,10 +79,17 @@ class Drainer:
     def drain_once(self, *, block_ms: int | None = None) -> DrainResult:
         """Apply one batch: first entries this consumer already holds, then stale ones, then new."""
         self._ensure_group()
-        entries = self._read("0", None) if not self._backlog_checked else []
-        if not entries:
-            self._backlog_checked = True
-            entries = self._claim() or self._read(">", block_ms)
+        try:
+            entries = self._read("0", None) if not self._backlog_checked else []
+            if not entries:
+                self._backlog_checked = True
+                entries = self._claim() or self._read(">", block_ms)
+        except redis.ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                # NOTE: Redis restarted without persistence (or the stream was deleted): the group
+                # went with it. Create it again, or no drainer would ever read another event.
+                self._group_ready = False
+            raise
         if not entries:
             return DrainResult()
         return self._apply(entries)

@@ -112,3 +112,25 @@ def test_a_poisoned_event_is_rejected_and_the_rest_of_its_batch_applied(harness,
     rejected = harness.broker.client.xrange(f"{settings.event_stream}:rejected")
     assert len(rejected) == 1 and b"bad" in rejected[0][1][b"payload"]
     assert harness.broker.client.xlen(settings.event_stream) == 0
+
+
+def test_the_drainer_recreates_its_group_after_redis_lost_the_stream(harness, settings):
+    """Found by the acceptance suite: a Redis restart without persistence takes the consumer group
+    with it, and a drainer that remembered creating it failed with NOGROUP forever."""
+    event = {
+        "id": "c" * 32,
+        "kind": "started",
+        "message_id": "m1",
+        "at": 1_700_000_000.0,
+        "meta": {"queue": "q", "actor": "a", "type": "t", "created_at": 1_700_000_000.0},
+    }
+    harness.recorder.shipper.emit(event)
+    harness.recorder.shipper.flush()
+    assert harness.drainer.drain_until_empty().events == 1
+    harness.broker.client.delete(settings.event_stream)  # what a restart without persistence does
+    harness.recorder.shipper.emit({**event, "id": "d" * 32, "message_id": "m2"})
+    harness.recorder.shipper.flush()
+    with pytest.raises(redis.ResponseError, match="NOGROUP"):
+        harness.drainer.drain_once()  # run() logs this and retries after a backoff
+    assert harness.drainer.drain_until_empty().events == 1
+    assert harness.run("m2")["status"] == "running"
