@@ -66,6 +66,8 @@ def fold(message_events: Iterable[dict[str, Any]], policy: ThresholdPolicy) -> d
             # NOTE: the first terminal event wins; a later outcome is kept as a late event.
             if event["kind"] in TERMINAL_KINDS:
                 row["late_event_ids"].append(event["id"])
+            elif event["kind"] == ev.STARTED:  # a duplicate delivery: it happened, so it counts
+                _count_delivery(row, event)
             continue
         _APPLY[event["kind"]](row, event)
     return row
@@ -79,11 +81,15 @@ def _started(row: dict[str, Any], event: dict[str, Any]) -> None:
     _advance(row, Status.RUNNING)
     at = ts(event["at"])
     row["started_at"] = row.get("started_at") or at
-    row["deliveries"] += 1
-    row["attempts"] = max(row["attempts"], event.get("attempt", 1))
+    _count_delivery(row, event)
     row["worker_id"] = event.get("worker_id")
     row["last_progress_at"] = at
     row["next_retry_at"] = None
+
+
+def _count_delivery(row: dict[str, Any], event: dict[str, Any]) -> None:
+    row["deliveries"] += 1
+    row["attempts"] = max(row["attempts"], event.get("attempt", 1))
 
 
 def _progress(row: dict[str, Any], event: dict[str, Any]) -> None:

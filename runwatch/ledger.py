@@ -49,11 +49,16 @@ def apply_events(conn: Connection, events: Sequence[dict[str, Any]], policy: Thr
     deltas = [fold(message_events, policy) for message_events in by_message.values()]
     written = set(conn.execute(sql.UPSERT_RUNS, {"rows": wire.dumps(deltas).decode()}).scalars())
     result.runs_written = len(written)
+    late_deliveries = []
     for delta in deltas:
         result.late_events.extend(delta["late_event_ids"])
         if delta["message_id"] not in written:
             # The row was already terminal: every terminal event of this delta came too late.
             result.late_events.extend(e["id"] for e in by_message[delta["message_id"]] if e["kind"] in TERMINAL_KINDS)
+            if delta["deliveries"]:
+                late_deliveries.append({k: delta[k] for k in ("message_id", "deliveries", "attempts")})
+    if late_deliveries:
+        conn.execute(sql.COUNT_LATE_DELIVERIES, {"rows": wire.dumps(late_deliveries).decode()})
     if result.late_events:
         conn.execute(sql.MARK_LATE, {"ids": result.late_events})
     return result

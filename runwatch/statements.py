@@ -97,6 +97,14 @@ WHERE r.status <> 'completed'
 RETURNING r.message_id
 """)
 
+#: Deliveries that reached the ledger after their run ended (a duplicate delivery, or a start
+#: applied by another drainer after the outcome): counted, while nothing else of the run changes.
+COUNT_LATE_DELIVERIES = text("""
+UPDATE operation_runs AS r SET deliveries = r.deliveries + d.deliveries, attempts = GREATEST(r.attempts, d.attempts)
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS d(message_id text, deliveries integer, attempts integer)
+WHERE r.message_id = d.message_id AND r.status = 'completed'
+""")
+
 #: Single-flight for periodic passes: transaction-scoped, so a crashed pass can never hold it.
 TRY_XACT_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
 

@@ -140,7 +140,7 @@ def test_a_completion_applied_before_its_start_is_not_rejected(engine):
     _apply(engine, [completed])
     _apply(engine, [started])
     row = _row(engine, "split")
-    assert (row["status"], row["outcome"], row["deliveries"]) == ("completed", "succeeded", 0)
+    assert (row["status"], row["outcome"], row["deliveries"]) == ("completed", "succeeded", 1)  # the start still counts
     assert row["started_at"] is not None
 
 
@@ -149,3 +149,20 @@ def test_a_retry_of_a_run_that_no_longer_exists_is_still_recorded(engine):
     enqueued["meta"] = {**enqueued["meta"], "retry_of": 424242}
     _apply(engine, [enqueued])
     assert _row(engine, "orphan-retry")["retry_of"] is None
+
+
+def test_deliveries_arriving_after_the_outcome_are_still_counted(engine):
+    """Found by the acceptance suite: two drainers apply a delivery's start and its outcome in either
+    order, and a duplicate delivery's start can reach a terminal run; both are deliveries."""
+    enqueued, started, completed = _lifecycle("out-of-order")
+    _apply(engine, [enqueued, completed])  # the outcome's drainer was first
+    assert _row(engine, "out-of-order")["deliveries"] == 0
+    _apply(engine, [started])
+    again = ev.new_event(ev.STARTED, "out-of-order", META["created_at"] + 5, META, attempt=1, worker_id="w2")
+    late = ev.new_event(ev.COMPLETED, "out-of-order", META["created_at"] + 6, META, outcome="failed")
+    _apply(engine, [again, late])  # a duplicate delivery, after the run ended
+    row = _row(engine, "out-of-order")
+    assert row["deliveries"] == 3 - 1 and row["outcome"] == "succeeded" and row["completed_at"] is not None
+    # Redelivered stream entries count nothing twice.
+    _apply(engine, [started, again, late])
+    assert _row(engine, "out-of-order")["deliveries"] == 2

@@ -50,3 +50,15 @@ def test_thresholds_come_from_the_actor_before_config_and_default():
     policy = ThresholdPolicy(Settings(queued_stale_seconds=50), {})
     row = fold([ev.new_event(ev.ENQUEUED, "m", 1.0, {**META, "running_stale_seconds": 7})], policy)
     assert (row["queued_stale_seconds"], row["running_stale_seconds"], row["threshold_source"]) == (50, 7, "actor")
+
+
+def test_a_start_after_the_outcome_in_one_batch_is_still_a_delivery():
+    t = 1_700_000_000.0
+    meta = {"queue": "q", "actor": "a", "type": "t", "created_at": t}
+    events = [
+        ev.new_event(ev.STARTED, "m", t + 1, meta, attempt=1, worker_id="w1"),
+        ev.new_event(ev.COMPLETED, "m", t + 2, meta, outcome="succeeded"),
+        ev.new_event(ev.STARTED, "m", t + 3, meta, attempt=1, worker_id="w2"),  # a duplicate delivery
+    ]
+    row = fold(events, ThresholdPolicy(Settings(), {}))
+    assert row["deliveries"] == 2 and row["status"] == "completed" and row["worker_id"] == "w1"
