@@ -35,6 +35,8 @@ EXPECTED = {
     "raise": None,  # dead-lettered: reconciled by the failure callback
     "zombie": "succeeded",
 }
+#: The exceptions each mode raises itself; any other failure of a delivery is Runwatch's fault.
+RAISES = {"raise": ("ValueError",), "flaky": ("ConnectionError",), "zombie": ("RuntimeError",)}
 JOURNAL_ENV = "RW_ACC_JOURNAL"
 
 

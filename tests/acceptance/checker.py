@@ -18,7 +18,7 @@ from sqlalchemy import Engine, text
 
 from runwatch.reasons import CATALOGUE
 
-from .actors import EXPECTED, QUEUE
+from .actors import EXPECTED, QUEUE, RAISES
 
 TERMINAL_EVENT_KINDS = ("completed", "dead_lettered", "reconciled")
 
@@ -71,7 +71,10 @@ class Ledger:
 
 
 def check(engine: Engine, history: History, extra: Iterable[Callable[[Ledger, Verdict], None]] = ()) -> Verdict:
-    ledger = Ledger.read(engine)
+    return evaluate(Ledger.read(engine), history, extra)
+
+
+def evaluate(ledger: Ledger, history: History, extra: Iterable[Callable[[Ledger, Verdict], None]] = ()) -> Verdict:
     verdict = Verdict()
     journal = _by_message(history.journal)
     for message_id, sent in history.sent.items():
@@ -115,6 +118,15 @@ def _check_run(
     done_ok = [ln for ln in lines if ln["k"] == "done" and ln["ok"]]
     acks_ok = [ln for ln in lines if ln["k"] == "ack" and ln["ok"] and ln["q"] == QUEUE]
     nacks = [ln for ln in lines if ln["k"] == "nack"]
+
+    # No delivery failed for any reason but its job's own (not the recorder, not an outage).
+    for ln in lines:
+        if ln["k"] == "done" and not ln["ok"]:
+            v.check(
+                "no_job_failed_by_runwatch",
+                ln.get("error") in RAISES.get(mode, ()),
+                lambda ln=ln: f"{rid}: a delivery failed with {ln.get('error')}",
+            )
 
     # Every acked or dead-lettered delivery's outcome is in the ledger (late or not).
     completed = [e for e in events if e["kind"] == "completed"]
