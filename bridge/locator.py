@@ -122,6 +122,7 @@ class RedisLocator:
             for run in located:
                 pipe.hexists(self._keys.messages(run["queue_name"]), run["redis_message_id"])
                 pipe.hexists(self._keys.delay_messages(run["queue_name"]), run["redis_message_id"])
+                pipe.hexists(self._keys.dead_letter_messages(run["queue_name"]), run["redis_message_id"])
                 # NOTE: <queue>.msgs holds pending *and* in-flight messages; the holder's ack set tells which.
                 if run["status"] == "running" and run.get("worker_id"):
                     pipe.sismember(self._keys.acks(run["worker_id"], run["queue_name"]), run["redis_message_id"])
@@ -132,9 +133,17 @@ class RedisLocator:
         found = {}
         replies_iter = iter(replies)
         for run in located:
-            in_msgs, in_delay = next(replies_iter), next(replies_iter)
+            in_msgs, in_delay, dead = next(replies_iter), next(replies_iter), next(replies_iter)
             held = next(replies_iter) if run["status"] == "running" and run.get("worker_id") else False
-            found[run["id"]] = ("in_flight" if held else "queue") if in_msgs else "delay_queue" if in_delay else None
+            found[run["id"]] = (
+                ("in_flight" if held else "queue")
+                if in_msgs
+                else "delay_queue"
+                if in_delay
+                else "dead_letters"
+                if dead
+                else None
+            )
         beats = dict(zip(workers, replies_iter, strict=True))
         # NOTE: a message in <queue>.msgs that its recorded worker does not hold may sit in the
         # prefetch of a worker that died (SIGKILL, OOM) before starting it: Dramatiq gives it back
@@ -155,7 +164,11 @@ class RedisLocator:
                 holder, age = holders[run["id"]]
                 alive = False
             if run["id"] in found:
-                looked_in = (self._keys.messages(queue), self._keys.delay_messages(queue))
+                looked_in = (
+                    self._keys.messages(queue),
+                    self._keys.delay_messages(queue),
+                    self._keys.dead_letter_messages(queue),
+                )
                 if holder or run.get("worker_id"):
                     looked_in += (self._keys.acks(holder or run["worker_id"], queue),)
                 observations[run["id"]] = Observation(
@@ -165,6 +178,7 @@ class RedisLocator:
                     worker_alive=alive,
                     heartbeat_age_seconds=age,
                     holder=holder,
+                    dead_letter_key=self._keys.dead_letters(queue) if found[run["id"]] == "dead_letters" else None,
                 )
             else:
                 observations[run["id"]] = Observation(

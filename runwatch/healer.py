@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine
 
 from . import statements as sql
 from .lookups import last_pass, record_pass
-from .reasons import INFRASTRUCTURE_ENDED, STALE_QUEUED, STALE_RUNNING
+from .reasons import ADAPTER_OUT_OF_SYNC, INFRASTRUCTURE_ENDED, STALE_QUEUED, STALE_RUNNING, Reason
 from .settings import Settings
 from .thresholds import ThresholdPolicy
 
@@ -60,6 +60,7 @@ class Observation:
     heartbeat_age_seconds: float | None = None
     detail: str | None = None
     holder: str | None = None  # the worker whose in-flight set holds the message, when found_in is "in_flight"
+    dead_letter_key: str | None = None  # where it lies, when found_in is "dead_letters"
 
 
 class Locator(Protocol):
@@ -160,6 +161,13 @@ def decide(run: dict[str, Any], obs: Observation, options: HealOptions) -> dict[
             else "message back in the broker, awaiting redelivery"
         )
         return {"action": "skip", "why": "backlog" if queued else "requeued", "note": why, **evidence}
+    if obs.found_in == "dead_letters":
+        # NOTE: the failure callback's event never reached the ledger (its worker died right after
+        # the nack): the broker's own record of the failure is better evidence than staleness.
+        evidence["dead_letter_key"] = obs.dead_letter_key
+        evidence["redis_message_id"] = run["redis_message_id"]
+        evidence["note"] = "the broker dead-lettered the message; its failure never reached the ledger"
+        return _reconcile(ADAPTER_OUT_OF_SYNC, evidence)
     if obs.found_in == "in_flight" and not obs.worker_alive:
         # NOTE: the message is not lost: Dramatiq would redeliver it after the heartbeat timeout
         # anyway. Failing the run now would contradict the redelivery's outcome, so hand it back.
@@ -177,8 +185,17 @@ def decide(run: dict[str, Any], obs: Observation, options: HealOptions) -> dict[
                 **evidence,
             }
         evidence["note"] = "worker heartbeats but the run is past its time limit plus margin"
-    reason = STALE_QUEUED if queued else STALE_RUNNING
-    return {"action": "reconcile", "reason_code": reason.code, "reason_message": reason.message, **evidence}
+    return _reconcile(STALE_QUEUED if queued else STALE_RUNNING, evidence)
+
+
+def _reconcile(reason: Reason, evidence: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "action": "reconcile",
+        "reason_code": reason.code,
+        "reason_message": reason.message,
+        "source": reason.source.value,
+        **evidence,
+    }
 
 
 def heal_once(
@@ -231,6 +248,7 @@ def heal_once(
                         "status": run["status"],
                         "reason_code": verdict["reason_code"],
                         "reason_message": verdict["reason_message"],
+                        "source": verdict["source"],
                         "evidence": _evidence(verdict),
                     }
                 )
@@ -312,4 +330,4 @@ def _write(conn: Connection, reconcile: list[dict[str, Any]], notes: list[dict[s
 
 
 def _evidence(verdict: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in verdict.items() if k not in ("action", "reason_code", "reason_message")}
+    return {k: v for k, v in verdict.items() if k not in ("action", "reason_code", "reason_message", "source")}

@@ -136,20 +136,20 @@ RECONCILE_STALE = text("""
 WITH done AS (
     UPDATE operation_runs AS r SET
         status = 'completed', outcome = 'failed', completed_at = now(), reconciled_at = now(),
-        reconciliation_source = 'scheduled_reconciler', reason_code = d.reason_code,
+        reconciliation_source = d.source, reason_code = d.reason_code,
         reason_message = d.reason_message, reconciliation_evidence = d.evidence,
         failure_summary = jsonb_build_array(jsonb_build_object('code', d.reason_code, 'message', d.reason_message)),
         healer_checked_at = now(), healer_note = d.evidence
     FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-         AS d(id bigint, status text, reason_code text, reason_message text, evidence jsonb)
+         AS d(id bigint, status text, reason_code text, reason_message text, source text, evidence jsonb)
     WHERE r.id = d.id AND r.status = d.status AND r.stale_at <= now()
-    RETURNING r.message_id, r.reason_code, r.reconciliation_evidence
+    RETURNING r.message_id, r.reason_code, r.reconciliation_source, r.reconciliation_evidence
 )
 -- PERF: the reconciliation event is written by the same statement; the evidence never
 -- travels back to Python and out again.
 INSERT INTO run_events (event_uuid, message_id, kind, at, details)
 SELECT gen_random_uuid(), message_id, 'reconciled', now(),
-       jsonb_build_object('source', 'scheduled_reconciler', 'reason_code', reason_code,
+       jsonb_build_object('source', reconciliation_source, 'reason_code', reason_code,
                           'evidence', reconciliation_evidence)
 FROM done
 """)

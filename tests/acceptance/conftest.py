@@ -44,13 +44,25 @@ class Scale:
     healers: int  # concurrent healer / bridge-scan processes
     api_seconds: float  # how long the API is queried under load
     settle_seconds: float
+    frozen_jobs: int  # jobs of a frozen worker that end as late successes
+    sigterm_jobs: int  # short and as many long jobs running when SIGTERM arrives
 
 
 SCALES = {
-    "quick": Scale("quick", jobs=40, kills=3, stale_runs=30, healers=3, api_seconds=4, settle_seconds=60),
-    "large": Scale("large", jobs=400, kills=12, stale_runs=300, healers=6, api_seconds=30, settle_seconds=180),
-}
+    "quick": Scale("quick", jobs=40, kills=3, stale_runs=30, healers=3, api_seconds=4, settle_seconds=60,
+                   frozen_jobs=2, sigterm_jobs=2),
+    "large": Scale("large", jobs=1000, kills=25, stale_runs=1000, healers=6, api_seconds=60, settle_seconds=300,
+                   frozen_jobs=6, sigterm_jobs=4),
+}  # fmt: skip
 REPORT: list[dict[str, Any]] = []
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Scenarios get the time their scale needs, not the suite's default per-test timeout."""
+    seconds = 900 if config.getoption("--scale") == "large" else 240
+    for item in items:
+        if item.path.name == "test_faults.py":
+            item.add_marker(pytest.mark.timeout(seconds))
 
 
 @pytest.fixture(scope="session")

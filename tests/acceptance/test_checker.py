@@ -86,6 +86,7 @@ BREAKS: dict[str, Callable[[Ledger, History], None]] = {
         _line("done", "ok1", 2, ok=False, error="OperationalError")
     ),
     "run_fields": _set("ok1", tenant_id=2),
+    "nacked_outcome_recorded": lambda ledger, history: history.journal.append(_line("nack", "lost", 3)),
 }
 
 

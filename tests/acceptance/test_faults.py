@@ -220,7 +220,7 @@ def test_concurrent_healers_and_bridge_scans(world: World) -> None:
 def test_late_success_after_reconciliation(world: World) -> None:
     """6. A frozen worker's job is redelivered and fails; thawed, the first delivery succeeds too late."""
     world.history.slack_seconds = HEARTBEAT_TIMEOUT_MS / 1000 + 3
-    zombies = 2
+    zombies = world.scale.frozen_jobs
     a = world.worker("a", threads=zombies)
     ids = [world.send("zombie", 3000, 1).message_id for _ in range(zombies)]
     world.recorder.shipper.flush()
@@ -255,11 +255,12 @@ def test_late_success_after_reconciliation(world: World) -> None:
 
 def test_sigterm_during_long_jobs(world: World) -> None:
     """7. SIGTERM: short jobs finish and are recorded, long ones outlive the shutdown timeout and are redelivered."""
-    a = world.worker("a", threads=4, shutdown_timeout_ms=1500)
-    short = [world.send("ok", 700, 1).message_id for _ in range(2)]
-    long = [world.send("ok", 5000, 2).message_id for _ in range(2)]
+    n = world.scale.sigterm_jobs
+    a = world.worker("a", threads=2 * n, shutdown_timeout_ms=1500)
+    short = [world.send("ok", 700, 1).message_id for _ in range(n)]
+    long = [world.send("ok", 5000, 2).message_id for _ in range(n)]
     world.recorder.shipper.flush()
-    world.wait_count("status = 'running'", 4, 30)
+    world.wait_count("status = 'running'", 2 * n, 30)
     world.figures["sigterm_exit_code"] = a.sigterm(timeout=30)
     world.history.faults["worker_sigterm"] += 1
     world.worker("b")

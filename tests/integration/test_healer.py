@@ -106,7 +106,11 @@ def test_queued_runs_on_both_sides_of_the_threshold_and_in_the_broker(harness, h
     )
     evidence = healed["reconciliation_evidence"]
     assert evidence["message_found_in"] is None and evidence["threshold_seconds"] == 60
-    assert evidence["looked_for_message_in"] == [keys.messages("q"), keys.delay_messages("q")]
+    assert evidence["looked_for_message_in"] == [
+        keys.messages("q"),
+        keys.delay_messages("q"),
+        keys.dead_letter_messages("q"),
+    ]
     assert row(harness.engine, fresh)["status"] == "queued" and row(harness.engine, fresh)["healer_note"] is None
     for run_id, where in ((backlog, "queue"), (delayed, "delay_queue")):
         kept = row(harness.engine, run_id)
@@ -366,3 +370,21 @@ def test_a_queued_message_prefetched_by_a_dead_worker_is_handed_back_not_left_as
     assert note["worker_id"] == "dead" and note["worker_alive"] is False and note["message_found_in"] == "in_flight"
     assert row(harness.engine, moved_on)["status"] == "running"
     assert row(harness.engine, waiting)["healer_note"]["why"] == "backlog"
+
+
+def test_a_stale_run_whose_message_was_dead_lettered_is_reconciled_from_the_dead_letter(harness, heal):
+    """Found by the acceptance suite: a worker SIGKILLed right after a nack loses the failure
+    callback's event; the run must not be failed as merely stale when the broker says why."""
+    client, keys = harness.broker.client, heal.keys
+    client.zadd(keys.heartbeats(), {"dead": time.time() * 1000 - 120_000})
+    dead_lettered = seed(harness.engine, "running", worker_id="dead", rid="nacked")
+    client.hset(keys.dead_letter_messages("q"), "nacked", b"{}")
+    client.zadd(keys.dead_letters("q"), {"nacked": time.time() * 1000})
+
+    assert heal().reconciled == 1
+    run = row(harness.engine, dead_lettered)
+    assert (run["reconciliation_source"], run["reason_code"]) == ("adapter_reconciler", "run.adapter_out_of_sync")
+    assert run["reconciliation_evidence"]["dead_letter_key"] == keys.dead_letters("q")
+    assert run["reconciliation_evidence"]["message_found_in"] == "dead_letters"
+    (event,) = [e for e in harness.events(run["message_id"]) if e["kind"] == "reconciled"]
+    assert event["details"]["source"] == "adapter_reconciler"
