@@ -42,6 +42,10 @@ GROUP = "runwatch-ledger"
 _BAD_DATA = (IntegrityError, DataError, ValueError, OverflowError, TypeError, KeyError)
 #: Entries a drainer holds unacknowledged for this long are taken over by another drainer.
 DEFAULT_CLAIM_IDLE_MS = DEFAULT_DRAIN_CLAIM_IDLE_MS
+#: A consumer that holds nothing and has not read for this long belonged to a drainer that died:
+#: it is removed from the group, which would otherwise list every drainer that ever ran.
+DEFAULT_FORGET_IDLE_MS = 3_600_000
+_SWEEP_INTERVAL_SECONDS = 60.0
 
 
 @dataclass
@@ -63,6 +67,7 @@ class Drainer:
         batch_entries: int,
         consumer: str | None = None,
         claim_idle_ms: int = DEFAULT_CLAIM_IDLE_MS,
+        forget_idle_ms: int = DEFAULT_FORGET_IDLE_MS,
     ) -> None:
         self._client = client
         self._engine = engine
@@ -71,6 +76,8 @@ class Drainer:
         self._batch = batch_entries
         self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}"
         self._claim_idle_ms = claim_idle_ms
+        self._forget_idle_ms = forget_idle_ms
+        self._last_sweep = float("-inf")
         self._group_ready = False
         self._db_errors = BurstLogger(logger, "could not write run events to PostgreSQL")
         self._redis_errors = BurstLogger(logger, "could not read the run event stream from Redis")
@@ -91,6 +98,7 @@ class Drainer:
                 self._group_ready = False
             raise
         if not entries:
+            self._forget_dead_consumers()
             return DrainResult()
         return self._apply(entries)
 
@@ -132,6 +140,19 @@ class Drainer:
             if "BUSYGROUP" not in str(exc):
                 raise
         self._group_ready = True
+
+    def _forget_dead_consumers(self) -> None:
+        """Remove consumers of drainers that died, once their entries were claimed (nothing is lost:
+        only consumers with no pending entries go; a live one idle that long is re-created on its next read)."""
+        now = time.monotonic()
+        if now - self._last_sweep < _SWEEP_INTERVAL_SECONDS:
+            return
+        self._last_sweep = now
+        for consumer in self._client.xinfo_consumers(self._stream, GROUP):
+            name = consumer["name"].decode() if isinstance(consumer["name"], bytes) else consumer["name"]
+            if name != self._consumer and consumer["pending"] == 0 and consumer["idle"] >= self._forget_idle_ms:
+                self._client.xgroup_delconsumer(self._stream, GROUP, name)
+                logger.info("removed the idle consumer %s of a drainer that is gone", name)
 
     def _read(self, start: str, block_ms: int | None) -> list[tuple[bytes, dict[bytes, bytes]]]:
         reply = self._client.xreadgroup(GROUP, self._consumer, {self._stream: start}, count=self._batch, block=block_ms)

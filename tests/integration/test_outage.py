@@ -134,3 +134,26 @@ def test_the_drainer_recreates_its_group_after_redis_lost_the_stream(harness, se
         harness.drainer.drain_once()  # run() logs this and retries after a backoff
     assert harness.drainer.drain_until_empty().events == 1
     assert harness.run("m2")["status"] == "running"
+
+
+def test_consumers_of_dead_drainers_are_forgotten_once_they_hold_nothing(harness, settings, engine):
+    client = harness.broker.client
+    harness.recorder.shipper.emit(
+        {"id": "e" * 32, "kind": "started", "message_id": "m", "at": 1_700_000_000.0,
+         "meta": {"queue": "q", "actor": "a", "type": "t", "created_at": 1_700_000_000.0}}
+    )  # fmt: skip
+    harness.recorder.shipper.flush()
+    harness.drainer.drain_once()  # creates the group
+    client.xreadgroup("runwatch-ledger", "dead-drainer", {settings.event_stream: ">"})  # reads nothing: 0 pending
+    holder = Drainer(client, engine, ThresholdPolicy(settings), stream=settings.event_stream, batch_entries=10,
+                     consumer="holder", forget_idle_ms=1)  # fmt: skip
+    harness.recorder.shipper.emit({"id": "f" * 32, "kind": "started", "message_id": "m2", "at": 1_700_000_000.0,
+                                   "meta": {"queue": "q", "actor": "a", "type": "t", "created_at": 1_700_000_000.0}})
+    harness.recorder.shipper.flush()
+    client.xreadgroup("runwatch-ledger", "dead-with-pending", {settings.event_stream: ">"})  # holds one entry
+
+    def names():
+        return {c["name"].decode() for c in client.xinfo_consumers(settings.event_stream, "runwatch-ledger")}
+
+    wait_for(lambda: holder.drain_once().entries == 0 and "dead-drainer" not in names())
+    assert "dead-with-pending" in names()  # its entry is claimed first (after claim_idle_ms), then it goes
