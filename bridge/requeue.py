@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -20,6 +21,8 @@ from runwatch.thresholds import ThresholdPolicy
 from . import deadletters as dl
 from .keys import Keys
 
+#: Requeued message ids derive from the letter, so that requeueing one letter twice is one run.
+_REQUEUE_NAMESPACE = uuid.UUID("5b6f1c3e-8e0a-4d0f-9a51-7d2f3c1e9b20")
 #: Options that belong to the dead delivery, not to a fresh one.
 _DELIVERY_OPTIONS = ("retries", "traceback", "requeue_timestamp", "redis_message_id", "eta", "runwatch_seen")
 
@@ -76,18 +79,25 @@ def requeue(
         if letter.message is None:
             result.skipped.append(f"{keys.dead_letters(letter.queue)}/{letter.redis_message_id}: {letter.decode_error}")
             continue
+        fresh_id = requeued_message_id(letter)
         with engine.connect() as conn:
-            original = statuses(conn, [letter.message.message_id]).get(letter.message.message_id)
+            found = statuses(conn, [letter.message.message_id, fresh_id])
+            original = found.get(letter.message.message_id)
             original_run = run_by_id(conn, original[1]) if original else None
         if dry_run:
             result.requeued.append((original[1] if original else None, None, letter.message.message_id))
             continue
-        fresh = _fresh_message(letter.message, original[1] if original else None)
-        # NOTE: enqueue first, delete the dead letter only once the new message is safe in Redis.
-        enqueued = broker.enqueue(fresh)
-        new_run = _record(engine, policy, enqueued, letter, original_run)
+        if fresh_id in found:
+            # NOTE: requeued before, but the dead letter was left behind (the ledger write or the
+            # removal failed afterwards): the run exists, so the message was enqueued. Once is enough.
+            new_run = found[fresh_id][1]
+        else:
+            fresh = _fresh_message(letter.message, fresh_id, original[1] if original else None)
+            # NOTE: enqueue first, delete the dead letter only once the new message is safe in Redis.
+            enqueued = broker.enqueue(fresh)
+            new_run = _record(engine, policy, enqueued, letter, original_run)
         dl.remove(broker.client, keys, letter)
-        result.requeued.append((original[1] if original else None, new_run, fresh.message_id))
+        result.requeued.append((original[1] if original else None, new_run, fresh_id))
         if progress:
             progress(n)
     return result
@@ -100,7 +110,13 @@ def purge(client: redis.Redis, keys: Keys, letters: Iterable[dl.DeadLetter], *, 
     return count
 
 
-def _fresh_message(message: dramatiq.Message, retry_of: int | None) -> dramatiq.Message:
+def requeued_message_id(letter: dl.DeadLetter) -> str:
+    """The message id a requeue of ``letter`` gets: the same however often it is requeued."""
+    original = letter.message.message_id if letter.message else ""
+    return str(uuid.uuid5(_REQUEUE_NAMESPACE, f"{letter.queue}/{letter.redis_message_id}/{original}"))
+
+
+def _fresh_message(message: dramatiq.Message, message_id: str, retry_of: int | None) -> dramatiq.Message:
     options = {k: v for k, v in message.options.items() if k not in _DELIVERY_OPTIONS}
     if retry_of is not None:
         options["runwatch_retry_of"] = retry_of
@@ -111,6 +127,7 @@ def _fresh_message(message: dramatiq.Message, retry_of: int | None) -> dramatiq.
         args=message.args,
         kwargs=message.kwargs,
         options=options,
+        message_id=message_id,
     )
 
 

@@ -154,6 +154,12 @@ def test_requeue_creates_a_linked_run_and_removes_the_dead_letter_after_enqueue(
     with pytest.raises(NotDeadLettered, match=f"requeued already, as run {new_id}"):
         letter_of_run(harness.broker.client, harness.engine, keys, old["id"])
 
+    # The same letter again (its removal, or the ledger write, had failed the first time): the
+    # requeued message exists already, so it is not enqueued a second time.
+    again = requeue(harness.broker, harness.engine, keys, policy, [letter])
+    assert again.requeued == [(old["id"], new_id, new_message_id)]
+    assert harness.broker.client.llen(keys.queue("rq")) == 0 and len(attempts) == 2
+
 
 def test_requeue_refuses_runs_that_are_not_dead_lettered(harness, worker):
     @dramatiq.actor(queue_name="ok")
