@@ -62,6 +62,7 @@ def fold(message_events: Iterable[dict[str, Any]], policy: ThresholdPolicy) -> d
     for event in events:
         if event.get("redis_message_id"):
             row["redis_message_id"] = event["redis_message_id"]  # the latest delivery's Redis id
+            row["redis_message_id_at"] = ts(event["at"])  # ... and when it was seen: newest wins in the ledger
         if row["status"] == Status.COMPLETED.value:
             # NOTE: the first terminal event wins; a later outcome is kept as a late event.
             if event["kind"] in TERMINAL_KINDS:

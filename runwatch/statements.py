@@ -22,6 +22,12 @@ MARK_LATE = text("UPDATE run_events SET late = true WHERE event_uuid = ANY(CAST(
 _RANK = "CASE {0} WHEN 'queued' THEN 1 WHEN 'running' THEN 2 ELSE 3 END"
 _BECOMES_TERMINAL = "(r.status <> 'completed' AND EXCLUDED.status = 'completed')"
 _NEWER_PROGRESS = "EXCLUDED.last_progress_at >= COALESCE(r.last_progress_at, '-infinity')"
+#: A message gets a new Redis id on every enqueue (a retry, leaving the delay queue): the id seen
+#: last wins, by when it was seen, not by when its event happened to be applied.
+_NEWER_REDIS_ID = (
+    "(EXCLUDED.redis_message_id IS NOT NULL"
+    " AND EXCLUDED.redis_message_id_at >= COALESCE(r.redis_message_id_at, '-infinity'))"
+)
 
 #: Fold deltas into runs. Monotonic: status only climbs the rank ladder, a terminal row is
 #: never touched (the DO UPDATE guard), counters merge, the newest progress wins.
@@ -32,7 +38,7 @@ INSERT INTO operation_runs AS r (
     threshold_source, status, outcome, deliveries, attempts, summary_counts, started_at, worker_id,
     last_progress_at, next_retry_at, progress_processed, progress_total, operator_message, last_error,
     completed_at, failure_summary, reconciled_at, reconciliation_source, reason_code, reason_message,
-    reconciliation_evidence, redis_message_id)
+    reconciliation_evidence, redis_message_id, redis_message_id_at)
 SELECT d.message_id, d.queue_name, d.actor_name, d.type, d.type_label, d.tenant_id, d.initiator_name,
     d.created_at, d.max_retries, d.time_limit_ms,
     (SELECT p.id FROM operation_runs p WHERE p.id = d.retry_of),  -- NOTE: a pruned original is no reason to lose a run
@@ -41,7 +47,7 @@ SELECT d.message_id, d.queue_name, d.actor_name, d.type, d.type_label, d.tenant_
     d.summary_counts, d.started_at, d.worker_id, d.last_progress_at, d.next_retry_at,
     d.progress_processed, d.progress_total, d.operator_message, d.last_error, d.completed_at,
     COALESCE(d.failure_summary, '[]'), d.reconciled_at, d.reconciliation_source, d.reason_code,
-    d.reason_message, d.reconciliation_evidence, d.redis_message_id
+    d.reason_message, d.reconciliation_evidence, d.redis_message_id, d.redis_message_id_at
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS d(
     message_id text, queue_name text, actor_name text, type text, type_label text, tenant_id bigint,
     initiator_name text, created_at timestamptz, max_retries integer, time_limit_ms bigint,
@@ -51,7 +57,7 @@ FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS d(
     next_retry_at timestamptz, progress_processed double precision, progress_total double precision,
     operator_message text, last_error jsonb, completed_at timestamptz, failure_summary jsonb,
     reconciled_at timestamptz, reconciliation_source text, reason_code text, reason_message text,
-    reconciliation_evidence jsonb, redis_message_id text)
+    reconciliation_evidence jsonb, redis_message_id text, redis_message_id_at timestamptz)
 ON CONFLICT (message_id) DO UPDATE SET
     status = CASE WHEN {_RANK.format("EXCLUDED.status")} > {_RANK.format("r.status")}
                   THEN EXCLUDED.status ELSE r.status END,
@@ -90,8 +96,9 @@ ON CONFLICT (message_id) DO UPDATE SET
                             ELSE r.operator_message END,
     last_error = COALESCE(EXCLUDED.last_error, r.last_error),
     next_retry_at = CASE WHEN {_NEWER_PROGRESS} THEN EXCLUDED.next_retry_at ELSE r.next_retry_at END,
-    redis_message_id = CASE WHEN EXCLUDED.last_progress_at IS NOT NULL AND NOT ({_NEWER_PROGRESS})
-                            THEN r.redis_message_id ELSE COALESCE(EXCLUDED.redis_message_id, r.redis_message_id) END,
+    redis_message_id = CASE WHEN {_NEWER_REDIS_ID} THEN EXCLUDED.redis_message_id ELSE r.redis_message_id END,
+    redis_message_id_at = CASE WHEN {_NEWER_REDIS_ID} THEN EXCLUDED.redis_message_id_at
+                               ELSE r.redis_message_id_at END,
     last_progress_at = GREATEST(r.last_progress_at, EXCLUDED.last_progress_at)
 WHERE r.status <> 'completed'
 RETURNING r.message_id

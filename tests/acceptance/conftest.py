@@ -180,6 +180,10 @@ class World:
                 **self.figures,
             }
         )
+        if verdict.violations:  # the final state, for a post-mortem: the servers are reset next scenario
+            ledger = Ledger.read(self.engine)
+            dump = {"runs": list(ledger.runs.values()), "events": ledger.events, "journal": self.history.journal}
+            (self.log_dir / "ledger.json").write_text(json.dumps(dump, default=str, indent=1))
         shown = "\n  ".join(verdict.violations[:30])
         assert not verdict.violations, (
             f"{len(verdict.violations)} violation(s) of {verdict.total} checks (logs: {self.log_dir}):\n  {shown}"

@@ -166,3 +166,26 @@ def test_deliveries_arriving_after_the_outcome_are_still_counted(engine):
     # Redelivered stream entries count nothing twice.
     _apply(engine, [started, again, late])
     assert _row(engine, "out-of-order")["deliveries"] == 2
+
+
+def test_the_newest_redis_id_wins_whatever_order_the_events_are_applied_in(engine):
+    """Found by the large PostgreSQL-outage scenario: after an outage, drainers apply the backlog in
+    any order. A retried message's attempt_failed event (its delay-queue id) applied after the
+    later "moved" event (its new queue id) overwrote the newer id, and the healer, not finding the
+    message under the old one, failed a run that was waiting in the queue."""
+    t = META["created_at"]
+    enqueued = ev.new_event(ev.ENQUEUED, "moved", t, META, redis_message_id="first")
+    started = ev.new_event(ev.STARTED, "moved", t + 1, META, attempt=1, worker_id="w", redis_message_id="first")
+    failed = ev.new_event(ev.ATTEMPT_FAILED, "moved", t + 2, META, attempt=1, next_retry_at=t + 2.1,
+                          redis_message_id="in-delay-queue")  # fmt: skip
+    moved = ev.new_event(ev.ENQUEUED, "moved", t + 3, META, redis_message_id="back-in-queue")
+    _apply(engine, [enqueued, started])
+    _apply(engine, [moved])
+    _apply(engine, [failed])
+    assert _row(engine, "moved")["redis_message_id"] == "back-in-queue"
+    # ... and in one batch, too.
+    for event in (enqueued, started, failed, moved):
+        event["message_id"] = "one-batch"
+        event["id"] = ev.new_event_id()
+    _apply(engine, [moved, failed, started, enqueued])
+    assert _row(engine, "one-batch")["redis_message_id"] == "back-in-queue"
