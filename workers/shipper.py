@@ -23,11 +23,13 @@ from typing import Any
 
 import redis
 
+from runwatch import events as ev
 from runwatch import wire
 from runwatch.burstlog import BurstLogger
 from runwatch.settings import MAX_EVENTS_PER_ENTRY
 
 logger = logging.getLogger("runwatch.shipper")
+_OUTCOME_KINDS = frozenset({ev.COMPLETED, ev.DEAD_LETTERED})
 
 
 class EventShipper:
@@ -56,7 +58,9 @@ class EventShipper:
         self._thread: threading.Thread | None = None
         os.register_at_fork(after_in_child=self._after_fork)
         self._errors = BurstLogger(logger, "could not ship run events to Redis")
+        self._outcomes: set[int] = set()  # ids of buffered, not yet built, durable events
         self.dropped = 0
+        self.dropped_outcomes = 0
 
     def emit(self, event: dict[str, Any] | Callable[[], dict[str, Any]] | tuple, *, durable: bool = False) -> bool:
         """Queue ``event``; with ``durable``, wait until it is in Redis. Never raises.
@@ -68,14 +72,41 @@ class EventShipper:
         with self._cond:
             self._ensure_thread()
             if len(self._buffer) >= self._max:
-                # NOTE: bounded memory beats an OOM-killed worker; counted and logged.
-                del self._buffer[0]
-                self.dropped += 1
+                self._make_room()
             self._buffer.append(event)
             if not durable:
                 return True
+            self._outcomes.add(id(event))
             shipped = self._waiter()
         return shipped.acquire(timeout=self._durable_wait)
+
+    def _make_room(self) -> None:
+        """Drop one buffered event (caller holds _cond): bounded memory beats an OOM-killed worker.
+
+        The oldest event that is not an outcome goes first: a lost progress or start is superseded
+        by the run's outcome, a lost outcome leaves the run to the healer. Only a buffer holding
+        nothing but outcomes loses one.
+        """
+        for i, item in enumerate(self._buffer):
+            if not self._is_outcome(item):
+                del self._buffer[i]
+                break
+        else:
+            self._outcomes.discard(id(self._buffer.pop(0)))
+            self.dropped_outcomes += 1
+        self.dropped += 1
+        if self.dropped == 1 or self.dropped % 10_000 == 0:
+            logger.warning(
+                "run event buffer full (RUNWATCH_BUFFER_MAX_EVENTS=%d): %d event(s) dropped so far, %d outcomes",
+                self._max,
+                self.dropped,
+                self.dropped_outcomes,
+            )
+
+    def _is_outcome(self, item: Any) -> bool:
+        if isinstance(item, dict):  # built already (a failed flush put it back)
+            return item.get("kind") in _OUTCOME_KINDS
+        return id(item) in self._outcomes
 
     def defer(self, key: Hashable, event: dict[str, Any] | Callable[[], dict[str, Any]]) -> None:
         """Hold ``event`` for one flush interval; ``take_deferred(key)`` may still take it back."""
@@ -150,6 +181,7 @@ class EventShipper:
         self._cond = threading.Condition()
         self._thread = None
         self._buffer, self._urgent, self._deferred = [], False, {}
+        self._outcomes = set()
         self._waiters = []
 
     def _run(self) -> None:
@@ -161,6 +193,7 @@ class EventShipper:
                     return
                 self._release_deferred()
                 batch, self._buffer = self._buffer, []
+                self._outcomes.clear()  # NOTE: once built, an event's kind says whether it is an outcome
                 waiters, self._waiters = self._waiters, []
                 self._urgent = False
             if not batch:
