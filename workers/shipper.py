@@ -144,10 +144,17 @@ class EventShipper:
         return lock
 
     def close(self, timeout_seconds: float = 5.0) -> None:
+        """Ship everything (deferred events too), stop the thread; a later emit starts a new one."""
         self.flush(timeout_seconds)
         with self._cond:
             self._closing = True
             self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_seconds)
+        with self._cond:
+            if self._thread is thread and not (thread and thread.is_alive()):
+                self._thread = None
 
     def _ensure_thread(self) -> None:
         # PERF: runs on every emit, so it only tests one attribute; forks reset it (_after_fork).
@@ -189,9 +196,9 @@ class EventShipper:
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._urgent or self._closing, self._interval + backoff)
+                self._release_deferred()  # NOTE: before the exit test, so closing ships deferred events too
                 if self._closing and not self._buffer:
                     return
-                self._release_deferred()
                 batch, self._buffer = self._buffer, []
                 self._outcomes.clear()  # NOTE: once built, an event's kind says whether it is an outcome
                 waiters, self._waiters = self._waiters, []

@@ -157,3 +157,14 @@ def test_consumers_of_dead_drainers_are_forgotten_once_they_hold_nothing(harness
 
     wait_for(lambda: holder.drain_once().entries == 0 and "dead-drainer" not in names())
     assert "dead-with-pending" in names()  # its entry is claimed first (after claim_idle_ms), then it goes
+
+
+def test_a_closed_shipper_ships_again_on_the_next_emit(harness, settings):
+    shipper, client = harness.recorder.shipper, harness.broker.client
+    event = {"id": "a1" * 16, "kind": "started", "message_id": "m", "at": 1_700_000_000.0,
+             "meta": {"queue": "q", "actor": "a", "type": "t", "created_at": 1_700_000_000.0}}  # fmt: skip
+    shipper.defer("start", event)
+    shipper.close()
+    assert client.xlen(settings.event_stream) == 1  # the deferred event went out with the close
+    assert shipper.emit({**event, "id": "b2" * 16}, durable=True)  # a new thread ships it
+    assert client.xlen(settings.event_stream) == 2
