@@ -10,6 +10,7 @@ from typing import Any
 import dramatiq
 from dramatiq.common import q_name
 
+from runwatch import wire
 from runwatch.events import DEFAULT_SUMMARY_KEYS, sanitize_error
 
 #: Actor options the recorder adds (declare actors after ``install``).
@@ -80,7 +81,8 @@ def message_facts(message: dramatiq.Message) -> tuple[Any, ...]:
 def message_meta(profile: ActorProfile, message: dramatiq.Message) -> dict[str, Any]:
     meta = meta_from_facts(profile, message_facts(message))
     if profile.store_args:
-        meta["args"] = {"args": list(message.args), "kwargs": dict(message.kwargs)}
+        # A deep copy (the message was encoded to JSON already, so this round trip cannot fail).
+        meta["args"] = wire.loads(wire.dumps({"args": list(message.args), "kwargs": dict(message.kwargs)}))
     return meta
 
 

@@ -136,8 +136,10 @@ class Recorder(Middleware):
         profile = self._profile(broker, message.actor_name)
         if not profile.tracked:
             return
-        if profile.store_args:  # rare: keep the message itself for its arguments
-            self.shipper.emit(functools.partial(_enqueued_event, profile, message, delay))
+        if profile.store_args:
+            # NOTE: built now, not on the shipper thread: the arguments as sent, even if the caller
+            # mutates them after send(). Opt-in and rare, so the cost stays off the common path.
+            self.shipper.emit(_enqueued_event(profile, message, delay))
             return
         # PERF: a flat tuple of scalars (GC-untracked) instead of a closure over the message;
         # the shipper thread builds the event from it (see _build_enqueued).

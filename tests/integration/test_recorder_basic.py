@@ -181,3 +181,22 @@ def test_a_delayed_message_records_its_new_redis_id_when_it_leaves_the_delay_que
     moves = [e for e in harness.events(message.message_id) if e["details"].get("moved_out_of_delay_queue")]
     assert len(moves) == 1 and moves[0]["details"]["redis_message_id"] not in (None, dq_id)
     assert harness.run(message.message_id)["outcome"] == "succeeded"
+
+
+def test_arguments_are_kept_only_on_opt_in_as_they_were_sent(harness, worker):
+    @dramatiq.actor(queue_name="args", runwatch_store_args=True)
+    def keeps(items, *, mode):
+        pass
+
+    @dramatiq.actor(queue_name="args")
+    def forgets(secret):
+        pass
+
+    items = [1, {"n": 2}]
+    kept = keeps.send(items, mode="fast")
+    items.append("added after send()")  # must not change what is recorded
+    items[1]["n"] = 99
+    forgot = forgets.send("hunter2")
+    harness.settle("args")
+    assert harness.run(kept.message_id)["args"] == {"args": [[1, {"n": 2}]], "kwargs": {"mode": "fast"}}
+    assert harness.run(forgot.message_id)["args"] is None
