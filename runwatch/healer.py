@@ -173,6 +173,11 @@ def decide(run: dict[str, Any], obs: Observation, options: HealOptions) -> dict[
         # anyway. Failing the run now would contradict the redelivery's outcome, so hand it back.
         note = "held by a dead worker: handed back to its queue for redelivery"
         return {"action": "requeue", "why": "requeued_from_dead_worker", "note": note, **evidence}
+    if not queued and obs.worker_alive and run["next_retry_at"] is not None:
+        # NOTE: a retry not started yet (a start clears next_retry_at): prefetched by a live worker
+        # whose threads are busy. Backlog, like a message in the queue; its time limit has not begun.
+        note = "retry waiting in a live worker's prefetch: not started, so not past any time limit"
+        return {"action": "skip", "why": "retry_waiting", "note": note, **evidence}
     if not queued and obs.worker_alive:
         limit_ms = run["time_limit_ms"] or DEFAULT_TIME_LIMIT_MS
         ceiling = since + timedelta(milliseconds=limit_ms, seconds=options.ceiling_margin_seconds)

@@ -388,3 +388,22 @@ def test_a_stale_run_whose_message_was_dead_lettered_is_reconciled_from_the_dead
     assert run["reconciliation_evidence"]["message_found_in"] == "dead_letters"
     (event,) = [e for e in harness.events(run["message_id"]) if e["kind"] == "reconciled"]
     assert event["details"]["source"] == "adapter_reconciler"
+
+
+def test_a_retry_waiting_in_a_busy_workers_prefetch_is_backlog_not_past_its_time_limit(harness, heal):
+    """Found by the large PostgreSQL-outage scenario: a retried message prefetched by a live worker
+    whose threads were busy waited there longer than the time limit, and the healer, taking it for
+    a run past its hard ceiling, failed it. The time limit applies once the retry has started."""
+    client, keys = harness.broker.client, heal.keys
+    client.zadd(keys.heartbeats(), {"alive": time.time() * 1000})
+    waiting = seed(harness.engine, "running", age=700, worker_id="alive", rid="retry-rid", time_limit_ms=60_000)
+    with harness.engine.begin() as conn:  # attempt 1 failed 600 s ago; the retry has not started since
+        conn.execute(text("UPDATE operation_runs SET next_retry_at = now() - interval '600 s' WHERE id = :i"),
+                     {"i": waiting})  # fmt: skip
+    client.hset(keys.messages("q"), "retry-rid", b"{}")
+    client.sadd(keys.acks("alive", "q"), "retry-rid")
+
+    result = heal()
+    assert (result.reconciled, dict(result.skipped)) == (0, {"retry_waiting": 1})
+    note = row(harness.engine, waiting)["healer_note"]
+    assert note["message_found_in"] == "in_flight" and note["worker_alive"] is True
