@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
+from dramatiq.common import dq_name
 
 from runwatch import wire
 from runwatch.healer import Observation
@@ -94,8 +95,14 @@ class RedisLocator:
                 continue  # the drainer rejects it with its reason
         return ids
 
-    def _dead_holders(self, runs: Sequence[dict[str, Any]], now_ms: float) -> dict[int, tuple[str, float]]:
-        """Runs whose message is in the in-flight set of a worker that stopped heartbeating: id -> (worker, age)."""
+    def _dead_holders(
+        self, runs: Sequence[tuple[dict[str, Any], str]], now_ms: float
+    ) -> dict[int, tuple[str, float, str]]:
+        """Runs whose message is in the in-flight set of a worker that stopped heartbeating.
+
+        ``runs`` pairs each run with the queue whose in-flight sets to look in (its queue, or its
+        delay queue ``<q>.DQ``); returns run id -> (worker, heartbeat age, that queue).
+        """
         if not runs:
             return {}
         dead = self._client.zrangebyscore(
@@ -104,14 +111,14 @@ class RedisLocator:
         )  # fmt: skip
         if not dead:
             return {}
-        pairs = [(run, worker.decode(), beat) for run in runs for worker, beat in dead]
+        pairs = [(run, queue, worker.decode(), beat) for run, queue in runs for worker, beat in dead]
         with self._client.pipeline(transaction=False) as pipe:
-            for run, worker, _ in pairs:
-                pipe.sismember(self._keys.acks(worker, run["queue_name"]), run["redis_message_id"])
+            for run, queue, worker, _ in pairs:
+                pipe.sismember(self._keys.acks(worker, queue), run["redis_message_id"])
             held = pipe.execute()
         return {
-            run["id"]: (worker, round((now_ms - beat) / 1000, 3))
-            for (run, worker, beat), is_held in zip(pairs, held, strict=True)
+            run["id"]: (worker, round((now_ms - beat) / 1000, 3), queue)
+            for (run, queue, worker, beat), is_held in zip(pairs, held, strict=True)
             if is_held
         }
 
@@ -148,7 +155,13 @@ class RedisLocator:
         # NOTE: a message in <queue>.msgs that its recorded worker does not hold may sit in the
         # prefetch of a worker that died (SIGKILL, OOM) before starting it: Dramatiq gives it back
         # only when a random maintenance pass happens to run, which at low traffic may be never.
-        holders = self._dead_holders([r for r in located if found[r["id"]] == "queue"], now_ms)
+        # NOTE: the same holds for the delay queue: its consumer prefetches delayed messages (and
+        # retries) until their eta, so a dead worker can hold those too.
+        holders = self._dead_holders(
+            [(r, r["queue_name"]) for r in located if found[r["id"]] == "queue"]
+            + [(r, dq_name(r["queue_name"])) for r in located if found[r["id"]] == "delay_queue"],
+            now_ms,
+        )
         for run_id in holders:
             found[run_id] = "in_flight"
         observations = {}
@@ -159,9 +172,9 @@ class RedisLocator:
             alive = (
                 None if run["status"] != "running" else (age is not None and age * 1000 < self._heartbeat_timeout_ms)
             )
-            holder = None
+            holder = holder_queue = None
             if run["id"] in holders:
-                holder, age = holders[run["id"]]
+                holder, age, holder_queue = holders[run["id"]]
                 alive = False
             if run["id"] in found:
                 looked_in = (
@@ -170,7 +183,7 @@ class RedisLocator:
                     self._keys.dead_letter_messages(queue),
                 )
                 if holder or run.get("worker_id"):
-                    looked_in += (self._keys.acks(holder or run["worker_id"], queue),)
+                    looked_in += (self._keys.acks(holder or run["worker_id"], holder_queue or queue),)
                 observations[run["id"]] = Observation(
                     checked=True,
                     found_in=found[run["id"]],
@@ -178,6 +191,7 @@ class RedisLocator:
                     worker_alive=alive,
                     heartbeat_age_seconds=age,
                     holder=holder,
+                    holder_queue=holder_queue,
                     dead_letter_key=self._keys.dead_letters(queue) if found[run["id"]] == "dead_letters" else None,
                 )
             else:

@@ -61,6 +61,7 @@ class Observation:
     detail: str | None = None
     holder: str | None = None  # the worker whose in-flight set holds the message, when found_in is "in_flight"
     dead_letter_key: str | None = None  # where it lies, when found_in is "dead_letters"
+    holder_queue: str | None = None  # the queue of the holder's in-flight set (``<q>`` or ``<q>.DQ``)
 
 
 class Locator(Protocol):
@@ -243,8 +244,9 @@ def heal_once(
                 verdict = {**verdict, "action": "skip", "why": "events_in_flight", "note": note}
             result.decisions.append({"id": run["id"], **verdict})
             requeue = verdict["action"] == "requeue" and not options.dry_run
-            holder = observations[run["id"]].holder or run["worker_id"]
-            if requeue and not locator.requeue_in_flight(run["queue_name"], holder, run["redis_message_id"]):
+            obs = observations[run["id"]]
+            holder, queue = obs.holder or run["worker_id"], obs.holder_queue or run["queue_name"]
+            if requeue and not locator.requeue_in_flight(queue, holder, run["redis_message_id"]):
                 verdict = {**verdict, "note": "the dead worker's message moved meanwhile; looked again next pass"}
             if verdict["action"] == "reconcile":
                 reconcile.append(

@@ -407,3 +407,19 @@ def test_a_retry_waiting_in_a_busy_workers_prefetch_is_backlog_not_past_its_time
     assert (result.reconciled, dict(result.skipped)) == (0, {"retry_waiting": 1})
     note = row(harness.engine, waiting)["healer_note"]
     assert note["message_found_in"] == "in_flight" and note["worker_alive"] is True
+
+
+def test_a_retry_held_by_a_dead_workers_delay_queue_consumer_is_handed_back(harness, heal):
+    """Found by the quick SIGKILL scenario in CI: a worker killed right after a failed attempt held
+    the retry in its delay-queue consumer (<q>.DQ in-flight set); the run waited forever."""
+    client, keys = harness.broker.client, heal.keys
+    client.zadd(keys.heartbeats(), {"dead": time.time() * 1000 - 120_000})
+    retried = seed(harness.engine, "running", worker_id="dead", rid="retry-in-dq")
+    client.hset(keys.delay_messages("q"), "retry-in-dq", b"{}")
+    client.sadd(keys.acks("dead", "q.DQ"), "retry-in-dq")
+
+    result = heal()
+    assert (result.reconciled, dict(result.skipped)) == (0, {"requeued_from_dead_worker": 1})
+    assert client.lrange(keys.queue("q.DQ"), 0, -1) == [b"retry-in-dq"]  # back in the delay queue
+    assert client.scard(keys.acks("dead", "q.DQ")) == 0
+    assert row(harness.engine, retried)["healer_note"]["looked_for_message_in"][-1] == keys.acks("dead", "q.DQ")
