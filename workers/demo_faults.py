@@ -98,8 +98,8 @@ def evidence_lines(engine, message_ids: list[str]) -> list[str]:
         rows = (
             conn.execute(
                 text(
-                    "SELECT id, type, reason_code, reconciliation_source, reconciliation_evidence AS e, retry_of, "
-                    "deliveries, healer_note "
+                    "SELECT id, message_id, outcome, type, reason_code, reconciliation_source, "
+                    "reconciliation_evidence AS e, retry_of, deliveries, healer_note "
                     "FROM operation_runs WHERE message_id = ANY(:ids) OR reconciled_at IS NOT NULL ORDER BY id"
                 ),
                 {"ids": message_ids},
@@ -108,13 +108,19 @@ def evidence_lines(engine, message_ids: list[str]) -> list[str]:
             .all()
         )
     lines = []
+    killed = message_ids[0]  # inject() returns the SIGKILLed worker's message first
     for r in rows:
-        if r["healer_note"] and r["healer_note"].get("why") == "requeued_from_dead_worker":
-            note = r["healer_note"]
+        if r["message_id"] == killed:
+            note = r["healer_note"] or {}
+            # NOTE: a later pass may have noted the redelivery in progress instead of the hand-back.
+            how = (
+                f"worker {str(note['worker_id'])[:8]} dead (heartbeat {note['heartbeat_age_seconds']:.0f} s old); "
+                if note.get("why") == "requeued_from_dead_worker"
+                else "worker SIGKILLed; "
+            )
             lines.append(
-                f"  run {r['id']} ({r['type']}): worker {str(note['worker_id'])[:8]} dead (heartbeat "
-                f"{note['heartbeat_age_seconds']:.0f} s old); the healer handed its message back; "
-                f"delivered {r['deliveries']} times, then completed"
+                f"  run {r['id']} ({r['type']}): {how}the healer handed its message back; "
+                f"delivered {r['deliveries']} times, then {r['outcome']}"
             )
         elif r["retry_of"]:
             lines.append(f"  run {r['id']} ({r['type']}): requeued from run {r['retry_of']}")

@@ -25,5 +25,6 @@ def test_demo_shows_every_outcome_and_every_reconciliation_source(database_url, 
     for reason in ("run.queue_failure_bridge", "run.infrastructure_timeout_or_abandonment", "run.stale_queued",
                    "run.adapter_out_of_sync"):
         assert reason in out, reason
-    assert "requeued from run" in out and "delivered 2 times, then completed" in out
+    evidence = out[out.find("how each reconciliation was decided"):]
+    assert "requeued from run" in evidence and "delivered 2 times, then succeeded" in evidence, evidence
     assert "-> 200, 4 runs" in out  # the API served the ledger over HTTP
