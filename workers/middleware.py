@@ -225,9 +225,17 @@ class Recorder(Middleware):
     @_never_raise
     def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
         run = run_api.active(message.message_id)
-        if run is not None:
+        if run is None:
+            return
+        if message.failed:  # the age limit: nacked next, dead-lettered as abandoned by infrastructure
             evidence = {"exception_type": "SkipMessage", "exception_message": "message skipped (age limit)"}
             run.failure = {**evidence, "skipped": True}
+            return
+        # NOTE: skipped and acked (a dedupe or abort middleware): the job refused to run, as a
+        # blocked run does; without this event the run would wait for the healer as stale.
+        run.block("job.skipped", "Skipped by a middleware before it ran")
+        now = time.time()
+        self.shipper.emit(lambda: self._with_start(run, self._completed(run, now)), durable=True)
 
     @_never_raise
     def after_nack(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:

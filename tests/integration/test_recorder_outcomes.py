@@ -174,3 +174,25 @@ def test_untracked_actors_are_not_recorded(harness, worker):
     harness.settle("q")
     with pytest.raises(AssertionError, match="no run"):
         harness.run(message.message_id)
+
+
+def test_a_message_a_middleware_skips_without_failing_it_is_blocked_not_left_running(harness, worker):
+    """Acked without running (a dedupe or abort middleware): over, and says why; not a stale run later."""
+
+    class SkipAll(dramatiq.Middleware):
+        def before_process_message(self, broker, message):
+            if message.actor_name == "never_runs":
+                raise dramatiq.middleware.SkipMessage()
+
+    harness.broker.add_middleware(SkipAll())
+
+    @dramatiq.actor(queue_name="q")
+    def never_runs():
+        raise AssertionError("must not run")
+
+    message = never_runs.send()
+    harness.settle("q")
+    run = harness.run(message.message_id)
+    assert (run["status"], run["outcome"], run["reconciled_at"]) == ("completed", "blocked", None)
+    assert run["failure_summary"] == [{"code": "job.skipped", "message": "Skipped by a middleware before it ran"}]
+    assert harness.broker.client.zcard(f"{harness.broker.namespace}:q.XQ") == 0  # acked, not dead-lettered
