@@ -105,21 +105,27 @@ class RedisLocator:
         """
         if not runs:
             return {}
-        dead = self._client.zrangebyscore(
-            self._keys.heartbeats(), "-inf", now_ms - self._heartbeat_timeout_ms, start=0, num=MAX_DEAD_WORKERS,
+        # PERF: newest dead workers first (Dramatiq forgets dead heartbeats only now and then), and
+        # one SMEMBERS per (worker, queue): in-flight sets are bounded by the prefetch.
+        dead = self._client.zrevrangebyscore(
+            self._keys.heartbeats(), now_ms - self._heartbeat_timeout_ms, "-inf", start=0, num=MAX_DEAD_WORKERS,
             withscores=True,
         )  # fmt: skip
         if not dead:
             return {}
-        pairs = [(run, queue, worker.decode(), beat) for run, queue in runs for worker, beat in dead]
+        pairs = [(worker.decode(), beat, queue) for worker, beat in dead for queue in sorted({q for _, q in runs})]
         with self._client.pipeline(transaction=False) as pipe:
-            for run, queue, worker, _ in pairs:
-                pipe.sismember(self._keys.acks(worker, queue), run["redis_message_id"])
-            held = pipe.execute()
+            for worker, _, queue in pairs:
+                pipe.smembers(self._keys.acks(worker, queue))
+            held_sets = pipe.execute()
+        holder_of: dict[tuple[str, bytes], tuple[str, float, str]] = {}
+        for (worker, beat, queue), members in zip(pairs, held_sets, strict=True):
+            for member in members:
+                holder_of.setdefault((queue, member), (worker, round((now_ms - beat) / 1000, 3), queue))
         return {
-            run["id"]: (worker, round((now_ms - beat) / 1000, 3), queue)
-            for (run, queue, worker, beat), is_held in zip(pairs, held, strict=True)
-            if is_held
+            run["id"]: holder_of[(queue, run["redis_message_id"].encode())]
+            for run, queue in runs
+            if (queue, run["redis_message_id"].encode()) in holder_of
         }
 
     def observe(self, runs: Sequence[dict[str, Any]]) -> dict[int, Observation]:
@@ -129,7 +135,7 @@ class RedisLocator:
             for run in located:
                 pipe.hexists(self._keys.messages(run["queue_name"]), run["redis_message_id"])
                 pipe.hexists(self._keys.delay_messages(run["queue_name"]), run["redis_message_id"])
-                pipe.hexists(self._keys.dead_letter_messages(run["queue_name"]), run["redis_message_id"])
+                pipe.zscore(self._keys.dead_letters(run["queue_name"]), run["redis_message_id"])  # nack time, ms
                 # NOTE: <queue>.msgs holds pending *and* in-flight messages; the holder's ack set tells which.
                 if run["status"] == "running" and run.get("worker_id"):
                     pipe.sismember(self._keys.acks(run["worker_id"], run["queue_name"]), run["redis_message_id"])
@@ -137,10 +143,11 @@ class RedisLocator:
                 pipe.zscore(self._keys.heartbeats(), worker)
             replies = pipe.execute()
         now_ms = time.time() * 1000
-        found = {}
+        found, dead_at = {}, {}
         replies_iter = iter(replies)
         for run in located:
             in_msgs, in_delay, dead = next(replies_iter), next(replies_iter), next(replies_iter)
+            dead_at[run["id"]] = dead
             held = next(replies_iter) if run["status"] == "running" and run.get("worker_id") else False
             found[run["id"]] = (
                 ("in_flight" if held else "queue")
@@ -193,6 +200,9 @@ class RedisLocator:
                     holder=holder,
                     holder_queue=holder_queue,
                     dead_letter_key=self._keys.dead_letters(queue) if found[run["id"]] == "dead_letters" else None,
+                    dead_letter_age_seconds=(
+                        round((now_ms - dead_at[run["id"]]) / 1000, 3) if found[run["id"]] == "dead_letters" else None
+                    ),
                 )
             else:
                 observations[run["id"]] = Observation(

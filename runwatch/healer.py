@@ -45,6 +45,8 @@ DEFAULT_OUTAGE_GRACE_SECONDS = 120
 #: A message delivered this many times more than it was attempted is a poison pill (crash loop).
 DEFAULT_MAX_CRASH_REDELIVERIES = 3
 DEFAULT_CRASH_WINDOW_SECONDS = 3600
+#: A dead letter younger than this may still have its failure callback's event on the way.
+DEAD_LETTER_GRACE_SECONDS = 10.0
 #: Used as the ceiling when an actor has no time limit.
 DEFAULT_TIME_LIMIT_MS = 600_000
 
@@ -62,6 +64,7 @@ class Observation:
     holder: str | None = None  # the worker whose in-flight set holds the message, when found_in is "in_flight"
     dead_letter_key: str | None = None  # where it lies, when found_in is "dead_letters"
     holder_queue: str | None = None  # the queue of the holder's in-flight set (``<q>`` or ``<q>.DQ``)
+    dead_letter_age_seconds: float | None = None  # since the nack, when found_in is "dead_letters"
 
 
 class Locator(Protocol):
@@ -163,9 +166,15 @@ def decide(run: dict[str, Any], obs: Observation, options: HealOptions) -> dict[
         )
         return {"action": "skip", "why": "backlog" if queued else "requeued", "note": why, **evidence}
     if obs.found_in == "dead_letters":
+        evidence["dead_letter_key"] = obs.dead_letter_key
+        evidence["dead_letter_age_seconds"] = obs.dead_letter_age_seconds
+        if (obs.dead_letter_age_seconds or 0) < DEAD_LETTER_GRACE_SECONDS:
+            # NOTE: the failure callback's event may be on its way (the nack came first); it has
+            # the better evidence (the exception), so give it the time to arrive.
+            note = "dead-lettered moments ago: the failure callback's event may still be on its way"
+            return {"action": "skip", "why": "dead_letter_fresh", "note": note, **evidence}
         # NOTE: the failure callback's event never reached the ledger (its worker died right after
         # the nack): the broker's own record of the failure is better evidence than staleness.
-        evidence["dead_letter_key"] = obs.dead_letter_key
         evidence["redis_message_id"] = run["redis_message_id"]
         evidence["note"] = "the broker dead-lettered the message; its failure never reached the ledger"
         return _reconcile(ADAPTER_OUT_OF_SYNC, evidence)
@@ -174,7 +183,7 @@ def decide(run: dict[str, Any], obs: Observation, options: HealOptions) -> dict[
         # anyway. Failing the run now would contradict the redelivery's outcome, so hand it back.
         note = "held by a dead worker: handed back to its queue for redelivery"
         return {"action": "requeue", "why": "requeued_from_dead_worker", "note": note, **evidence}
-    if not queued and obs.worker_alive and run["next_retry_at"] is not None:
+    if not queued and obs.worker_alive and run["next_retry_at"] is not None and obs.found_in == "in_flight":
         # NOTE: a retry not started yet (a start clears next_retry_at): prefetched by a live worker
         # whose threads are busy. Backlog, like a message in the queue; its time limit has not begun.
         note = "retry waiting in a live worker's prefetch: not started, so not past any time limit"

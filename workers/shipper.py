@@ -29,7 +29,8 @@ from runwatch.burstlog import BurstLogger
 from runwatch.settings import MAX_EVENTS_PER_ENTRY
 
 logger = logging.getLogger("runwatch.shipper")
-_OUTCOME_KINDS = frozenset({ev.COMPLETED, ev.DEAD_LETTERED})
+#: Kept when the buffer overflows: outcomes, and failed attempts (a retry's schedule and Redis id).
+_OUTCOME_KINDS = frozenset({ev.COMPLETED, ev.DEAD_LETTERED, ev.ATTEMPT_FAILED})
 
 
 class EventShipper:
@@ -198,6 +199,8 @@ class EventShipper:
                 self._cond.wait_for(lambda: self._urgent or self._closing, self._interval + backoff)
                 self._release_deferred()  # NOTE: before the exit test, so closing ships deferred events too
                 if self._closing and not self._buffer:
+                    if self._thread is threading.current_thread():
+                        self._thread = None  # the next emit starts a new one, whenever this one ends
                     return
                 batch, self._buffer = self._buffer, []
                 self._outcomes.clear()  # NOTE: once built, an event's kind says whether it is an outcome
@@ -219,7 +222,9 @@ class EventShipper:
                 self._errors.failure(exc, len(batch))
                 backoff = min(max(backoff * 2, 0.1), 2.0)
                 with self._cond:
-                    self._buffer[:0] = batch[: max(0, self._max - len(self._buffer))]
+                    self._buffer[:0] = batch
+                    while len(self._buffer) > self._max:  # the same policy as emit(): outcomes last
+                        self._make_room()
                     self._waiters[:0] = waiters
                 continue
             backoff = 0.0

@@ -378,10 +378,13 @@ def test_a_stale_run_whose_message_was_dead_lettered_is_reconciled_from_the_dead
     client, keys = harness.broker.client, heal.keys
     client.zadd(keys.heartbeats(), {"dead": time.time() * 1000 - 120_000})
     dead_lettered = seed(harness.engine, "running", worker_id="dead", rid="nacked")
-    client.hset(keys.dead_letter_messages("q"), "nacked", b"{}")
-    client.zadd(keys.dead_letters("q"), {"nacked": time.time() * 1000})
+    just_nacked = seed(harness.engine, "running", worker_id="dead", rid="nacked-just-now")
+    client.hset(keys.dead_letter_messages("q"), mapping={"nacked": b"{}", "nacked-just-now": b"{}"})
+    client.zadd(keys.dead_letters("q"), {"nacked": time.time() * 1000 - 60_000, "nacked-just-now": time.time() * 1000})
 
-    assert heal().reconciled == 1
+    result = heal()
+    assert (result.reconciled, dict(result.skipped)) == (1, {"dead_letter_fresh": 1})  # its callback may be coming
+    assert row(harness.engine, just_nacked)["status"] == "running"
     run = row(harness.engine, dead_lettered)
     assert (run["reconciliation_source"], run["reason_code"]) == ("adapter_reconciler", "run.adapter_out_of_sync")
     assert run["reconciliation_evidence"]["dead_letter_key"] == keys.dead_letters("q")
@@ -403,10 +406,16 @@ def test_a_retry_waiting_in_a_busy_workers_prefetch_is_backlog_not_past_its_time
     client.hset(keys.messages("q"), "retry-rid", b"{}")
     client.sadd(keys.acks("alive", "q"), "retry-rid")
 
+    gone = seed(harness.engine, "running", age=700, worker_id="alive", rid="retry-lost", time_limit_ms=60_000)
+    with harness.engine.begin() as conn:  # the same, but Redis lost the retry: past the ceiling, it is failed
+        conn.execute(text("UPDATE operation_runs SET next_retry_at = now() - interval '600 s' WHERE id = :i"),
+                     {"i": gone})  # fmt: skip
+
     result = heal()
-    assert (result.reconciled, dict(result.skipped)) == (0, {"retry_waiting": 1})
+    assert (result.reconciled, dict(result.skipped)) == (1, {"retry_waiting": 1})
     note = row(harness.engine, waiting)["healer_note"]
     assert note["message_found_in"] == "in_flight" and note["worker_alive"] is True
+    assert row(harness.engine, gone)["reason_code"] == "run.stale_running"
 
 
 def test_a_retry_held_by_a_dead_workers_delay_queue_consumer_is_handed_back(harness, heal):

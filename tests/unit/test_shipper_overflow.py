@@ -35,6 +35,7 @@ def test_outcomes_survive_a_full_buffer(shipper, caplog):
     shipper.builders["dead"] = lambda m: ev.new_event(ev.DEAD_LETTERED, m, 2.0, META, reason_code="run.stale_queued")
     shipper.emit(ev.new_event(ev.COMPLETED, "m1", 2.0, META, outcome="succeeded"), durable=True)
     shipper.emit(("dead", "m2"), durable=True)  # built lazily, as the recorder emits outcomes
+    shipper.emit(ev.new_event(ev.ATTEMPT_FAILED, "m3", 2.0, META, attempt=1, next_retry_at=3.0))  # a retry's plan
     for i in range(250):
         shipper.emit(ev.new_event(ev.PROGRESS, "m", 1.0 + i, META))
     with shipper._cond:
@@ -43,8 +44,9 @@ def test_outcomes_survive_a_full_buffer(shipper, caplog):
     assert {(e["kind"], e["message_id"]) for e in buffer if e["kind"] != ev.PROGRESS} == {
         (ev.COMPLETED, "m1"),
         (ev.DEAD_LETTERED, "m2"),
+        (ev.ATTEMPT_FAILED, "m3"),
     }
-    assert (shipper.dropped, shipper.dropped_outcomes) == (152, 0)
+    assert (shipper.dropped, shipper.dropped_outcomes) == (153, 0)
     assert "run event buffer full" in caplog.text
 
 
