@@ -187,6 +187,18 @@ def _check_run(
 
 def _check_evidence(v: Verdict, rid: str, run: dict[str, Any]) -> None:
     e, code = run["reconciliation_evidence"] or {}, run["reason_code"]
+    if e.get("poison_pill"):
+        # The healer's crash-loop stop (README: poison pills): infrastructure abandonment, decided by
+        # the scheduled reconciler, proven by more crash redeliveries than allowed and the dead letter.
+        v.check(
+            "reconciliation_evidence",
+            run["reconciliation_source"] == "scheduled_reconciler"
+            and code == "run.infrastructure_timeout_or_abandonment"
+            and len(e.get("deliveries_in_window") or ()) > e.get("max_crash_redeliveries", 1 << 30)
+            and bool(e.get("dead_letter_key")),
+            lambda: f"{rid}: poison pill {run['reconciliation_source']} / {code} without its proof: {e}",
+        )
+        return
     v.check(
         "reconciliation_evidence",
         bool(e) and code in CATALOGUE and CATALOGUE[code].source.value == run["reconciliation_source"],

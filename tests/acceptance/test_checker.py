@@ -64,6 +64,17 @@ def test_a_clean_history_passes_and_counts_its_checks() -> None:
     assert verdict.violations == [] and verdict.total >= 15
 
 
+def test_a_poison_pill_passes_with_its_proof_and_fails_without() -> None:
+    ledger, history = clean()
+    evidence = {"poison_pill": True, "max_crash_redeliveries": 3, "dead_letter_key": "dramatiq:acc.XQ",
+                "deliveries_in_window": [{"attempt": 1}] * 4}  # fmt: skip
+    code = "run.infrastructure_timeout_or_abandonment"
+    ledger.runs["lost"].update(reason_code=code, reconciliation_evidence=evidence)
+    assert evaluate(ledger, history).violations == []
+    evidence["deliveries_in_window"] = [{"attempt": 1}] * 3  # not more than allowed: no proof of a crash loop
+    assert [v for v in evaluate(ledger, history).violations if v.startswith("reconciliation_evidence:")]
+
+
 def _set(message: str, **over: Any) -> Callable[[Ledger, History], None]:
     return lambda ledger, history: ledger.runs[message].update(over)
 
