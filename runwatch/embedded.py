@@ -90,16 +90,8 @@ def stop(servers: EmbeddedServers) -> None:
     os/signal/time are needed, so calling it twice, or from an atexit hook, is safe.
     """
     with _locked(servers.data_dir):
-        pg, redis = _postmaster(servers.data_dir / "postgres"), _state(servers.data_dir).get("redis")
-        for pid, sig, last_resort in (
-            (pg[0] if pg else 0, signal.SIGINT, signal.SIGQUIT),  # SIGQUIT: "immediate" shutdown
-            (redis["pid"] if redis else 0, signal.SIGTERM, signal.SIGKILL),
-        ):
-            with contextlib.suppress(ProcessLookupError):
-                if pid and _pid_alive(pid):
-                    os.kill(pid, sig)
-                    if not _wait(lambda p=pid: not _pid_alive(p), time.monotonic() + TIMEOUT):
-                        os.kill(pid, last_resort)
+        for server in _SERVERS:
+            _terminate(*_shutdown_of(servers.data_dir, server))
         (servers.data_dir / "servers.json").unlink(missing_ok=True)
 
 
@@ -109,21 +101,32 @@ def stop_one(servers: EmbeddedServers, which: str) -> None:
     The next :func:`start` on the same data dir restarts it on the port it had, so URLs handed out
     before the outage stay valid.
     """
-    if which not in ("postgres", "redis"):
+    if which not in _SERVERS:
         raise ValueError(f"which must be 'postgres' or 'redis', got {which!r}")
     with _locked(servers.data_dir):
-        if which == "postgres":
-            pg = _postmaster(servers.data_dir / "postgres")
-            pid, sig, last_resort = (pg[0] if pg else 0), signal.SIGINT, signal.SIGQUIT
-        else:
-            redis = _state(servers.data_dir).get("redis")
-            pid, sig, last_resort = (redis["pid"] if redis else 0), signal.SIGTERM, signal.SIGKILL
-        with contextlib.suppress(ProcessLookupError):
-            if pid and _pid_alive(pid):
-                os.kill(pid, sig)
-                if not _wait(lambda: not _pid_alive(pid), time.monotonic() + TIMEOUT):
-                    os.kill(pid, last_resort)
-                    _wait(lambda: not _pid_alive(pid), time.monotonic() + TIMEOUT)
+        _terminate(*_shutdown_of(servers.data_dir, which))
+
+
+_SERVERS = ("postgres", "redis")
+
+
+def _shutdown_of(data_dir: Path, which: str) -> tuple[int, signal.Signals, signal.Signals]:
+    """(pid or 0, polite signal, last resort) for one server of ``data_dir``."""
+    if which == "postgres":
+        pg = _postmaster(data_dir / "postgres")
+        return (pg[0] if pg else 0), signal.SIGINT, signal.SIGQUIT  # SIGQUIT: "immediate" shutdown
+    redis = _state(data_dir).get("redis")
+    return (redis["pid"] if redis else 0), signal.SIGTERM, signal.SIGKILL
+
+
+def _terminate(pid: int, sig: signal.Signals, last_resort: signal.Signals) -> None:
+    """Signal a live server, and wait for it to exit; the last resort after TIMEOUT."""
+    with contextlib.suppress(ProcessLookupError):
+        if pid and _pid_alive(pid):
+            os.kill(pid, sig)
+            if not _wait(lambda: not _pid_alive(pid), time.monotonic() + TIMEOUT):
+                os.kill(pid, last_resort)
+                _wait(lambda: not _pid_alive(pid), time.monotonic() + TIMEOUT)
 
 
 def _start(data_dir: Path | None, log: Callable[[str], Any]) -> tuple[EmbeddedServers, bool]:

@@ -244,7 +244,8 @@ def heal_once(
         observations = locator.observe(runs) if runs else {}
         reconcile, notes = [], []
         for run in runs:
-            verdict = decide(run, observations[run["id"]], options)
+            obs = observations[run["id"]]
+            verdict = decide(run, obs, options)
             if result.paused and verdict["action"] != "skip":
                 verdict = {**verdict, "action": "skip", "why": "paused", "note": result.paused}
             elif in_flight and run["message_id"] in in_flight and verdict["action"] != "skip":
@@ -253,7 +254,6 @@ def heal_once(
                 verdict = {**verdict, "action": "skip", "why": "events_in_flight", "note": note}
             result.decisions.append({"id": run["id"], **verdict})
             requeue = verdict["action"] == "requeue" and not options.dry_run
-            obs = observations[run["id"]]
             holder, queue = obs.holder or run["worker_id"], obs.holder_queue or run["queue_name"]
             if requeue and not locator.requeue_in_flight(queue, holder, run["redis_message_id"]):
                 verdict = {**verdict, "note": "the dead worker's message moved meanwhile; looked again next pass"}

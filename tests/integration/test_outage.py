@@ -93,14 +93,19 @@ def test_redis_outage_never_blocks_or_fails_the_job_and_ships_later(servers, nam
         proxy.close()
 
 
-def test_a_poisoned_event_is_rejected_and_the_rest_of_its_batch_applied(harness, settings):
-    good = {
-        "id": "a" * 32,
+def _started(event_id: str, message_id: str) -> dict:
+    """A hand-made start event; ``event_id`` is repeated to the 32 hex digits of an event id."""
+    return {
+        "id": (event_id * 32)[:32],
         "kind": "started",
-        "message_id": "good",
+        "message_id": message_id,
         "at": 1_700_000_000.0,
         "meta": {"queue": "q", "actor": "a", "type": "t", "created_at": 1_700_000_000.0},
     }
+
+
+def test_a_poisoned_event_is_rejected_and_the_rest_of_its_batch_applied(harness, settings):
+    good = _started("a", "good")
     # A tenant id beyond bigint: passes validation, fails in the database.
     poisoned = {**good, "id": "b" * 32, "message_id": "bad", "meta": {**good["meta"], "tenant_id": 2**70}}
     harness.recorder.shipper.emit(good)
@@ -117,18 +122,11 @@ def test_a_poisoned_event_is_rejected_and_the_rest_of_its_batch_applied(harness,
 def test_the_drainer_recreates_its_group_after_redis_lost_the_stream(harness, settings):
     """Found by the acceptance suite: a Redis restart without persistence takes the consumer group
     with it, and a drainer that remembered creating it failed with NOGROUP forever."""
-    event = {
-        "id": "c" * 32,
-        "kind": "started",
-        "message_id": "m1",
-        "at": 1_700_000_000.0,
-        "meta": {"queue": "q", "actor": "a", "type": "t", "created_at": 1_700_000_000.0},
-    }
-    harness.recorder.shipper.emit(event)
+    harness.recorder.shipper.emit(_started("c", "m1"))
     harness.recorder.shipper.flush()
     assert harness.drainer.drain_until_empty().events == 1
     harness.broker.client.delete(settings.event_stream)  # what a restart without persistence does
-    harness.recorder.shipper.emit({**event, "id": "d" * 32, "message_id": "m2"})
+    harness.recorder.shipper.emit(_started("d", "m2"))
     harness.recorder.shipper.flush()
     with pytest.raises(redis.ResponseError, match="NOGROUP"):
         harness.drainer.drain_once()  # run() logs this and retries after a backoff
@@ -138,17 +136,13 @@ def test_the_drainer_recreates_its_group_after_redis_lost_the_stream(harness, se
 
 def test_consumers_of_dead_drainers_are_forgotten_once_they_hold_nothing(harness, settings, engine):
     client = harness.broker.client
-    harness.recorder.shipper.emit(
-        {"id": "e" * 32, "kind": "started", "message_id": "m", "at": 1_700_000_000.0,
-         "meta": {"queue": "q", "actor": "a", "type": "t", "created_at": 1_700_000_000.0}}
-    )  # fmt: skip
+    harness.recorder.shipper.emit(_started("e", "m"))
     harness.recorder.shipper.flush()
     harness.drainer.drain_once()  # creates the group
     client.xreadgroup("runwatch-ledger", "dead-drainer", {settings.event_stream: ">"})  # reads nothing: 0 pending
     holder = Drainer(client, engine, ThresholdPolicy(settings), stream=settings.event_stream, batch_entries=10,
                      consumer="holder", forget_idle_ms=1)  # fmt: skip
-    harness.recorder.shipper.emit({"id": "f" * 32, "kind": "started", "message_id": "m2", "at": 1_700_000_000.0,
-                                   "meta": {"queue": "q", "actor": "a", "type": "t", "created_at": 1_700_000_000.0}})
+    harness.recorder.shipper.emit(_started("f", "m2"))
     harness.recorder.shipper.flush()
     client.xreadgroup("runwatch-ledger", "dead-with-pending", {settings.event_stream: ">"})  # holds one entry
 
@@ -161,8 +155,7 @@ def test_consumers_of_dead_drainers_are_forgotten_once_they_hold_nothing(harness
 
 def test_a_closed_shipper_ships_again_on_the_next_emit(harness, settings):
     shipper, client = harness.recorder.shipper, harness.broker.client
-    event = {"id": "a1" * 16, "kind": "started", "message_id": "m", "at": 1_700_000_000.0,
-             "meta": {"queue": "q", "actor": "a", "type": "t", "created_at": 1_700_000_000.0}}  # fmt: skip
+    event = _started("a1", "m")
     shipper.defer("start", event)
     shipper.close()
     assert client.xlen(settings.event_stream) == 1  # the deferred event went out with the close
