@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 
 from runwatch import events as ev
 from runwatch import statements as sql
+from runwatch.healer import DEFAULT_PASS_IDLE_TIMEOUT_SECONDS
 from runwatch.ledger import apply_events
 from runwatch.lookups import record_pass, statuses
 from runwatch.reasons import ADAPTER_OUT_OF_SYNC
@@ -73,6 +74,7 @@ def reconcile_once(
         if not conn.execute(sql.TRY_XACT_LOCK, {"key": ADAPTER_LOCK_KEY}).scalar():
             result.locked_out = True
             return result
+        conn.execute(sql.PASS_IDLE_TIMEOUT, {"ms": str(int(DEFAULT_PASS_IDLE_TIMEOUT_SECONDS * 1000))})
         _scan(conn, client, keys, policy, result, now=now, min_age_seconds=min_age_seconds, queue=queue)
         if not dry_run:
             record_pass(

@@ -45,6 +45,8 @@ DEFAULT_OUTAGE_GRACE_SECONDS = 120
 #: A message delivered this many times more than it was attempted is a poison pill (crash loop).
 DEFAULT_MAX_CRASH_REDELIVERIES = 3
 DEFAULT_CRASH_WINDOW_SECONDS = 3600
+#: A pass stalled this long between two statements loses its session, and the lock with it.
+DEFAULT_PASS_IDLE_TIMEOUT_SECONDS = 30.0
 #: A dead letter younger than this may still have its failure callback's event on the way.
 DEAD_LETTER_GRACE_SECONDS = 10.0
 #: Used as the ceiling when an actor has no time limit.
@@ -93,6 +95,7 @@ class HealOptions:
     outage_grace_seconds: float = DEFAULT_OUTAGE_GRACE_SECONDS
     max_crash_redeliveries: int = DEFAULT_MAX_CRASH_REDELIVERIES
     crash_window_seconds: float = DEFAULT_CRASH_WINDOW_SECONDS
+    idle_timeout_seconds: float = DEFAULT_PASS_IDLE_TIMEOUT_SECONDS
 
 
 def options_from(settings: Settings, **overrides: Any) -> HealOptions:
@@ -223,6 +226,7 @@ def heal_once(
         if not conn.execute(sql.TRY_XACT_LOCK, {"key": HEAL_LOCK_KEY}).scalar():
             result.locked_out = True
             return result
+        conn.execute(sql.PASS_IDLE_TIMEOUT, {"ms": str(int(options.idle_timeout_seconds * 1000))})
         conn.execute(sql.HEALER_PLANNER_SETTINGS)
         in_flight = locator.unapplied_message_ids()
         result.paused = _pause_reason(conn, in_flight, options)

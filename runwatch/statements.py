@@ -115,6 +115,10 @@ WHERE r.message_id = d.message_id AND r.status = 'completed'
 #: Single-flight for periodic passes: transaction-scoped, so a crashed pass can never hold it.
 TRY_XACT_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
 
+#: ... nor a stalled one (a frozen process, a hung broker call between two statements): PostgreSQL
+#: ends a session idle in its transaction this long, which frees the lock for the other processes.
+PASS_IDLE_TIMEOUT = text("SELECT set_config('idle_in_transaction_session_timeout', :ms, true)")
+
 #: For the healer's transaction only. A bitmap scan never marks the dead index entries a pass
 #: leaves behind (each healed run's old stale_at), so every pass until VACUUM would revisit
 #: them: ~80 ms instead of ~5 ms at 1M runs. JIT costs ~150 ms on queries that run in < 1 ms.

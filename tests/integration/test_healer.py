@@ -432,3 +432,42 @@ def test_a_retry_held_by_a_dead_workers_delay_queue_consumer_is_handed_back(harn
     assert client.lrange(keys.queue("q.DQ"), 0, -1) == [b"retry-in-dq"]  # back in the delay queue
     assert client.scard(keys.acks("dead", "q.DQ")) == 0
     assert row(harness.engine, retried)["healer_note"]["looked_for_message_in"][-1] == keys.acks("dead", "q.DQ")
+
+
+def test_a_pass_frozen_while_holding_the_lock_loses_it_after_the_idle_timeout(harness, heal, settings):
+    """Found by the frozen-worker acceptance scenario: a worker SIGSTOPped in the middle of its
+    healer pass kept the single-flight lock (and its transaction) open, and no other process healed."""
+    seed(harness.engine, "running", worker_id="frozen-holder", rid="r")
+    frozen, thawed = threading.Event(), threading.Event()
+    locator = RedisLocator(harness.broker.client, heal.keys, event_stream=settings.event_stream)
+
+    class FreezingLocator:
+        def __getattr__(self, name):
+            return getattr(locator, name)
+
+        def observe(self, runs):
+            frozen.set()
+            thawed.wait(30)  # between two statements of the pass, as SIGSTOP would leave it
+            return locator.observe(runs)
+
+    failures = []
+
+    def frozen_pass():
+        try:
+            heal_once(harness.engine, FreezingLocator(), ThresholdPolicy(settings), HealOptions(idle_timeout_seconds=1))
+        except Exception as exc:  # its session was ended under it
+            failures.append(exc)
+
+    thread = threading.Thread(target=frozen_pass)
+    thread.start()
+    try:
+        assert frozen.wait(10)
+        assert heal().locked_out  # the frozen pass holds the lock...
+        deadline = time.monotonic() + 15
+        while heal().locked_out:  # ... until PostgreSQL ends its idle transaction
+            assert time.monotonic() < deadline, "the frozen pass kept the lock"
+            time.sleep(0.1)  # NOTE: polling against a deadline
+    finally:
+        thawed.set()
+        thread.join(30)
+    assert failures  # the frozen pass, once thawed, finds its session gone and writes nothing
