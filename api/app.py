@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
+import sys
 
 import falcon
+
+from runwatch.errors import ConfigError
+from runwatch.settings import Settings
 
 from . import errors
 from .auth import AuthMiddleware
@@ -13,7 +16,7 @@ from .health import LiveResource, ReadyResource
 from .metrics import Metrics, MetricsResource
 from .openapi import document
 from .operations import OperationResource, OperationsResource
-from .store import Store, store_from_env
+from .store import Store, store_from_settings
 
 log = logging.getLogger("api")
 
@@ -47,6 +50,20 @@ def create_app(store: Store, *, redis_url: str | None = None) -> falcon.App:
     return app
 
 
+#: gunicorn's exit code for "the app failed to load": its master then stops instead of
+#: forking replacement workers that would fail the same way.
+APP_LOAD_ERROR = 4
+
+
 def get_app() -> falcon.App:
-    """The app configured from RUNWATCH_* variables (gunicorn: ``api.app:get_app()``)."""
-    return create_app(store_from_env(), redis_url=os.environ.get("RUNWATCH_REDIS_URL") or None)
+    """The app configured from RUNWATCH_* variables (gunicorn: ``api.app:get_app()``).
+
+    A malformed or missing setting ends the worker with the message, not a traceback.
+    """
+    try:
+        settings = Settings.from_env()
+        store = store_from_settings(settings)
+    except ConfigError as exc:
+        print(f"runwatch api: error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(APP_LOAD_ERROR) from None
+    return create_app(store, redis_url=settings.redis_url)

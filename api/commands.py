@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from runwatch.settings import DEFAULT_API_BIND, DEFAULT_API_WORKERS, Settings
+
 #: The documented gunicorn configuration shipped with the package.
 GUNICORN_CONF = Path(__file__).with_name("gunicorn_conf.py")
 
@@ -18,8 +20,10 @@ def register_api(sub: argparse._SubParsersAction) -> None:
         description="Runs gunicorn with api/gunicorn_conf.py. Needs RUNWATCH_DATABASE_URL; RUNWATCH_REDIS_URL "
         "is probed by /health/ready. Extra gunicorn options go after '--'.",
     )
-    parser.add_argument("--bind", help="address to listen on (default RUNWATCH_API_BIND or 127.0.0.1:8000)")
-    parser.add_argument("--workers", type=int, help="worker processes (default RUNWATCH_API_WORKERS or 2)")
+    parser.add_argument("--bind", help=f"address to listen on (default RUNWATCH_API_BIND or {DEFAULT_API_BIND})")
+    parser.add_argument(
+        "--workers", type=int, help=f"worker processes (default RUNWATCH_API_WORKERS or {DEFAULT_API_WORKERS})"
+    )
     parser.add_argument("gunicorn_args", nargs=argparse.REMAINDER, help="passed to gunicorn as is")
     parser.set_defaults(func=_api)
 
@@ -36,9 +40,8 @@ def gunicorn_argv(args: argparse.Namespace) -> list[str]:
 
 
 def _api(args: argparse.Namespace) -> int:
-    from runwatch.settings import Settings
-
-    Settings.from_env().require_database_url()  # fail here, clearly, rather than in every worker
+    # NOTE: every setting is checked here (exit 2 with the message), not in gunicorn's workers.
+    Settings.from_env().require_database_url()
     argv = gunicorn_argv(args)
     # NOTE: exec, not an in-process gunicorn: the config must set up Prometheus multiprocess mode
     # before anything imports prometheus_client, and signals should reach gunicorn directly.

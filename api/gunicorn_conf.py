@@ -1,13 +1,13 @@
 """gunicorn settings for the monitoring API (``runwatch api`` uses this file).
 
-Every setting can be overridden on the gunicorn command line or with ``GUNICORN_CMD_ARGS``.
+Values come from ``runwatch.settings.Settings``: ``RUNWATCH_API_BIND``, ``RUNWATCH_API_WORKERS``,
+``RUNWATCH_API_TIMEOUT_SECONDS``, ``RUNWATCH_API_ACCESS_LOG`` and ``RUNWATCH_API_LOG_LEVEL`` (see
+``runwatch config``). Every setting can be overridden on the gunicorn command line or with
+``GUNICORN_CMD_ARGS``. ``PROMETHEUS_MULTIPROC_DIR`` (default: a fresh temp dir) is where workers
+share latency samples for ``/metrics``.
 
-| variable | default | meaning |
-|---|---|---|
-| ``RUNWATCH_API_BIND`` | ``127.0.0.1:8000`` | address to listen on (``0.0.0.0:8000`` in a container) |
-| ``RUNWATCH_API_WORKERS`` | ``2`` | worker processes (sync workers; one request at a time each) |
-| ``RUNWATCH_API_TIMEOUT_SECONDS`` | ``30`` | a worker silent this long is killed and replaced |
-| ``PROMETHEUS_MULTIPROC_DIR`` | a fresh temp dir | where workers share latency samples for ``/metrics`` |
+A malformed setting stops gunicorn here, before any worker is forked, with the message and
+exit code 2 (gunicorn only catches ``Exception`` around a config file, so ``SystemExit`` passes).
 
 Engines are created per process after fork: ``api.store.Store`` builds its engine lazily,
 keyed by pid, and the app is not preloaded, so no socket is ever shared across workers.
@@ -17,20 +17,31 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 import tempfile
 
-bind = os.environ.get("RUNWATCH_API_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("RUNWATCH_API_WORKERS", "2"))
+from runwatch.errors import ConfigError
+from runwatch.settings import Settings
+
+try:
+    _settings = Settings.from_env()
+    _settings.require_database_url()  # every worker would fail to boot without it
+except ConfigError as _exc:
+    print(f"runwatch api: error: {_exc}", file=sys.stderr, flush=True)
+    raise SystemExit(2) from None
+
+bind = _settings.api_bind
+workers = _settings.api_workers
 worker_class = "sync"
-timeout = int(os.environ.get("RUNWATCH_API_TIMEOUT_SECONDS", "30"))
+timeout = _settings.api_timeout_seconds
 graceful_timeout = 10
 keepalive = 5
 # NOTE: no preload: each worker imports the app (and builds its engine) after fork.
 preload_app = False
 wsgi_app = "api.app:get_app()"
-accesslog = os.environ.get("RUNWATCH_API_ACCESS_LOG") or None
+accesslog = _settings.api_access_log
 errorlog = "-"
-loglevel = os.environ.get("RUNWATCH_API_LOG_LEVEL", "info")
+loglevel = _settings.api_log_level
 proc_name = "runwatch-api"
 
 # Latency histograms are per process; Prometheus multiprocess mode sums them at scrape time.

@@ -15,10 +15,9 @@ from typing import Any
 
 from runwatch import queries, tokens
 from runwatch.queries import Position, RunFilters
+from runwatch.settings import DEFAULT_API_STATEMENT_TIMEOUT_MS, DEFAULT_API_TOKEN_CACHE_SECONDS, Settings
 from runwatch.tokens import Principal
 
-#: How long a token lookup is trusted: revocation takes effect within this many seconds.
-DEFAULT_TOKEN_CACHE_SECONDS = 5.0
 #: Cached token lookups per process; the cache is emptied when it fills (e.g. a token spray).
 MAX_CACHED_TOKENS = 10_000
 
@@ -41,8 +40,8 @@ class Store:
         database_url: str,
         *,
         cursor_secret: str | None = None,
-        token_cache_seconds: float = DEFAULT_TOKEN_CACHE_SECONDS,
-        statement_timeout_ms: int = queries.DEFAULT_STATEMENT_TIMEOUT_MS,
+        token_cache_seconds: float = DEFAULT_API_TOKEN_CACHE_SECONDS,
+        statement_timeout_ms: int = DEFAULT_API_STATEMENT_TIMEOUT_MS,
     ) -> None:
         self.database_url = database_url
         self._cursor_secret = cursor_secret.encode() if cursor_secret else None
@@ -115,15 +114,16 @@ class Store:
             }
 
 
-def store_from_env(env: dict[str, str] | None = None) -> Store:
-    """A store configured from RUNWATCH_* variables (see the README's configuration table)."""
-    from runwatch.settings import Settings
-
-    env = dict(os.environ) if env is None else env
-    settings = Settings.from_env(env)
+def store_from_settings(settings: Settings) -> Store:
+    """A store configured by ``settings`` (``RUNWATCH_DATABASE_URL`` and the ``RUNWATCH_API_*`` ones)."""
     return Store(
         settings.require_database_url(),
-        cursor_secret=env.get("RUNWATCH_API_SECRET") or None,
-        token_cache_seconds=float(env.get("RUNWATCH_API_TOKEN_CACHE_SECONDS") or DEFAULT_TOKEN_CACHE_SECONDS),
-        statement_timeout_ms=int(env.get("RUNWATCH_API_STATEMENT_TIMEOUT_MS") or queries.DEFAULT_STATEMENT_TIMEOUT_MS),
+        cursor_secret=settings.api_secret,
+        token_cache_seconds=settings.api_token_cache_seconds,
+        statement_timeout_ms=settings.api_statement_timeout_ms,
     )
+
+
+def store_from_env(env: dict[str, str] | None = None) -> Store:
+    """A store configured from RUNWATCH_* variables (see the README's configuration table)."""
+    return store_from_settings(Settings.from_env(env))

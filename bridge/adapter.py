@@ -23,6 +23,7 @@ from runwatch import statements as sql
 from runwatch.healer import DEFAULT_PASS_IDLE_TIMEOUT_SECONDS
 from runwatch.ledger import apply_events
 from runwatch.lookups import record_pass, statuses
+from runwatch.options import INITIATOR_OPTION, RETRY_OF_OPTION, TENANT_OPTION
 from runwatch.reasons import ADAPTER_OUT_OF_SYNC
 from runwatch.thresholds import ThresholdPolicy
 
@@ -120,9 +121,9 @@ def _event(keys: Keys, letter: dl.DeadLetter, now: float) -> dict[str, Any]:
         "actor": message.actor_name,
         "type": message.actor_name,  # the actor's runwatch_type is unknown here; an existing row keeps its own
         "created_at": message.message_timestamp / 1000,
-        "tenant_id": options.get("runwatch_tenant_id"),
-        "initiator": options.get("runwatch_initiator"),
-        "retry_of": options.get("runwatch_retry_of"),
+        "tenant_id": options.get(TENANT_OPTION),
+        "initiator": options.get(INITIATOR_OPTION),
+        "retry_of": options.get(RETRY_OF_OPTION),
         "max_retries": options.get("max_retries"),
     }
     traceback_text = options.get("traceback") or ""

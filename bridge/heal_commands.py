@@ -1,4 +1,4 @@
-"""``runwatch heal`` (passes, dry runs, ``--explain``) and ``runwatch prune``."""
+"""``runwatch heal``: passes, dry runs and ``--explain`` (``runwatch prune`` is in ``runwatch.retention``)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,26 @@ import threading
 from typing import Any
 
 from runwatch.errors import ConfigError
+from runwatch.settings import DEFAULT_HEAL_INTERVAL_SECONDS, Settings
+
+from .keys import DEFAULT_NAMESPACE
 
 
 def register_heal(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("heal", help="resolve stale runs on broker evidence (single-flight; cron-safe)")
-    parser.add_argument("--namespace", default="dramatiq", help="Dramatiq's Redis namespace (default dramatiq)")
+    parser.add_argument(
+        "--namespace", default=DEFAULT_NAMESPACE, help=f"Dramatiq's Redis namespace (default {DEFAULT_NAMESPACE})"
+    )
     parser.add_argument("--once", action="store_true", help="one pass, then exit (for cron)")
-    parser.add_argument("--interval-seconds", type=float, default=30.0, help="between passes without --once")
+    parser.add_argument(
+        "--interval-seconds",
+        type=float,
+        default=float(DEFAULT_HEAL_INTERVAL_SECONDS),
+        help=f"between passes without --once (default {DEFAULT_HEAL_INTERVAL_SECONDS})",
+    )
     parser.add_argument("--dry-run", action="store_true", help="show what a pass would do, change nothing")
-    parser.add_argument("--limit", type=int, default=10_000, help="at most this many runs per pass")
+    # NOTE: no default here: an unset --limit leaves the healer's own (runwatch.healer.DEFAULT_LIMIT).
+    parser.add_argument("--limit", type=int, help="at most this many runs per pass (default: the healer's limit)")
     parser.add_argument("--type", action="append", dest="types", help="only this operation type (repeatable)")
     parser.add_argument("--tenant", action="append", type=int, dest="tenants", help="only this tenant (repeatable)")
     parser.add_argument("--explain", type=int, metavar="RUN_ID", help="why this run is (not) healed, and what next")
@@ -29,7 +40,6 @@ def _heal(args: argparse.Namespace) -> int:
 
     from runwatch.db import engine_for
     from runwatch.healer import heal_once, options_from
-    from runwatch.settings import Settings
     from runwatch.thresholds import ThresholdPolicy
 
     from .keys import Keys
@@ -38,7 +48,7 @@ def _heal(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     if not settings.redis_url:
         raise ConfigError("RUNWATCH_REDIS_URL is not set (the Redis your Dramatiq broker uses)")
-    if args.limit < 1:
+    if args.limit is not None and args.limit < 1:
         raise ConfigError("--limit must be at least 1")
     engine = engine_for(settings.require_database_url())
     locator = RedisLocator(
@@ -48,9 +58,10 @@ def _heal(args: argparse.Namespace) -> int:
         heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
     )
     policy = ThresholdPolicy(settings)
+    limit = {} if args.limit is None else {"limit": args.limit}
+    options = options_from(settings, dry_run=args.dry_run, types=args.types, tenants=args.tenants, **limit)
     if args.explain is not None:
-        return _explain(engine, locator, args.explain)
-    options = options_from(settings, dry_run=args.dry_run, limit=args.limit, types=args.types, tenants=args.tenants)
+        return _explain(engine, locator, args.explain, options)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     while True:
@@ -92,8 +103,9 @@ def _print_pass(result: Any) -> None:
     )
 
 
-def _explain(engine, locator, run_id: int) -> int:
-    from runwatch.healer import HealOptions, decide
+def _explain(engine, locator, run_id: int, options: Any) -> int:
+    """What the next pass would do to one run, judged with the options the passes use."""
+    from runwatch.healer import decide
     from runwatch.lookups import run_by_id
 
     with engine.connect() as conn:
@@ -123,7 +135,7 @@ def _explain(engine, locator, run_id: int) -> int:
             out["next"] = f"nothing until {run['stale_at'].isoformat()}; progress reports push that deadline back"
         else:
             candidate = {**run, "db_now": now}
-            verdict = decide(candidate, locator.observe([candidate])[run_id], HealOptions())
+            verdict = decide(candidate, locator.observe([candidate])[run_id], options)
             out["next"] = (
                 f"the next pass reconciles it as {verdict['reason_code']}"
                 if verdict["action"] == "reconcile"

@@ -11,6 +11,7 @@ from dramatiq.common import dq_name
 
 from runwatch import wire
 from runwatch.healer import Observation
+from runwatch.settings import DEFAULT_HEARTBEAT_TIMEOUT_MS
 
 from .keys import Keys
 
@@ -18,8 +19,6 @@ from .keys import Keys
 MAX_INSPECTED_ENTRIES = 1000
 #: Dead workers whose in-flight sets a pass looks into (Dramatiq's maintenance forgets them eventually).
 MAX_DEAD_WORKERS = 100
-#: Dramatiq's Redis broker default: a worker silent this long is dead (and its messages requeued).
-DEFAULT_HEARTBEAT_TIMEOUT_MS = 60_000
 
 
 #: Only a message still waiting in the queue list is moved: one a worker holds is left alone.

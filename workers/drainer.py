@@ -40,8 +40,6 @@ GROUP = "runwatch-ledger"
 #: Errors that mean "this data", not "this database": the batch is bisected and the culprit
 #: rejected. Anything else (connection lost, ...) is retried as it is, so nothing is dropped.
 _BAD_DATA = (IntegrityError, DataError, ValueError, OverflowError, TypeError, KeyError)
-#: Entries a drainer holds unacknowledged for this long are taken over by another drainer.
-DEFAULT_CLAIM_IDLE_MS = DEFAULT_DRAIN_CLAIM_IDLE_MS
 #: A consumer that holds nothing and has not read for this long belonged to a drainer that died:
 #: it is removed from the group, which would otherwise list every drainer that ever ran.
 DEFAULT_FORGET_IDLE_MS = 3_600_000
@@ -66,7 +64,7 @@ class Drainer:
         stream: str,
         batch_entries: int,
         consumer: str | None = None,
-        claim_idle_ms: int = DEFAULT_CLAIM_IDLE_MS,
+        claim_idle_ms: int = DEFAULT_DRAIN_CLAIM_IDLE_MS,
         forget_idle_ms: int = DEFAULT_FORGET_IDLE_MS,
     ) -> None:
         self._client = client

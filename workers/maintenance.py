@@ -26,7 +26,7 @@ from bridge.locator import RedisLocator
 from runwatch.burstlog import BurstLogger
 from runwatch.db import engine_for
 from runwatch.healer import heal_once, options_from, record_broker_outage
-from runwatch.retention import prune_once, retention_days
+from runwatch.retention import prune_once
 from runwatch.settings import Settings
 from runwatch.thresholds import ThresholdPolicy
 
@@ -56,7 +56,7 @@ class Maintenance:
                 self.client, self.engine, self.keys, self.policy, min_age_seconds=dead_letter_min_age_seconds
             )
             if prune:
-                prune_once(self.engine, retention_days())
+                prune_once(self.engine, self.settings.retention_days)
         except redis.RedisError as exc:
             self._errors.failure(exc)
             # NOTE: later passes wait out the grace period; PostgreSQL may be down too, then the

@@ -12,23 +12,20 @@ from dramatiq.common import q_name
 
 from runwatch import wire
 from runwatch.events import DEFAULT_SUMMARY_KEYS, sanitize_error
-
-#: Actor options the recorder adds (declare actors after ``install``).
-ACTOR_OPTIONS = frozenset(
-    {
-        "runwatch_track",  # False: this actor is not recorded
-        "runwatch_type",  # operation type, default the actor name
-        "runwatch_label",  # human label of the type
-        "runwatch_queued_stale_seconds",
-        "runwatch_running_stale_seconds",
-        "runwatch_summary_keys",  # summary keys allowed beyond the default catalogue
-        "runwatch_store_args",  # True: keep the job arguments (they may hold secrets)
-    }
+from runwatch.options import ACTOR_OPTIONS as ACTOR_OPTIONS  # the recorder declares them
+from runwatch.options import (
+    INITIATOR_OPTION,
+    LABEL_OPTION,
+    QUEUED_STALE_SECONDS_OPTION,
+    RETRY_OF_OPTION,
+    RUNNING_STALE_SECONDS_OPTION,
+    STORE_ARGS_OPTION,
+    SUMMARY_KEYS_OPTION,
+    TENANT_OPTION,
+    TRACK_OPTION,
+    TYPE_OPTION,
 )
-#: Message options read at send time.
-TENANT_OPTION = "runwatch_tenant_id"
-INITIATOR_OPTION = "runwatch_initiator"
-RETRY_OF_OPTION = "runwatch_retry_of"
+
 TRACEBACK_MAX_CHARS = 4000
 
 
@@ -45,18 +42,18 @@ def actor_profile(broker: dramatiq.Broker, actor: dramatiq.Actor | None, actor_n
     defaults = {type(m).__name__: m for m in broker.middleware}
     retries, time_limit = defaults.get("Retries"), defaults.get("TimeLimit")
     return ActorProfile(
-        tracked=options.get("runwatch_track", True),
+        tracked=options.get(TRACK_OPTION, True),
         static_meta={
             "actor": actor_name,
-            "type": options.get("runwatch_type") or actor_name,
-            "label": options.get("runwatch_label"),
-            "queued_stale_seconds": options.get("runwatch_queued_stale_seconds"),
-            "running_stale_seconds": options.get("runwatch_running_stale_seconds"),
+            "type": options.get(TYPE_OPTION) or actor_name,
+            "label": options.get(LABEL_OPTION),
+            "queued_stale_seconds": options.get(QUEUED_STALE_SECONDS_OPTION),
+            "running_stale_seconds": options.get(RUNNING_STALE_SECONDS_OPTION),
             "max_retries": options.get("max_retries", getattr(retries, "max_retries", None)),
             "time_limit_ms": options.get("time_limit", getattr(time_limit, "time_limit", None)),
         },
-        summary_keys=DEFAULT_SUMMARY_KEYS | frozenset(options.get("runwatch_summary_keys", ())),
-        store_args=bool(options.get("runwatch_store_args", False)),
+        summary_keys=DEFAULT_SUMMARY_KEYS | frozenset(options.get(SUMMARY_KEYS_OPTION, ())),
+        store_args=bool(options.get(STORE_ARGS_OPTION, False)),
     )
 
 
