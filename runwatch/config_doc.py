@@ -24,7 +24,7 @@ def _shown(var: Variable, value: Any) -> str:
     if value is None or value == ():
         return "unset"
     if var.secret:
-        return "*** (set)"
+        return "***"
     text = var.parser.format(value)
     return parsers.mask_url(text) if var.parser.mask is parsers.mask_url else text
 
