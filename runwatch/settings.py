@@ -18,6 +18,7 @@ from typing import Any
 from .errors import ConfigError
 from .parsers import normalize_database_url as normalize_database_url
 from .variables import BY_NAME, NOT_SETTINGS, PREFIX, RETENTION_OUTCOMES, VARIABLES, Variable, closest
+from .variables import DRAIN_MODES as DRAIN_MODES
 
 logger = logging.getLogger("runwatch.settings")
 
@@ -37,8 +38,7 @@ DEFAULT_BUFFER_MAX_EVENTS = 100_000
 #: ``MAX_EVENTS_PER_ENTRY`` events; under load entries are small, one per group commit).
 DEFAULT_DRAIN_BATCH = 50
 MAX_EVENTS_PER_ENTRY = 100
-#: Where run events are applied: a child process of each worker, a thread in it, or elsewhere.
-DRAIN_MODES = ("process", "thread", "external")
+#: Where run events are applied (one of ``DRAIN_MODES``): a child process of each worker process.
 DEFAULT_DRAIN_MODE = "process"
 #: Stream entries a drainer read but did not acknowledge (it died) are claimed by another after this.
 DEFAULT_DRAIN_CLAIM_IDLE_MS = 60_000

@@ -14,6 +14,10 @@ from . import parsers as p
 from .lifecycle import TERMINAL_OUTCOMES
 
 PREFIX = "RUNWATCH_"
+#: Where run events are applied: a child process of each worker, a thread in it, or elsewhere.
+DRAIN_MODES = ("process", "thread", "external")
+#: gunicorn's log levels.
+API_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("RUNWATCH_PROGRESS_INTERVAL_MS", "progress_interval_ms", p.integer(minimum=0),
              "minimum gap between two progress events of a run (the latest values always win)"),
     Variable(
-        "RUNWATCH_DRAIN", "drain_mode", p.choice("process", "thread", "external"),
+        "RUNWATCH_DRAIN", "drain_mode", p.choice(*DRAIN_MODES),
         "where events are applied: `process` (a child of each worker process), `thread`, or `external` "
         "(`runwatch drain`)",
     ),
@@ -119,7 +123,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("RUNWATCH_API_STATEMENT_TIMEOUT_MS", "api_statement_timeout_ms", p.integer(minimum=1),
              "API queries slower than this are cancelled by PostgreSQL rather than piling up"),
     Variable("RUNWATCH_API_ACCESS_LOG", "api_access_log", p.LOG_FILE, "gunicorn's access log", default_text="none"),
-    Variable("RUNWATCH_API_LOG_LEVEL", "api_log_level", p.choice("debug", "info", "warning", "error", "critical"),
+    Variable("RUNWATCH_API_LOG_LEVEL", "api_log_level", p.choice(*API_LOG_LEVELS),
              "gunicorn's log level"),
 )
 
