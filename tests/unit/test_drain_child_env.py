@@ -1,0 +1,33 @@
+"""The drain child process gets the worker's settings, whatever the inherited environment says."""
+
+from types import SimpleNamespace
+
+import redis
+
+from runwatch.settings import Settings
+from workers import drain_process
+
+
+def test_the_child_environment_carries_the_settings_given_in_code(monkeypatch):
+    started = []
+    monkeypatch.setattr(drain_process.subprocess, "Popen", lambda argv, env: started.append((argv, env)))
+    monkeypatch.setenv("RUNWATCH_QUEUED_STALE_SECONDS", "5")  # the worker was given other settings in code
+    monkeypatch.setenv("RUNWATCH_HEAL_INTERVAL_SECOND", "1")  # a typo: not passed on to be warned about twice
+    monkeypatch.setenv("HOME_OF_TEST", "kept")
+    settings = Settings(
+        database_url="postgresql+psycopg://u:pw@db/ledger", queued_stale_seconds=77, drain_batch=9, event_stream="s"
+    )
+    client = redis.Redis(host="cache", port=6380, db=3, password="pw")  # NOTE: never connects
+    drain_process.spawn(SimpleNamespace(settings=settings, shipper=SimpleNamespace(client=client)))
+
+    [(argv, env)] = started
+    assert argv[-2:] == ["-m", "workers.drain_process"]
+    assert env["HOME_OF_TEST"] == "kept" and "RUNWATCH_HEAL_INTERVAL_SECOND" not in env
+    assert env["RUNWATCH_REDIS_URL"] == "redis://:pw@cache:6380/3"
+    assert Settings.from_env(env) == Settings(
+        database_url="postgresql+psycopg://u:pw@db/ledger",
+        redis_url="redis://:pw@cache:6380/3",
+        queued_stale_seconds=77,
+        drain_batch=9,
+        event_stream="s",
+    )
