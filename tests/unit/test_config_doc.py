@@ -15,8 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_readme_configuration_table_is_the_one_the_code_prints():
     readme = (ROOT / "README.md").read_text()
     table = table_in(readme)
-    if table is None:  # TODO(lead): remove this skip once the README has the markers
-        pytest.skip(f"README.md has no {README_START} / {README_END} markers yet: add them, run scripts/config-table")
+    assert table is not None, f"README.md lacks the {README_START} / {README_END} markers"
     assert table == markdown_table(), "the README's configuration table is stale: run scripts/config-table"
 
 
