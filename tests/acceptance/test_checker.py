@@ -11,123 +11,18 @@ nothing, or checks the wrong thing, fails here. ``MUTATIONS`` and the scenario c
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from .checker import History, Hit, Ledger, evaluate
+from .clean_history import at, clean, event, line, run, ts
 
-T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-DLQ = "dramatiq:acc.XQ"
 ALL_INVARIANTS = {
     "one_run_per_message", "all_terminal", "one_terminal_transition", "acked_outcome_recorded",
     "nacked_outcome_recorded", "no_false_failure", "no_fabricated_outcome", "no_job_failed_by_runwatch",
     "reconciliation_evidence", "healed_in_time", "deliveries_counted", "attempts_counted", "run_fields", "fault_hit",
 }  # fmt: skip
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def ts(seconds: float) -> float:
-    return at(seconds).timestamp()
-
-
-def _run(run_id: int, message_id: str, **over: Any) -> dict[str, Any]:
-    return {
-        "id": run_id, "message_id": message_id, "tenant_id": 1, "status": "completed", "outcome": "succeeded",
-        "created_at": T0, "started_at": at(1), "last_progress_at": at(2), "next_retry_at": None,
-        "reconciled_at": None, "reconciliation_source": None, "reason_code": None, "reconciliation_evidence": None,
-        "healer_note": None, "deliveries": 1, "attempts": 1, "queued_stale_seconds": 3, "running_stale_seconds": 2,
-        **over,
-    }  # fmt: skip
-
-
-def _healed(run_id: int, message_id: str, code: str, evidence: dict[str, Any], **over: Any) -> dict[str, Any]:
-    source = {"run.queue_failure_bridge": "failed_callback", "run.adapter_out_of_sync": "adapter_reconciler"}
-    return _run(
-        run_id, message_id, outcome="failed", reconciled_at=at(6), reason_code=code, reconciliation_evidence=evidence,
-        reconciliation_source=source.get(code, "scheduled_reconciler"), **over,
-    )  # fmt: skip
-
-
-def _event(kind: str, seconds: float, late: bool = False, **details: Any) -> dict[str, Any]:
-    return {"kind": kind, "late": late, "at": at(seconds), "details": details}
-
-
-def _line(kind: str, m: str, seconds: float, p: int = 1, th: int = 1, **extra: Any) -> dict[str, Any]:
-    return {"k": kind, "m": m, "q": "acc", "t": ts(seconds), "p": p, "g": p * 10, "th": th, **extra}
-
-
-def _delivery(m: str, start: float, end: float, *, p: int = 1, attempt: int = 1, error: str | None = None):
-    """A delivery's journal: started, returned (or raised ``error``), acked."""
-    ok = error is None
-    return [
-        _line("start", m, start, p, attempt=attempt),
-        _line("done", m, end, p, ok=ok, error=error),
-        _line("ack", m, end + 0.1, p, ok=ok),
-    ]
-
-
-def clean() -> tuple[Ledger, History]:
-    """A run for every branch, each as it should be."""
-    history = History()
-    for message_id, mode in (("ok1", "ok"), ("flaky1", "flaky"), ("lost", "ok"), ("stuck", "ok"), ("slow", "ok"),
-                             ("raise1", "raise"), ("adapter", "ok"), ("poison", "ok")):  # fmt: skip
-        history.send(message_id, mode, 1)
-    history.dead_lettered_by_test.add("adapter")
-    queued_gone = {"status_seen": "queued", "looked_for_message_in": ["dramatiq:acc.msgs"], "message_found_in": None}
-    running = {"status_seen": "running", "looked_for_message_in": ["dramatiq:acc.msgs"], "message_found_in": None}
-    poison = {"poison_pill": True, "max_crash_redeliveries": 3, "dead_letter_key": DLQ,
-              "deliveries_in_window": [{"attempt": 1}] * 4}  # fmt: skip
-    ledger = Ledger(
-        runs={
-            "ok1": _run(1, "ok1"),
-            "flaky1": _run(2, "flaky1", deliveries=2, attempts=2),
-            "lost": _healed(3, "lost", "run.stale_queued", queued_gone, started_at=None, last_progress_at=None,
-                            deliveries=0),  # fmt: skip
-            "stuck": _healed(4, "stuck", "run.stale_running", {**running, "worker_alive": False}),
-            "slow": _healed(5, "slow", "run.stale_running",
-                            {**running, "worker_alive": True, "hard_ceiling_at": at(5).isoformat()}),  # fmt: skip
-            "raise1": _healed(6, "raise1", "run.queue_failure_bridge",
-                              {"exception_type": "ValueError", "dead_letter_key": DLQ}, deliveries=2, attempts=2),
-            "adapter": _healed(7, "adapter", "run.adapter_out_of_sync", {"dead_letter_key": DLQ, "note": "dead letter"},
-                               started_at=None, last_progress_at=None, deliveries=0),  # fmt: skip
-            "poison": _healed(8, "poison", "run.infrastructure_timeout_or_abandonment", poison, deliveries=4),
-        },
-        events={
-            "ok1": [_event("started", 1), _event("completed", 3, outcome="succeeded")],
-            "flaky1": [_event("started", 1), _event("attempt_failed", 2), _event("started", 2.5),
-                       _event("completed", 3.5, outcome="succeeded")],  # fmt: skip
-            "lost": [_event("reconciled", 6, source="scheduled_reconciler")],
-            "stuck": [_event("started", 1), _event("reconciled", 6, source="scheduled_reconciler")],
-            "slow": [_event("started", 1), _event("reconciled", 6, source="scheduled_reconciler")],
-            "raise1": [_event("started", 1), _event("started", 2), _event("dead_lettered", 3)],
-            "adapter": [_event("reconciled", 6, source="adapter_reconciler")],
-            "poison": [_event("started", n) for n in (1, 2, 3, 4)] + [_event("reconciled", 6)],
-        },
-    )
-    history.journal = [
-        *_delivery("ok1", 1, 3),
-        *_delivery("flaky1", 1, 2, error="builtins.ConnectionError"),
-        *_delivery("flaky1", 2.5, 3.5, attempt=2),
-        _line("start", "stuck", 1, p=2),  # its worker (group 20) died holding it
-        _line("start", "slow", 1, p=3),  # its worker heartbeats, the job never ends
-        _line("start", "raise1", 1, attempt=1),
-        _line("done", "raise1", 1.5, ok=False, error="builtins.ValueError"),
-        _line("ack", "raise1", 1.6, ok=False),
-        _line("start", "raise1", 2, attempt=2),
-        _line("done", "raise1", 2.5, ok=False, error="builtins.ValueError"),
-        _line("nack", "raise1", 2.6),
-        *[_line("start", "poison", n, p=10 + n) for n in (1, 2, 3, 4)],  # four crashes of a crash loop
-    ]
-    history.hits = [
-        Hit("worker_sigkill", ts(1.5), ("stuck",), group=20),
-        Hit("worker_sigterm", ts(2), ("ok1",), group=10, done_by=ts(4)),  # ended in the shutdown's grace
-    ]
-    return ledger, history
 
 
 def test_a_clean_history_passes_and_evaluates_every_invariant() -> None:
@@ -206,11 +101,11 @@ def _event_detail(message: str, kind: str, **details: Any) -> Callable[[Ledger, 
 #: (invariant, a fragment of the expected violation, the mutation): one per branch of the checker.
 MUTATIONS: dict[str, tuple[str, str, Callable[[Ledger, History], None]]] = {
     "sent message without a run": ("one_run_per_message", "no run for ok1", lambda lg, h: lg.runs.pop("ok1")),
-    "run of an unsent message": ("one_run_per_message", "never sent", lambda lg, h: lg.runs.update(ghost=_run(9, "g"))),
+    "run of an unsent message": ("one_run_per_message", "never sent", lambda lg, h: lg.runs.update(ghost=run(9, "g"))),
     "run left running": ("all_terminal", "is still running", _set("ok1", status="running", outcome="pending")),
     "two terminal events": (
         "one_terminal_transition", "2 terminal events",
-        lambda lg, h: lg.events["ok1"].append(_event("completed", 5, outcome="succeeded")),
+        lambda lg, h: lg.events["ok1"].append(event("completed", 5, outcome="succeeded")),
     ),
     "no terminal event": ("one_terminal_transition", "0 terminal events", _pop_event("lost", "reconciled")),
     "row outcome differs from its completed event": (
@@ -228,26 +123,26 @@ MUTATIONS: dict[str, tuple[str, str, Callable[[Ledger, History], None]]] = {
     ),
     "job failed by a database error": (
         "no_job_failed_by_runwatch", "sqlalchemy.exc.OperationalError",
-        _journal(_line("done", "ok1", 2, ok=False, error="sqlalchemy.exc.OperationalError")),
+        _journal(line("done", "ok1", 2, ok=False, error="sqlalchemy.exc.OperationalError")),
     ),
     "job failed by redis's ConnectionError, not its own": (
         "no_job_failed_by_runwatch", "redis.exceptions.ConnectionError",
-        _journal(_line("done", "flaky1", 3, ok=False, error="redis.exceptions.ConnectionError")),
+        _journal(line("done", "flaky1", 3, ok=False, error="redis.exceptions.ConnectionError")),
     ),
     "acked delivery without its completed event": (
         "acked_outcome_recorded", "1 acks, completed events []", _pop_event("ok1", "completed"),
     ),
     "acked delivery recorded with another outcome": (
         "acked_outcome_recorded", "'succeeded', 'failed'",
-        lambda lg, h: lg.events["ok1"].append(_event("completed", 5, late=True, outcome="failed")),
+        lambda lg, h: lg.events["ok1"].append(event("completed", 5, late=True, outcome="failed")),
     ),
     "nack without its dead letter event": (
         "nacked_outcome_recorded", "nacked, yet", _pop_event("raise1", "dead_lettered"),
     ),
     "acked before it was reconciled": (
-        "no_false_failure", "before reconciled", _journal(_line("ack", "raise1", 3, ok=True)),
+        "no_false_failure", "before reconciled", _journal(line("ack", "raise1", 3, ok=True)),
     ),
-    "healed, then acked": ("no_false_failure", "healed, then", _journal(_line("ack", "lost", 10, ok=True))),
+    "healed, then acked": ("no_false_failure", "healed, then", _journal(line("ack", "lost", 10, ok=True))),
     "callback reconciliation without a nack": ("no_false_failure", "without a nack", _drop_line("nack", "raise1")),
     "outcome the job never reached": ("no_fabricated_outcome", "never returned", _drop_line("done", "ok1")),
     "outcome other than the mode's": (
@@ -303,7 +198,7 @@ MUTATIONS: dict[str, tuple[str, str, Callable[[Ledger, History], None]]] = {
     ),
     "poison pill, journal deliveries returned": (
         "reconciliation_evidence", "2 of them crashes",
-        _journal(_line("done", "poison", 1.5, p=11, ok=True), _line("done", "poison", 2.5, p=12, ok=True)),
+        _journal(line("done", "poison", 1.5, p=11, ok=True), line("done", "poison", 2.5, p=12, ok=True)),
     ),
     "poison pill, healer saw deliveries the journal has not": (
         "reconciliation_evidence", "6 deliveries seen", _evidence("poison", deliveries_in_window=[{"attempt": 1}] * 6),
@@ -314,7 +209,7 @@ MUTATIONS: dict[str, tuple[str, str, Callable[[Ledger, History], None]]] = {
         "deliveries_counted", "deliveries 2 != journal starts 1", _set("ok1", deliveries=2),
     ),
     "fewer deliveries than started": (
-        "deliveries_counted", "deliveries 1 != journal starts 2", _journal(_line("start", "ok1", 4, p=2)),
+        "deliveries_counted", "deliveries 1 != journal starts 2", _journal(line("start", "ok1", 4, p=2)),
     ),
     "lossy: more deliveries than started": (
         "deliveries_counted", "deliveries 2 > journal starts 1", _lossy(_set("ok1", deliveries=2)),
