@@ -27,9 +27,11 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
 from runwatch import events as ev
+from runwatch import statements as sql
 from runwatch import wire
 from runwatch.burstlog import BurstLogger
 from runwatch.errors import ValidationError
+from runwatch.healer import DEFAULT_PASS_IDLE_TIMEOUT_SECONDS
 from runwatch.ledger import apply_events
 from runwatch.settings import DEFAULT_DRAIN_CLAIM_IDLE_MS
 from runwatch.thresholds import ThresholdPolicy
@@ -44,6 +46,9 @@ _BAD_DATA = (IntegrityError, DataError, ValueError, OverflowError, TypeError, Ke
 #: it is removed from the group, which would otherwise list every drainer that ever ran.
 DEFAULT_FORGET_IDLE_MS = 3_600_000
 _SWEEP_INTERVAL_SECONDS = 60.0
+#: A drainer stalled this long inside a transaction (its process frozen) loses its session, and the
+#: row locks with it: otherwise the healer skips those runs and every other drainer waits on them.
+DEFAULT_IDLE_TIMEOUT_SECONDS = DEFAULT_PASS_IDLE_TIMEOUT_SECONDS
 
 
 @dataclass
@@ -66,6 +71,7 @@ class Drainer:
         consumer: str | None = None,
         claim_idle_ms: int = DEFAULT_DRAIN_CLAIM_IDLE_MS,
         forget_idle_ms: int = DEFAULT_FORGET_IDLE_MS,
+        idle_timeout_seconds: float = DEFAULT_IDLE_TIMEOUT_SECONDS,
     ) -> None:
         self._client = client
         self._engine = engine
@@ -75,6 +81,7 @@ class Drainer:
         self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}"
         self._claim_idle_ms = claim_idle_ms
         self._forget_idle_ms = forget_idle_ms
+        self._idle_timeout_ms = str(int(idle_timeout_seconds * 1000))
         self._last_sweep = float("-inf")
         self._group_ready = False
         self._db_errors = BurstLogger(logger, "could not write run events to PostgreSQL")
@@ -191,6 +198,7 @@ class Drainer:
     def _write(self, events: list[dict[str, Any]], result: DrainResult) -> int:
         try:
             with self._engine.begin() as conn:
+                conn.execute(sql.PASS_IDLE_TIMEOUT, {"ms": self._idle_timeout_ms})
                 return len(apply_events(conn, events, self._policy).late_events)
         except _BAD_DATA as exc:
             groups: dict[str, list[dict[str, Any]]] = {}

@@ -35,13 +35,37 @@ EXPECTED = {
     "raise": None,  # dead-lettered: reconciled by the failure callback
     "zombie": "succeeded",
 }
-#: The exceptions each mode raises itself; any other failure of a delivery is Runwatch's fault.
-RAISES = {"raise": ("ValueError",), "flaky": ("ConnectionError",), "zombie": ("RuntimeError",)}
+#: The exceptions each mode raises itself, by fully qualified class: any other failure of a delivery
+#: is Runwatch's fault (``redis.exceptions.ConnectionError`` is a ``ConnectionError`` too, and is not ours).
+RAISES = {
+    "raise": ("builtins.ValueError",),
+    "flaky": ("builtins.ConnectionError",),
+    "zombie": ("builtins.RuntimeError",),
+}
 JOURNAL_ENV = "RW_ACC_JOURNAL"
+#: A gated job gives up (and fails, which the checker reports) if its gate stays shut this long.
+GATE_MAX_SECONDS = 50
+GATE_POLL_SECONDS = 0.05
+
+
+def gate_path(directory: str | os.PathLike[str], gate: str) -> Path:
+    """The file whose existence opens ``gate``: the scenario creates it, gated jobs poll for it."""
+    return Path(directory) / f"gate-{gate}"
+
+
+def qualified_name(exc: BaseException) -> str:
+    cls = type(exc)
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 class Journal(Middleware):
-    """Appends start / done / ack / nack lines for every delivery this process handles."""
+    """Appends start / done / ack / nack lines for every delivery this process handles.
+
+    Each line names the process (``p``), its process group (``g``: the worker group a scenario
+    signals) and the thread (``th``: a delivery's start and done share it, even when one process
+    runs two deliveries of a duplicated message at once), so that a fault can be checked to have
+    hit the deliveries it meant to hit.
+    """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self._directory = Path(directory)
@@ -55,17 +79,18 @@ class Journal(Middleware):
             if pid not in self._fds:
                 path = self._directory / f"{pid}.jsonl"
                 self._fds[pid] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        line = {"k": kind, "m": message.message_id, "q": message.queue_name, "t": time.time(), "p": pid}
+        line = {"k": kind, "m": message.message_id, "q": message.queue_name, "t": time.time(), "p": pid,
+                "g": os.getpgid(0), "th": threading.get_ident()}  # fmt: skip
         os.write(self._fds[pid], (json.dumps({**line, **extra}) + "\n").encode())
 
     def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
-        self._write("start", message)
+        self._write("start", message, attempt=message.options.get("retries", 0) + 1)
 
     def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
         ok = exception is None
         with self._lock:
             self._done[message.options.get("redis_message_id", "")] = ok
-        self._write("done", message, ok=ok, error=type(exception).__name__ if exception else None)
+        self._write("done", message, ok=ok, error=qualified_name(exception) if exception else None)
 
     def after_ack(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
         if message.queue_name.endswith(".DQ"):
@@ -86,7 +111,12 @@ def read_journal(directory: Path) -> Iterator[dict[str, Any]]:
 
 
 def declare(broker: dramatiq.Broker, journal_dir: str | None = None) -> dramatiq.Actor:
-    """The acceptance job: works ``ms`` milliseconds with progress, then ends as ``mode`` says."""
+    """The acceptance job: works ``ms`` milliseconds with progress, then ends as ``mode`` says.
+
+    With a ``gate`` it then also waits, reporting progress, until the scenario opens that gate: a
+    job a fault must catch in flight stays in flight until the fault has hit it, however slow the
+    machine, instead of the scenario racing a timer.
+    """
 
     @dramatiq.actor(
         broker=broker,
@@ -99,7 +129,7 @@ def declare(broker: dramatiq.Broker, journal_dir: str | None = None) -> dramatiq
         runwatch_running_stale_seconds=RUNNING_STALE_SECONDS,
         runwatch_queued_stale_seconds=QUEUED_STALE_SECONDS,
     )
-    def work(mode: str, ms: int) -> None:
+    def work(mode: str, ms: int, gate: str | None = None) -> None:
         run = current_run()
         if mode == "zombie":
             # Delivered again while its first worker was frozen: the redelivery fails, then the
@@ -113,6 +143,8 @@ def declare(broker: dramatiq.Broker, journal_dir: str | None = None) -> dramatiq
         for step in range(1, steps + 1):
             time.sleep(ms / steps / 1000)
             run.progress(processed=step, total=steps)
+        if gate is not None:
+            _wait_for_gate(gate_path(journal_dir or ".", gate), run)
         if mode == "flaky" and run.attempt == 1:
             raise ConnectionError("flaky upstream")
         if mode == "partial":
@@ -125,3 +157,12 @@ def declare(broker: dramatiq.Broker, journal_dir: str | None = None) -> dramatiq
             raise ValueError("unrecoverable input")
 
     return work
+
+
+def _wait_for_gate(path: Path, run: Any) -> None:
+    deadline = time.monotonic() + GATE_MAX_SECONDS
+    while not path.exists():
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"gate {path.name} stayed shut for {GATE_MAX_SECONDS}s")
+        time.sleep(GATE_POLL_SECONDS)
+        run.progress()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +29,9 @@ from runwatch.migrate import upgrade
 from runwatch.settings import Settings
 
 from . import fleet
-from .actors import JOURNAL_ENV, declare, read_journal
+from .actors import JOURNAL_ENV, declare, gate_path, read_journal
 from .checker import History, Ledger, Verdict, check
+from .history import by_message, in_flight
 
 HEAL_INTERVAL_SECONDS = 1
 HEARTBEAT_TIMEOUT_MS = 4000
@@ -111,6 +113,7 @@ class World:
         self.recorder = workers.install(self.broker, settings=self.settings)
         self.work = declare(self.broker)
         self.figures: dict[str, Any] = {}
+        self.started = time.monotonic()
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -126,10 +129,15 @@ class World:
 
     # -- load --------------------------------------------------------------------------------
 
-    def send(self, mode: str, ms: int, tenant: int | None = None) -> dramatiq.Message:
-        message = self.work.send_with_options(args=(mode, ms), runwatch_tenant_id=tenant)
+    def send(self, mode: str, ms: int, tenant: int | None = None, gate: str | None = None) -> dramatiq.Message:
+        """Send one job; with a ``gate`` it stays in flight, after ``ms``, until ``open_gate(gate)``."""
+        args = (mode, ms) if gate is None else (mode, ms, gate)
+        message = self.work.send_with_options(args=args, runwatch_tenant_id=tenant)
         self.history.send(message.message_id, mode, tenant)
         return message
+
+    def open_gate(self, gate: str) -> None:
+        gate_path(self.journal_dir, gate).touch()
 
     def send_mix(self, count: int, modes: tuple[str, ...], ms: tuple[int, int] = (100, 600)) -> list[str]:
         ids = [
@@ -148,9 +156,38 @@ class World:
             return int(conn.execute(query, {"ids": ids}).scalar())
 
     def wait_count(self, where: str, at_least: int, timeout: float, ids: list[str] | None = None) -> int:
-        return fleet.wait_until(
-            lambda: (n := self.count(where, ids)) >= at_least and n, timeout, f"{at_least} runs with {where}"
+        try:
+            return fleet.wait_until(
+                lambda: (n := self.count(where, ids)) >= at_least and n, timeout, f"{at_least} runs with {where}"
+            )
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; {self._post_mortem(where, ids)}") from None
+
+    def _post_mortem(self, where: str, ids: list[str] | None, shown: int = 5) -> str:
+        """The runs a wait still waits for, what the healer said of them, and transactions left open."""
+        ids = list(self.history.sent) if ids is None else ids
+        runs = text(
+            "SELECT id, status, outcome, deliveries, worker_id, healer_note FROM operation_runs "
+            f"WHERE message_id = ANY(:ids) AND NOT ({where}) ORDER BY id LIMIT {shown}"
         )
+        idle = text(
+            "SELECT pid, now() - xact_start AS open_for, left(query, 80) AS last_query FROM pg_stat_activity "
+            "WHERE state LIKE 'idle in transaction%'"
+        )
+        with self.engine.connect() as conn:
+            waiting = [dict(r) for r in conn.execute(runs, {"ids": ids}).mappings()]
+            open_transactions = [dict(r) for r in conn.execute(idle).mappings()]
+        return f"runs still waited for: {waiting}; sessions idle in a transaction: {open_transactions}"
+
+    def in_flight(self, ids: list[str], group: int | None = None) -> list[str]:
+        """Those of ``ids`` a delivery of which (in worker group ``group``) has started and not finished."""
+        journal, now = by_message(read_journal(self.journal_dir)), time.time() + 1
+        return [m for m in ids if in_flight(journal.get(m, []), now, group) is not None]
+
+    def wait_in_flight(self, ids: list[str], timeout: float, group: int | None = None) -> None:
+        """Wait until every one of ``ids`` is in flight: gated jobs, so that this state lasts until the gate opens."""
+        fleet.wait_until(lambda: len(self.in_flight(ids, group)) == len(ids), timeout,
+                         f"{len(ids)} deliveries in flight{f' in group {group}' if group else ''}")  # fmt: skip
 
     def settle(self, timeout: float | None = None) -> bool:
         """Wait until every sent run is terminal; False at the deadline (the checker then says which)."""
@@ -174,9 +211,12 @@ class World:
                 "runs": len(self.history.sent),
                 "deliveries": sum(1 for line in self.history.journal if line["k"] == "start"),
                 "faults": dict(self.history.faults),
-                "checks": verdict.total,
+                "history_checks": verdict.history_total,
+                "api_checks": verdict.api_total,
                 "invariants": dict(verdict.checks),
+                "api_invariants": dict(verdict.api_checks),
                 "violations": len(verdict.violations),
+                "seconds": round(time.monotonic() - self.started, 1),
                 **self.figures,
             }
         )
@@ -186,7 +226,8 @@ class World:
             (self.log_dir / "ledger.json").write_text(json.dumps(dump, default=str, indent=1))
         shown = "\n  ".join(verdict.violations[:30])
         assert not verdict.violations, (
-            f"{len(verdict.violations)} violation(s) of {verdict.total} checks (logs: {self.log_dir}):\n  {shown}"
+            f"{len(verdict.violations)} violation(s) of {verdict.history_total} history checks and "
+            f"{verdict.api_total} API request checks (logs: {self.log_dir}):\n  {shown}"
         )
         return verdict
 
@@ -227,14 +268,17 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     for r in REPORT:
         faults = ", ".join(f"{k} {v}" for k, v in sorted(r["faults"].items())) or "none"
         tr.write_line(
-            f"{r['scenario']:<40} runs {r['runs']:>5}  deliveries {r['deliveries']:>5}  checks {r['checks']:>6}  "
-            f"violations {r['violations']}  faults: {faults}"
+            f"{r['scenario']:<36} runs {r['runs']:>5}  deliveries {r['deliveries']:>5}  "
+            f"history checks {r['history_checks']:>6}  API checks {r['api_checks']:>6}  "
+            f"violations {r['violations']}  {r['seconds']:>5.0f} s  faults: {faults}"
         )
-    total = {k: sum(r[k] for r in REPORT) for k in ("runs", "deliveries", "checks", "violations")}
+    keys = ("runs", "deliveries", "history_checks", "api_checks", "violations")
+    total = {k: sum(r[k] for r in REPORT) for k in keys}
     faults = sum(sum(r["faults"].values()) for r in REPORT)
     tr.write_line(
         f"{len(REPORT)} scenarios ({REPORT[0]['scale']}): {total['runs']} runs, {total['deliveries']} deliveries, "
-        f"{faults} faults injected, {total['checks']} checks, {total['violations']} violations"
+        f"{faults} faults injected, {total['history_checks']} history checks, "
+        f"{total['api_checks']} API request checks, {total['violations']} violations"
     )
     if path := config.getoption("--acceptance-report"):
         Path(path).write_text(json.dumps({"scenarios": REPORT, "total": {**total, "faults": faults}}, indent=2))

@@ -51,6 +51,11 @@ class Process:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def group(self) -> int | None:
+        """The process group id (the leader's pid): journal lines name it as ``g``."""
+        return None if self.proc is None else self.proc.pid
+
     def signal_group(self, sig: signal.Signals) -> None:
         if self.proc is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -62,12 +67,21 @@ class Process:
         self.wait(10)
         self._reap_group()
 
+    def terminate(self) -> None:
+        """SIGTERM to the main process only, as ``docker stop`` does; returns at once."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+
     def sigterm(self, timeout: float = 30) -> int | None:
         """SIGTERM to the main process only, as ``docker stop`` does; wait for the group to exit."""
         if self.proc is None:
             return None
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGTERM)
+        self.terminate()
+        return self.wait_exit(timeout)
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """Wait for the main process's exit code, then for the rest of its group to be gone."""
         code = self.wait(timeout)
         self._reap_group()
         return code

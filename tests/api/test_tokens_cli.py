@@ -39,9 +39,12 @@ def test_create_list_revoke(cli_env, capsys, engine):
     ["tokens", "create", "--name", "x", "--tenant", "1", "--all-tenants"],
     ["tokens", "create", "--name", "x", "--tenant", "abc"],
 ])  # fmt: skip
-def test_create_needs_exactly_one_scope(cli_env, argv):
-    with pytest.raises(SystemExit):
+def test_create_needs_exactly_one_scope(cli_env, capsys, engine, argv):
+    with pytest.raises(SystemExit) as exited:
         main(argv)
+    assert exited.value.code == 2 and "usage:" in capsys.readouterr().err  # argparse's usage error, not a crash
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM api_tokens")).scalar() == 0
 
 
 @pytest.mark.parametrize("argv, message", [

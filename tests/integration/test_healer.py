@@ -436,38 +436,101 @@ def test_a_retry_held_by_a_dead_workers_delay_queue_consumer_is_handed_back(harn
 
 def test_a_pass_frozen_while_holding_the_lock_loses_it_after_the_idle_timeout(harness, heal, settings):
     """Found by the frozen-worker acceptance scenario: a worker SIGSTOPped in the middle of its
-    healer pass kept the single-flight lock (and its transaction) open, and no other process healed."""
-    seed(harness.engine, "running", worker_id="frozen-holder", rid="r")
-    frozen, thawed = threading.Event(), threading.Event()
+    healer pass kept the single-flight lock (and its transaction) open, and no other process healed.
+
+    Two frozen passes, so that no check races the idle timeout: one with a long timeout shows that a
+    frozen pass holds the lock, one with a short timeout that it loses it, whatever the machine's speed."""
     locator = RedisLocator(harness.broker.client, heal.keys, event_stream=settings.event_stream)
 
-    class FreezingLocator:
-        def __getattr__(self, name):
-            return getattr(locator, name)
+    def freeze(idle_timeout_seconds):
+        seed(harness.engine, "running", worker_id="frozen-holder", rid="r")
+        frozen, thawed, failures = threading.Event(), threading.Event(), []
 
-        def observe(self, runs):
-            frozen.set()
-            thawed.wait(30)  # between two statements of the pass, as SIGSTOP would leave it
-            return locator.observe(runs)
+        class FreezingLocator:
+            def __getattr__(self, name):
+                return getattr(locator, name)
 
-    failures = []
+            def observe(self, runs):
+                frozen.set()
+                thawed.wait(60)  # between two statements of the pass, as SIGSTOP would leave it
+                return locator.observe(runs)
 
-    def frozen_pass():
-        try:
-            heal_once(harness.engine, FreezingLocator(), ThresholdPolicy(settings), HealOptions(idle_timeout_seconds=1))
-        except Exception as exc:  # its session was ended under it
-            failures.append(exc)
+        def frozen_pass():
+            try:
+                options = HealOptions(idle_timeout_seconds=idle_timeout_seconds)
+                heal_once(harness.engine, FreezingLocator(), ThresholdPolicy(settings), options)
+            except Exception as exc:  # its session was ended under it
+                failures.append(exc)
 
-    thread = threading.Thread(target=frozen_pass)
-    thread.start()
+        thread = threading.Thread(target=frozen_pass)
+        thread.start()
+        assert frozen.wait(30)
+        return thawed, thread, failures
+
+    thawed, thread, failures = freeze(idle_timeout_seconds=600)
     try:
-        assert frozen.wait(10)
-        assert heal().locked_out  # the frozen pass holds the lock...
-        deadline = time.monotonic() + 15
+        assert heal().locked_out  # a frozen pass holds the lock...
+    finally:
+        thawed.set()
+        thread.join(30)
+    assert failures == []  # ... and, thawed before its idle timeout, finishes its pass
+
+    thawed, thread, failures = freeze(idle_timeout_seconds=1)
+    try:
+        deadline = time.monotonic() + 30
         while heal().locked_out:  # ... until PostgreSQL ends its idle transaction
             assert time.monotonic() < deadline, "the frozen pass kept the lock"
             time.sleep(0.1)  # NOTE: polling against a deadline
     finally:
         thawed.set()
         thread.join(30)
-    assert failures  # the frozen pass, once thawed, finds its session gone and writes nothing
+    # The frozen pass, once thawed, finds its session gone and writes nothing.
+    assert len(failures) == 1 and "idle-in-transaction timeout" in str(failures[0]), failures
+
+
+def test_a_drainer_frozen_mid_transaction_loses_its_row_locks_after_the_idle_timeout(
+    harness, heal, settings, monkeypatch
+):
+    """Found by the frozen-worker acceptance scenario: a worker group SIGSTOPped while its drainer
+    was between two statements of a transaction kept the rows it had written locked. The healer
+    skipped them (SKIP LOCKED) and every other drainer waited on them, so the frozen worker's runs
+    were never handed back and the ledger stood still until the worker was thawed."""
+    from workers import drainer as drainer_module
+    from workers.drainer import Drainer
+
+    run_id = seed(harness.engine, "running", worker_id="frozen-worker", rid="r")
+    completion = _success(row(harness.engine, run_id)["message_id"])
+    harness.broker.client.xadd(settings.event_stream, {"e": json.dumps([completion])})
+    frozen, thawed, failures = threading.Event(), threading.Event(), []
+    apply_events = drainer_module.apply_events
+
+    def apply_then_freeze(conn, events, policy):
+        result = apply_events(conn, events, policy)  # the row is written, and locked
+        frozen.set()
+        thawed.wait(60)  # before the commit, as SIGSTOP would leave it
+        return result
+
+    monkeypatch.setattr(drainer_module, "apply_events", apply_then_freeze)
+    drainer = Drainer(harness.broker.client, harness.engine, ThresholdPolicy(settings), stream=settings.event_stream,
+                      batch_entries=10, idle_timeout_seconds=1)  # fmt: skip
+
+    def frozen_drain():
+        try:
+            drainer.drain_once()
+        except Exception as exc:  # its session was ended under it
+            failures.append(exc)
+
+    thread = threading.Thread(target=frozen_drain)
+    thread.start()
+    try:
+        assert frozen.wait(30)
+        # The row is the healer's to look at again once PostgreSQL ended the frozen transaction.
+        deadline = time.monotonic() + 30
+        while heal().candidates == 0:
+            assert time.monotonic() < deadline, "the frozen drainer kept the run's row locked"
+            time.sleep(0.1)  # NOTE: polling against a deadline
+    finally:
+        thawed.set()
+        thread.join(30)
+    assert len(failures) == 1 and "idle-in-transaction timeout" in str(failures[0]), failures
+    assert row(harness.engine, run_id)["status"] == "running"  # the frozen drainer's write never committed

@@ -42,12 +42,12 @@ def test_malformed_tenant_fails_at_call_site_and_enqueues_nothing(harness):
 def test_duplicate_delivery_is_one_run_with_both_deliveries_counted(harness, worker):
     import threading
 
-    release, both_started = threading.Event(), threading.Barrier(3, timeout=10)  # both deliveries and this test
+    release, both_started = threading.Event(), threading.Barrier(3, timeout=60)  # both deliveries and this test
 
     @dramatiq.actor(queue_name="dup")
     def twice():
         both_started.wait()
-        release.wait(10)
+        release.wait(60)  # released by the test; the bound only ends a failed test
 
     message = twice.message()
     harness.broker.enqueue(message)
@@ -71,6 +71,7 @@ def test_a_broken_recorder_never_fails_the_job(harness, worker, monkeypatch, cap
         raise RuntimeError("recorder bug")
 
     monkeypatch.setattr(harness.recorder.shipper, "emit", explode)
+    monkeypatch.setattr(harness.recorder.shipper, "defer", explode)  # the start event is deferred, not emitted
     done = []
 
     @dramatiq.actor(queue_name="robust", max_retries=0)
@@ -80,7 +81,9 @@ def test_a_broken_recorder_never_fails_the_job(harness, worker, monkeypatch, cap
     job.send()
     harness.broker.join("robust", timeout=10_000)
     assert done == [1]
-    assert harness.recorder.hook_errors >= 2  # enqueue, start and completion hooks all failed
+    failed = [r.args[0] for r in caplog.records if r.getMessage().startswith("runwatch recorder hook")]
+    assert sorted(failed) == ["after_enqueue", "after_process_message", "before_process_message"], failed
+    assert harness.recorder.hook_errors == 3  # enqueue, start and completion hooks all failed, once each
     assert harness.broker.client.zcard(f"{harness.broker.namespace}:robust.XQ") == 0
 
 
@@ -92,11 +95,11 @@ def test_the_run_knows_the_redis_id_of_its_current_delivery(harness, worker):
     @dramatiq.actor(queue_name="rid", max_retries=1, min_backoff=60_000, max_backoff=60_000)
     def fails_once():
         started.set()
-        release.wait(10)
+        release.wait(60)  # released by the test; the bound only ends a failed test
         raise RuntimeError("retry me later")
 
     message = fails_once.send()
-    assert started.wait(10)
+    assert started.wait(60)
     harness.recorder.shipper.flush()
     harness.drainer.drain_until_empty()
     client, ns = harness.broker.client, harness.broker.namespace
@@ -150,7 +153,7 @@ def test_a_slow_job_ships_its_start_while_it_runs(harness, worker):
 
     @dramatiq.actor(queue_name="slow")
     def slow():
-        release.wait(10)
+        release.wait(60)  # released by the test; the bound only ends a failed test
 
     message = slow.send()
 
@@ -163,7 +166,7 @@ def test_a_slow_job_ships_its_start_while_it_runs(harness, worker):
         return status == "running"
 
     try:
-        wait_for(running, timeout=10)
+        wait_for(running, timeout=30)
     finally:
         release.set()
     harness.settle("slow")

@@ -152,10 +152,10 @@ def test_delayed_message_is_not_completed_by_its_move_out_of_the_delay_queue(har
     @dramatiq.actor(queue_name="q")
     def later():
         started.set()
-        release.wait(10)
+        release.wait(60)  # released by the test; the bound only ends a failed test
 
     message = later.send_with_options(delay=50)
-    assert started.wait(10)
+    assert started.wait(60)
     harness.recorder.shipper.flush()
     harness.drainer.drain_until_empty()
     # NOTE: the move out of q.DQ fired after_ack already; the run must still be running.
