@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
 from runwatch import events as ev
+from runwatch import statements as sql
 from runwatch import wire
 from runwatch.burstlog import BurstLogger
 from runwatch.errors import ValidationError
@@ -47,6 +48,12 @@ DEFAULT_CLAIM_IDLE_MS = DEFAULT_DRAIN_CLAIM_IDLE_MS
 #: it is removed from the group, which would otherwise list every drainer that ever ran.
 DEFAULT_FORGET_IDLE_MS = 3_600_000
 _SWEEP_INTERVAL_SECONDS = 60.0
+#: PostgreSQL ends a drain transaction idle this long between two statements. A drainer cut off
+#: by a partition (or frozen) mid-transaction is only "idle in transaction" to the server, for as
+#: long as TCP keepalive takes (hours), holding the row locks of its upsert: every other drainer
+#: would wait on them and the healer would skip those runs. Its entries stay pending and are
+#: claimed by another drainer (``claim_idle_ms``).
+DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS = 30_000
 #: Retry waits after a failure: the ceiling doubles from the base up to the cap (see backoff_seconds).
 BACKOFF_BASE_SECONDS = 0.2
 BACKOFF_CAP_SECONDS = 5.0
@@ -101,6 +108,7 @@ class Drainer:
         consumer: str | None = None,
         claim_idle_ms: int = DEFAULT_CLAIM_IDLE_MS,
         forget_idle_ms: int = DEFAULT_FORGET_IDLE_MS,
+        idle_in_transaction_timeout_ms: int = DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS,
     ) -> None:
         self._client = client
         self._engine = engine
@@ -110,6 +118,7 @@ class Drainer:
         self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}"
         self._claim_idle_ms = claim_idle_ms
         self._forget_idle_ms = forget_idle_ms
+        self._idle_timeout = {"ms": str(idle_in_transaction_timeout_ms)}
         self._last_sweep = float("-inf")
         self._group_ready = False
         self._db_errors = BurstLogger(logger, "could not write run events to PostgreSQL")
@@ -227,6 +236,7 @@ class Drainer:
     def _write(self, events: list[dict[str, Any]], result: DrainResult) -> int:
         try:
             with self._engine.begin() as conn:
+                conn.execute(sql.PASS_IDLE_TIMEOUT, self._idle_timeout)
                 return len(apply_events(conn, events, self._policy).late_events)
         except _BAD_DATA as exc:
             groups: dict[str, list[dict[str, Any]]] = {}
