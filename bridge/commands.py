@@ -198,7 +198,7 @@ def _requeue(args: argparse.Namespace) -> int:
             f"{'new run ' + str(new) if new is not None else 'a new run'} (message {message_id})"
         )
     for skipped in result.skipped:
-        print(f"skipped undecodable dead letter {skipped}", file=sys.stderr)
+        print(f"skipped {skipped}", file=sys.stderr)
     print(f"{verb} {len(result.requeued)} dead letter(s), skipped {len(result.skipped)}")
     return 0
 

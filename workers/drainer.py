@@ -7,8 +7,8 @@ held are claimed by the others after ``claim_idle_ms``. The ledger dedupes by ev
 redelivered entry changes nothing.
 
 PostgreSQL down: entries stay in the stream (Redis is the buffer), the drainer retries with
-backoff and logs once per burst. A malformed entry or event is moved to ``<stream>:rejected``
-with its reason instead of blocking the stream.
+jittered backoff (``backoff_seconds``) and logs once per burst. A malformed entry or event is
+moved to ``<stream>:rejected`` with its reason instead of blocking the stream.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -49,6 +50,38 @@ _SWEEP_INTERVAL_SECONDS = 60.0
 #: A drainer stalled this long inside a transaction (its process frozen) loses its session, and the
 #: row locks with it: otherwise the healer skips those runs and every other drainer waits on them.
 DEFAULT_IDLE_TIMEOUT_SECONDS = DEFAULT_PASS_IDLE_TIMEOUT_SECONDS
+#: Retry waits after a failure: the ceiling doubles from the base up to the cap (see backoff_seconds).
+BACKOFF_BASE_SECONDS = 0.2
+BACKOFF_CAP_SECONDS = 5.0
+# NOTE: past this many doublings the ceiling is the cap anyway; 2.0**n would overflow a float for
+# a drainer that has been failing for an hour (~1,400 failures).
+_MAX_DOUBLINGS = 32
+
+
+def backoff_seconds(
+    failures: int,
+    rng: random.Random,
+    *,
+    base_seconds: float = BACKOFF_BASE_SECONDS,
+    cap_seconds: float = BACKOFF_CAP_SECONDS,
+) -> float:
+    """How long to wait after the ``failures``-th failure in a row: uniform in [0, ceiling].
+
+    "Full jitter" (AWS Architecture Blog, "Exponential Backoff And Jitter"): the ceiling is the capped
+    exponential ``min(cap, base * 2**(failures - 1))``, the wait anywhere below it. Every worker
+    process runs a drainer and a PostgreSQL outage fails them all at the same moment; without
+    jitter they retried in lockstep (every 5 s at the cap, all together) and all reconnected in
+    the same instant when the database came back. Full rather than decorrelated jitter: it is a
+    function of the failure count alone (the bounds are exact and testable, no state to carry
+    between retries), and in the blog's comparison it does the least work for about the same
+    completion time. At the cap the mean wait is cap / 2: a recovered database is found sooner,
+    by reconnects spread over up to ``cap_seconds``, for twice the refused connection attempts
+    while it is down (0.4 per second per drainer, each a refused connect).
+    """
+    if failures < 1:
+        raise ValueError(f"failures must be >= 1, got {failures}")
+    ceiling = min(cap_seconds, base_seconds * 2.0 ** min(failures - 1, _MAX_DOUBLINGS))
+    return rng.uniform(0.0, ceiling)
 
 
 @dataclass
@@ -87,6 +120,7 @@ class Drainer:
         self._db_errors = BurstLogger(logger, "could not write run events to PostgreSQL")
         self._redis_errors = BurstLogger(logger, "could not read the run event stream from Redis")
         self._backlog_checked = False
+        self._rng = random.Random()  # NOTE: seeded from os.urandom: drainers must not share a sequence
 
     def drain_once(self, *, block_ms: int | None = None) -> DrainResult:
         """Apply one batch: first entries this consumer already holds, then stale ones, then new."""
@@ -118,23 +152,23 @@ class Drainer:
         return total
 
     def run(self, stop: threading.Event, *, block_ms: int = 1000) -> None:
-        """Drain until ``stop`` is set; errors are retried with backoff, never raised."""
-        backoff = 0.0
+        """Drain until ``stop`` is set; errors are retried with jittered backoff, never raised."""
+        failures = 0
         while not stop.is_set():
             try:
                 self.drain_once(block_ms=block_ms)
-                backoff = 0.0
+                failures = 0
             except redis.RedisError as exc:
                 self._redis_errors.failure(exc)
-                backoff = min(max(backoff * 2, 0.2), 5.0)
+                failures += 1
             except Exception as exc:  # the database, or a bug: keep the entries, try again later
                 self._db_errors.failure(exc)
-                backoff = min(max(backoff * 2, 0.2), 5.0)
+                failures += 1
                 self._backlog_checked = False  # re-read what we hold once the database is back
             else:
                 self._redis_errors.success()
-            if backoff:
-                stop.wait(backoff)
+            if failures:
+                stop.wait(backoff_seconds(failures, self._rng))
 
     def _ensure_group(self) -> None:
         if self._group_ready:

@@ -6,6 +6,7 @@ import contextlib
 import selectors
 import socket
 import threading
+import time
 
 
 class CuttableProxy:
@@ -20,6 +21,7 @@ class CuttableProxy:
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
         self._stop = threading.Event()
+        self.accepted_at: list[float] = []  # time.monotonic() of every connection attempt, cut or not
         threading.Thread(target=self._accept, daemon=True).start()
 
     def cut(self) -> None:
@@ -45,6 +47,7 @@ class CuttableProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            self.accepted_at.append(time.monotonic())
             if not self._up.is_set():
                 client.close()
                 continue
