@@ -6,6 +6,7 @@ Every variable is listed in the README's configuration table; keep the two in st
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,15 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     return value
 
 
+def _names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of key names (letters, digits, ``_ - .`` and inner spaces)."""
+    names = tuple(n.strip() for n in (env.get(name) or "").split(",") if n.strip())
+    bad = [n for n in names if not re.fullmatch(r"[A-Za-z0-9_.\- ]+", n)]
+    if bad:
+        raise ConfigError(f"{name} must be comma-separated key names (letters, digits, _ - .), got {bad[0]!r}")
+    return names
+
+
 def normalize_database_url(url: str) -> str:
     """Make SQLAlchemy use psycopg 3 for plain ``postgresql://`` URLs."""
     for prefix in ("postgresql://", "postgres://"):
@@ -81,6 +91,8 @@ class Settings:
     outage_grace_seconds: int = 120
     ceiling_margin_seconds: int = 60
     heartbeat_timeout_ms: int = 60_000
+    redact_keys: tuple[str, ...] = ()  # key names masked beyond runwatch.redact.DEFAULT_KEYS
+    redact_hook: str | None = None  # package.module:function, str -> str, run after the built-in rules
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -113,6 +125,8 @@ class Settings:
             outage_grace_seconds=_int(env, "RUNWATCH_OUTAGE_GRACE_SECONDS", 120),
             ceiling_margin_seconds=_int(env, "RUNWATCH_CEILING_MARGIN_SECONDS", 60),
             heartbeat_timeout_ms=_int(env, "RUNWATCH_HEARTBEAT_TIMEOUT_MS", 60_000, minimum=1),
+            redact_keys=_names(env, "RUNWATCH_REDACT_KEYS"),
+            redact_hook=env.get("RUNWATCH_REDACT_HOOK") or None,
         )
 
     def require_database_url(self) -> str:
