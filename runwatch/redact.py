@@ -14,6 +14,7 @@ adds a ``str -> str`` function that runs after the built-in rules on every text.
 Shapes masked in text (the mask is ``***``):
 
 - ``key=value``, ``key: value``, ``key = value``, ``--key=value``, query strings (``?token=x&a=b``);
+- a bracketed value on one line, nested up to one level: ``tokens=['a', 'b']``, ``"session": {...}``;
 - quoted keys and values: ``"api_key": "..."``, ``'token': '...'``, escaped quotes inside the value,
   Python string prefixes (``b"..."``, ``f"..."``), triple quotes, a quote left open by a cut;
 - ``Authorization: Bearer|Basic|Token|Digest|Negotiate|NTLM xxx`` (the scheme word stays) and a
@@ -24,8 +25,8 @@ Shapes masked in text (the mask is ``***``):
 An unquoted value stops at whitespace, a quote or one of ``,;&()[]{}<>\\`` so that the code
 around it stays readable. Not masked: a secret with no key in front of it (a bare positional
 argument, ``password is hunter2``), the words after the first one in ``password: two words``, a
-secret under a non-denylisted key nested inside a denylisted one in *text* (``value()`` masks
-whole sub-trees of structured data).
+bracketed value nested deeper than one level or spanning lines under a denylisted key in *text*
+(``value()`` masks whole sub-trees of structured data).
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ _HOOK_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 # An unquoted value: up to whitespace, a quote, or punctuation that closes the code around it.
 _RUN = r"""(?!=)[^\s"'`,;&()\[\]{}<>\\]+"""
 _SCHEMES = r"(?:bearer|basic|token|digest|negotiate|ntlm)"
+# A bracketed value on one line, nested at most one level: ``tokens=['a', 'b']``, ``auth=(u, p)``.
+_BRACKETS = "|".join(
+    rf"\{o}(?:[^\{o}\{c}\n]|\{o}[^\{o}\{c}\n]*\{c})*\{c}" for o, c in (("[", "]"), ("{", "}"), ("(", ")"))
+)
 
 
 def normalize_key(name: str) -> str:
@@ -90,17 +95,25 @@ def _term(name: str) -> str:
 
 def _compile(terms: tuple[str, ...]) -> re.Pattern[str]:
     names = "|".join(_term(t) for t in sorted(terms, key=len, reverse=True))
-    key = rf"(?<![\w\-.])(?P<key>[\w\-.]*?(?:{names})[\w\-.]*)"
+    key_name = rf"[\w\-.]*?(?:{names})[\w\-.]*"
+    key = rf"(?<![\w\-.])(?P<key>{key_name})"
     value = (
-        rf"""(?P<triple>(?P<tp>[rbuf]{{0,2}})(?P<tq>\"\"\"|''')(?:\\.|[\s\S])*?(?P=tq))"""
-        rf"""|(?P<quoted>(?P<qp>[rbuf]{{0,2}})(?P<q>["'])(?:\\.|(?!(?P=q))[^\\\n])*(?P=q))"""
+        # NOTE: an empty value followed by another key on the line ("token: X-Api-Key: s") is no
+        # value: masking the next key's name would leave that key's own value bare.
+        rf"(?!{key_name}[ \t]*:(?:\s|$))"
+        rf"(?:(?P<bracket>{_BRACKETS})"
+        rf"""|(?P<triple>(?P<tp>[rbuf]{{0,2}})(?P<tq>\"\"\"|''')(?:\\.|[\s\S])*?(?P=tq))"""
+        rf"""|(?P<quoted>(?P<qp>[rbuf]{{0,2}})(?P<q>["'])(?:\\+.|(?!(?P=q))[^\\\n])*(?P=q))"""
         rf"""|(?P<esc>\\(?P<eq>["'])(?:(?!\\(?P=eq))[^\n])*\\(?P=eq))"""
         rf"|(?P<scheme>{_SCHEMES}[ \t]+){_RUN}"
-        rf"""|(?P<open>\\?["']?){_RUN}"""
+        rf"""|(?P<open>\\?["']?){_RUN})"""
     )
+    # A cookie header's value: name=value pairs, ';'-separated (attributes like HttpOnly end it:
+    # what follows them is not a cookie, and may be another shape, "Bearer x", to mask on its own).
+    pair = r"""[^\s=;,"']+=[^\s;,"']*"""
     cookie = (
         r"(?<![\w\-.])(?P<ckey>[\w\-.]*?cookie[\w\-.]*)(?P<csep>[ \t]*:[ \t]*)"
-        r"""(?=[^\s=;,"']+=)(?P<pairs>[^\r\n"'`]*)"""
+        rf"(?P<pairs>{pair}(?:[ \t]*[;,][ \t]*{pair})*)"
     )
     userinfo = r"""(?<![\w+.\-])(?P<url>[a-z][a-z0-9+.\-]*://[^\s:/?#@"'<>]*:)[^\s/?#"'<>]+@"""
     key_value = rf"""{key}(?P<kclose>\\?["'])?(?P<sep>[ \t]*[:=][ \t]*)(?:{value})"""
@@ -119,6 +132,8 @@ def _replace(m: re.Match[str]) -> str:
     if m["bearer"] is not None:
         return m["bearer"] + MASK
     head = m["key"] + (m["kclose"] or "") + m["sep"]
+    if m["bracket"] is not None:
+        return head + m["bracket"][0] + MASK + m["bracket"][-1]
     if m["triple"] is not None:
         return head + m["tp"] + m["tq"] + MASK + m["tq"]
     if m["quoted"] is not None:

@@ -48,6 +48,10 @@ def test_key_value_shapes(text, expected):
         ('password="cut off here', 'password="*** off here'),
         ('"{\\"password\\": \\"abc\\"}"', '"{\\"password\\": \\"***\\"}"'),
         ('"Authorization": "Bearer abc"', '"Authorization": "***"'),
+        ("KeyError: '\"api_key\": \"a\\\\\"b\" tail'", "KeyError: '\"api_key\": \"***\" tail'"),  # a repr of JSON
+        ("run(x, tokens=['a', ['b']], n=1)", "run(x, tokens=[***], n=1)"),
+        ('{"session": {"id": "x", "n": {"y": 1}}, "b": 2}', '{"session": {***}, "b": 2}'),
+        ("auth=(user, pw) next", "auth=(***) next"),
     ],
 )
 def test_quoted_shapes(text, expected):
@@ -94,6 +98,19 @@ def test_urls(text, expected):
     ],
 )
 def test_cookie_headers_mask_every_pair(text, expected):
+    assert R.text(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("token: X-Api-Key: s1", "token: X-Api-Key: ***"),
+        ("password= Cookie: a=s2; b=s3 tail", "password= Cookie: a=***; b=*** tail"),
+        ("Cookie: a=s4 Bearer s5", "Cookie: a=*** Bearer ***"),
+        ("pwd: abc: def", "pwd: *** def"),
+    ],
+)
+def test_an_empty_value_does_not_swallow_the_next_key(text, expected):
     assert R.text(text) == expected
 
 
