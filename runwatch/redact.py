@@ -20,7 +20,7 @@ Shapes masked in text (the mask is ``***``):
 - ``Authorization: Bearer|Basic|Token|Digest|Negotiate|NTLM xxx`` (the scheme word stays) and a
   bare ``Bearer xxx``;
 - URL userinfo: ``scheme://user:PASS@host`` becomes ``scheme://user:***@host``;
-- ``Cookie:`` / ``Set-Cookie:`` header values: every ``name=value`` pair of the line.
+- ``Cookie:`` / ``Set-Cookie:`` header values: each of the ``name=value`` pairs that follow.
 
 An unquoted value stops at whitespace, a quote or one of ``,;&()[]{}<>\\`` so that the code
 around it stays readable. Not masked: a secret with no key in front of it (a bare positional
@@ -38,31 +38,15 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from . import tracebacks
 from .errors import ConfigError
 
 #: Sentry's default scrubbed field names (https://docs.sentry.io/security-legal-pii/scrubbing/).
 DEFAULT_KEYS = (
-    "password",
-    "passwd",
-    "pwd",
-    "secret",
-    "api_key",
-    "apikey",
-    "access_token",
-    "refresh_token",
-    "auth",
-    "authorization",
-    "bearer",
-    "credentials",
-    "private_key",
-    "privatekey",
-    "session",
-    "sessionid",
-    "cookie",
-    "set-cookie",
-    "token",
-    "csrf",
-)
+    "password", "passwd", "pwd", "secret", "api_key", "apikey", "access_token", "refresh_token", "auth",
+    "authorization", "bearer", "credentials", "private_key", "privatekey", "session", "sessionid", "cookie",
+    "set-cookie", "token", "csrf",
+)  # fmt: skip
 MASK = "***"
 #: Structured values nested deeper than this are masked whole rather than walked.
 MAX_DEPTH = 32
@@ -155,17 +139,18 @@ class Redactor:
                 raise ConfigError(f"redaction key names are letters, digits, '_', '-', '.' or spaces, got {name!r}")
         self.keys = tuple(dict.fromkeys(normalize_key(k) for k in (*DEFAULT_KEYS, *extra)))
         self.hook = hook
-        self._pattern = _compile(self.keys)
+        # PERF: a name containing another (sessionid, session) matches nothing more as a substring.
+        self._probes = tuple(k for k in self.keys if not any(o != k and o in k for o in self.keys))
+        self._pattern = _compile(self._probes)
 
     def is_secret_key(self, name: str) -> bool:
         """Whether a value stored under ``name`` is masked whole."""
         normalized = normalize_key(name)
-        return any(k in normalized for k in self.keys)
+        return any(k in normalized for k in self._probes)
 
     def text(self, s: str) -> str:
         """``s`` with every recognised secret masked, then passed through the hook."""
-        if self._may_hold_secret(s):
-            s = self._pattern.sub(_replace, s)
+        s = self._mask(s)
         if self.hook is None:
             return s
         try:
@@ -196,10 +181,18 @@ class Redactor:
             return [self.value(v, _depth + 1) for v in obj]
         return obj
 
+    def _mask(self, s: str) -> str:
+        if '"""' in s or "'''" in s:  # a triple-quoted value may span lines
+            return self._pattern.sub(_replace, s) if self._may_hold_secret(s) else s
+        # PERF: no other shape spans lines, and most lines of a traceback name no secret: a
+        # C-speed substring scan per line spares them the regular expression.
+        return "\n".join(
+            self._pattern.sub(_replace, line) if self._may_hold_secret(line) else line for line in s.split("\n")
+        )
+
     def _may_hold_secret(self, s: str) -> bool:
-        # PERF: most exception messages name no secret; one C-speed scan spares them the regex.
-        folded = normalize_key(s)
-        return "://" in s or any(k in folded for k in self.keys)
+        folded = s.lower().replace("-", "_").replace(".", "_").replace(" ", "_")
+        return "://" in s or any(k in folded for k in self._probes)
 
 
 @functools.lru_cache(maxsize=8)
@@ -278,8 +271,14 @@ class RedactingFilter(logging.Filter):
         self._redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from . import tracebacks
+        try:
+            self._redact(record)
+        except Exception:  # APPSEC: fail closed, and never raise into the code that logged
+            record.msg, record.args = f"{MASK} (unformattable record)", None
+            record.exc_info = record.exc_text = record.stack_info = None
+        return True
 
+    def _redact(self, record: logging.LogRecord) -> None:
         redactor = self._redactor or default()
         record.msg, record.args = redactor.text(record.getMessage()), None
         if record.exc_info and record.exc_info[1] is not None:
@@ -289,4 +288,3 @@ class RedactingFilter(logging.Filter):
             record.exc_text = redactor.text(tracebacks.relative_frames(record.exc_text))
         if record.stack_info:
             record.stack_info = redactor.text(tracebacks.relative_frames(record.stack_info))
-        return True

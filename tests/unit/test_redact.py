@@ -286,3 +286,9 @@ def test_redacting_filter_masks_message_arguments_and_traceback():
     assert "Failed job token=***" in formatted and "RuntimeError: password=***" in formatted
     assert "KeyError: 'api_key=***'" in formatted and 'File "tests/unit/test_redact.py"' in formatted
     assert not any(s in formatted for s in ("inner1", "outer1", "arg1", __file__))
+
+
+def test_redacting_filter_never_raises_into_the_caller():
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "%s %s", ("only one",), None)
+    assert RedactingFilter(R).filter(record) is True
+    assert record.getMessage() == "*** (unformattable record)"

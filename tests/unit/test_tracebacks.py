@@ -74,7 +74,7 @@ def test_error_evidence_masks_the_whole_chain_and_keeps_paths_relative():
     except KeyError as exc:
         evidence = error_evidence(exc, Redactor())
     tb = evidence["traceback"]
-    assert 'raise RuntimeError(f"boom password={token}")' in tb  # the source line survives, readable
+    assert 'raise RuntimeError(f"boom password={***}")' in tb  # the source line survives, masked
     assert "RuntimeError: boom password=***" in tb and "KeyError: 'session=***'" in tb
     assert "The above exception was the direct cause" in tb
     assert 'File "tests/unit/test_tracebacks.py"' in tb and os.getcwd() not in tb
