@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+#: Evidence keys that hold tracebacks: diagnostics, served only with ``?include=diagnostics``.
+TRACEBACK_KEYS = frozenset({"traceback", "last_enqueued_traceback_tail"})
+
 
 def rfc3339(value: datetime | None) -> str | None:
     """UTC, ``Z`` suffix, microseconds only when there are any: RFC 3339 with a time zone."""
@@ -50,10 +53,21 @@ def detail(row: dict[str, Any]) -> dict[str, Any]:
             "source": row["reconciliation_source"],
             "reason_code": row["reason_code"],
             "reason_message": row["reason_message"],
-            "evidence": row["reconciliation_evidence"],
+            "evidence": default_evidence(row["reconciliation_evidence"]),
         }
     )
     return body
+
+
+def default_evidence(evidence: Any) -> Any:
+    """What an operator needs to act on (exception type, masked message, where, digest, keys), no traceback."""
+    # APPSEC: a traceback shows code and data around the failure; it is secondary evidence
+    # (DESIGN.md §8), revealed only with diagnostics.
+    if isinstance(evidence, dict):
+        return {k: default_evidence(v) for k, v in evidence.items() if k not in TRACEBACK_KEYS}
+    if isinstance(evidence, list):
+        return [default_evidence(v) for v in evidence]
+    return evidence
 
 
 def event(row: dict[str, Any]) -> dict[str, Any]:

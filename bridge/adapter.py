@@ -19,6 +19,7 @@ import redis
 from sqlalchemy import Engine
 
 from runwatch import events as ev
+from runwatch import redact, tracebacks
 from runwatch import statements as sql
 from runwatch.healer import DEFAULT_PASS_IDLE_TIMEOUT_SECONDS
 from runwatch.ledger import apply_events
@@ -35,6 +36,8 @@ logger = logging.getLogger("runwatch.bridge")
 #: A dead letter younger than this may still have its callback event in flight: leave it.
 DEFAULT_MIN_AGE_SECONDS = 60
 PASS_NAME = "bridge"
+#: How much of a dead letter's own traceback (the previous attempt's) the evidence keeps.
+TRACEBACK_TAIL_CHARS = 500
 ADAPTER_LOCK_KEY = 0x52574442  # "RWDB"
 _NAMESPACE = uuid.UUID("6f1c3c1e-5d0b-4c35-9a49-2a8f6f2b6f00")
 
@@ -89,14 +92,14 @@ def _scan(conn, client, keys, policy, result: AdapterResult, *, now, min_age_sec
     for letter in dl.scan(client, keys, queue=queue):
         result.scanned += 1
         if letter.message is None:
-            result.undecodable.append(
-                f"{keys.dead_letters(letter.queue)}/{letter.redis_message_id}: {letter.decode_error}"
-            )
+            # NOTE: a decoder's error may quote the payload it choked on.
+            error = ev.sanitize_error(str(letter.decode_error))
+            result.undecodable.append(f"{keys.dead_letters(letter.queue)}/{letter.redis_message_id}: {error}")
             logger.warning(
                 "undecodable dead letter %s/%s skipped: %s",
                 keys.dead_letters(letter.queue),
                 letter.redis_message_id,
-                letter.decode_error,
+                error,
             )
         else:
             letters.append(letter)
@@ -126,7 +129,7 @@ def _event(keys: Keys, letter: dl.DeadLetter, now: float) -> dict[str, Any]:
         "retry_of": options.get(RETRY_OF_OPTION),
         "max_retries": options.get("max_retries"),
     }
-    traceback_text = options.get("traceback") or ""
+    traceback_text = options.get("traceback")
     evidence = {
         "dead_letter_key": keys.dead_letters(letter.queue),
         "redis_message_id": letter.redis_message_id,
@@ -138,7 +141,7 @@ def _event(keys: Keys, letter: dl.DeadLetter, now: float) -> dict[str, Any]:
         "max_retries": options.get("max_retries"),
         # NOTE: the dead-letter copy holds the options of the last *enqueue*: this traceback is the
         # previous attempt's, which is why the failure callback captures the final one in the worker.
-        "last_enqueued_traceback_tail": ev.sanitize_error(traceback_text[-500:]) if traceback_text else None,
+        "last_enqueued_traceback_tail": _traceback_tail(traceback_text),
     }
     event = ev.new_event(
         ev.DEAD_LETTERED,
@@ -151,3 +154,10 @@ def _event(keys: Keys, letter: dl.DeadLetter, now: float) -> dict[str, Any]:
     )
     event["id"] = uuid.uuid5(_NAMESPACE, f"{letter.queue}/{letter.redis_message_id}").hex
     return event
+
+
+def _traceback_tail(text: object) -> str | None:
+    """The end of Dramatiq's copy of a traceback: host paths made relative, masked before it is cut."""
+    if not isinstance(text, str) or not text:
+        return None
+    return redact.default().text(tracebacks.relative_frames(text))[-TRACEBACK_TAIL_CHARS:]

@@ -15,6 +15,7 @@ from typing import Any
 import dramatiq
 
 from runwatch import events as ev
+from runwatch import redact
 from runwatch.reasons import dead_letter_reason
 
 from .keys import DEFAULT_NAMESPACE, Keys
@@ -30,8 +31,12 @@ def failure_code(exception_type: str | None) -> str:
 def dead_letter_event(
     broker: dramatiq.Broker, message: dramatiq.Message, run_meta: dict[str, Any], failure: dict[str, Any]
 ) -> dict[str, Any]:
-    """The ``dead_lettered`` event for ``message``; ``failure`` is the worker-captured evidence."""
-    failure = dict(failure)
+    """The ``dead_lettered`` event for ``message``; ``failure`` is the worker-captured evidence.
+
+    ``failure`` passes the redaction layer here too, whoever built it: nothing reaches the
+    ledger from a dead letter unmasked.
+    """
+    failure = redact.default().value(dict(failure))
     reason = dead_letter_reason(failure.get("exception_type"), skipped=failure.pop("skipped", False))
     keys = Keys(getattr(broker, "namespace", DEFAULT_NAMESPACE))
     evidence = {

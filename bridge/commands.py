@@ -134,6 +134,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from runwatch import redact
     from runwatch.lookups import run_by_id
 
     from .requeue import letter_of_run
@@ -163,7 +164,8 @@ def _show(args: argparse.Namespace) -> int:
             "redis_message_id": letter.redis_message_id,
             "dead_lettered_at": datetime.fromtimestamp(letter.dead_at, UTC).isoformat(),
             "actor": letter.actor_name,
-            "args": letter.message.args if letter.message else None,
+            # APPSEC: the dead letter holds the job's arguments as sent: print them masked.
+            "args": redact.default().value(list(letter.message.args)) if letter.message else None,
         },
     }
     print(json.dumps(out, indent=2, default=str))

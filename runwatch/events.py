@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from . import redact
 from .errors import InvalidSummary, InvalidTenantId, ValidationError
 from .lifecycle import Outcome
 from .reasons import CATALOGUE
@@ -35,7 +36,6 @@ DEFAULT_SUMMARY_KEYS = frozenset(
 #: Operator-facing text is capped so a runaway message cannot bloat a row.
 MAX_TEXT_CHARS = 1000
 _REASON_CODE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
-_SECRETS = re.compile(r"(?i)(://[^/\s:@]+:)[^@\s]+@|((?:password|passwd|secret|token|api[_-]?key)\s*[=:]\s*)\S+")
 
 
 class _EventIds:
@@ -113,9 +113,11 @@ def operator_text(text: object) -> str:
     return " ".join(text.split())[:MAX_TEXT_CHARS]
 
 
-def sanitize_error(text: str) -> str:
-    """Exception text for evidence: credentials masked, one line, capped."""
-    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + "***" + ("@" if m.group(1) else ""), operator_text(text))
+def sanitize_error(text: str, redactor: redact.Redactor | None = None) -> str:
+    """Exception text for evidence: secrets masked (``runwatch.redact``), one line, capped."""
+    # NOTE: joined into one line first (a key and its value may sit on two lines) and masked
+    # before it is cut, so a cut can never separate a secret from its key.
+    return operator_text((redactor or redact.default()).text(" ".join(text.split())))
 
 
 #: Epoch seconds outside 2000-01-01 .. 2200-01-01 are a clock or encoding bug, not a time.

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
 
+from runwatch import redact as redaction
 from runwatch.settings import Settings
 
 from .middleware import Recorder
@@ -13,15 +16,24 @@ from .shipper import EventShipper
 
 
 def install(
-    broker: dramatiq.Broker, *, settings: Settings | None = None, redis_client: redis.Redis | None = None
+    broker: dramatiq.Broker,
+    *,
+    settings: Settings | None = None,
+    redis_client: redis.Redis | None = None,
+    redact: Callable[[str], str] | None = None,
 ) -> Recorder:
     """Add the recorder to ``broker`` as its first middleware and return it.
 
     Call it before declaring actors (Dramatiq checks actor options against the middleware).
     Events go to ``redis_client``, by default the broker's own Redis connection, else
-    ``RUNWATCH_REDIS_URL``.
+    ``RUNWATCH_REDIS_URL``. ``redact`` is a ``str -> str`` function for custom masking rules: it
+    runs after the built-in rules and ``RUNWATCH_REDACT_HOOK`` on every text this process ships
+    (exception messages, tracebacks, stored arguments, dead-letter evidence).
     """
     settings = settings or Settings.from_env()
+    # NOTE: the process-wide redactor, so the recorder's hooks, the failure callback and the
+    # maintenance thread's dead-letter scans all mask with the same rules. A bad hook fails here.
+    redaction.set_default(redaction.from_settings(settings, hook=redact))
     client = redis_client or getattr(broker, "client", None)
     if client is None:
         if not settings.redis_url:
@@ -41,10 +53,16 @@ def install(
     return recorder
 
 
-def redis_broker(url: str | None = None, *, settings: Settings | None = None, **kwargs) -> RedisBroker:
+def redis_broker(
+    url: str | None = None,
+    *,
+    settings: Settings | None = None,
+    redact: Callable[[str], str] | None = None,
+    **kwargs,
+) -> RedisBroker:
     """A ``RedisBroker`` on ``url`` (default ``RUNWATCH_REDIS_URL``) with Runwatch attached."""
     settings = settings or Settings.from_env()
     url = url or settings.redis_url
     broker = RedisBroker(url=url, **kwargs) if url else RedisBroker(**kwargs)
-    install(broker, settings=settings)
+    install(broker, settings=settings, redact=redact)
     return broker

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import traceback
 from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
 from dramatiq.common import q_name
 
-from runwatch import wire
+from runwatch import redact, tracebacks, wire
 from runwatch.events import DEFAULT_SUMMARY_KEYS, sanitize_error
 from runwatch.options import ACTOR_OPTIONS as ACTOR_OPTIONS  # the recorder declares them
 from runwatch.options import (
@@ -75,11 +73,15 @@ def message_facts(message: dramatiq.Message) -> tuple[Any, ...]:
     )
 
 
-def message_meta(profile: ActorProfile, message: dramatiq.Message) -> dict[str, Any]:
+def message_meta(
+    profile: ActorProfile, message: dramatiq.Message, redactor: redact.Redactor | None = None
+) -> dict[str, Any]:
     meta = meta_from_facts(profile, message_facts(message))
     if profile.store_args:
-        # A deep copy (the message was encoded to JSON already, so this round trip cannot fail).
-        meta["args"] = wire.loads(wire.dumps({"args": list(message.args), "kwargs": dict(message.kwargs)}))
+        # A deep copy (the message was encoded to JSON already, so this round trip cannot fail),
+        # with denylisted keyword values and secrets in strings masked before it is shipped.
+        args = wire.loads(wire.dumps({"args": list(message.args), "kwargs": dict(message.kwargs)}))
+        meta["args"] = (redactor or redact.default()).value(args)
     return meta
 
 
@@ -100,17 +102,26 @@ def meta_from_facts(profile: ActorProfile, facts: tuple[Any, ...]) -> dict[str, 
     return meta
 
 
-def error_evidence(exc: BaseException | None) -> dict[str, Any]:
-    """Exception type, sanitized message and traceback with a stable digest (evidence only)."""
+def error_evidence(exc: BaseException | None, redactor: redact.Redactor | None = None) -> dict[str, Any]:
+    """Exception type, masked message, where it was raised, digest and masked traceback (evidence only).
+
+    The traceback is the whole chain Python prints (causes, contexts, notes, exception groups),
+    every line masked, source lines included, with host paths made relative.
+    """
     if exc is None:
         return {}
-    text = "".join(traceback.format_exception(exc))
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else None
+    redactor = redactor or redact.default()
     return {
         "exception_type": type(exc).__name__,
-        "exception_message": sanitize_error(str(exc)),
-        "traceback_digest": hashlib.sha256("".join(traceback.format_tb(exc.__traceback__)).encode()).hexdigest()[:16],
-        "raised_at": where,
-        "traceback": text[-TRACEBACK_MAX_CHARS:],
+        "exception_message": sanitize_error(_message(exc), redactor),
+        "traceback_digest": tracebacks.digest(exc),
+        "raised_at": tracebacks.raised_at(exc),
+        "traceback": tracebacks.format_exception(exc, redactor)[-TRACEBACK_MAX_CHARS:],
     }
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # NOTE: a broken __str__ must not cost the run its failure evidence
+        return f"<{type(exc).__name__}: str() failed>"
