@@ -18,7 +18,7 @@ from .openapi import document
 from .operations import OperationResource, OperationsResource
 from .store import Store, store_from_settings
 
-log = logging.getLogger("api")
+log = logging.getLogger("runwatch.api")
 
 
 class OpenApiResource:

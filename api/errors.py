@@ -19,7 +19,7 @@ PROBLEM_JSON = "application/problem+json"
 #: Seconds a client should wait before retrying while PostgreSQL is unavailable.
 RETRY_AFTER_SECONDS = 5
 
-log = logging.getLogger("api")
+log = logging.getLogger("runwatch.api")
 
 
 class Problem(falcon.HTTPError):

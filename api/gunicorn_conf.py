@@ -38,7 +38,7 @@ graceful_timeout = 10
 keepalive = 5
 # NOTE: no preload: each worker imports the app (and builds its engine) after fork.
 preload_app = False
-wsgi_app = "api.app:get_app()"
+wsgi_app = "runwatch.api.app:get_app()"
 accesslog = _settings.api_access_log
 errorlog = "-"
 loglevel = _settings.api_log_level

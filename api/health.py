@@ -22,7 +22,7 @@ from .store import Store
 #: How long each readiness check may take before the dependency counts as down.
 CHECK_TIMEOUT_SECONDS = 1.0
 
-log = logging.getLogger("api.health")
+log = logging.getLogger("runwatch.api.health")
 
 
 def _command(*parts: str) -> bytes:

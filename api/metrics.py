@@ -29,7 +29,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 #: Methods that get their own label value; anything a client invents is "other".
 _METHODS = frozenset(falcon.constants.COMBINED_METHODS)
 
-log = logging.getLogger("api.metrics")
+log = logging.getLogger("runwatch.api.metrics")
 
 
 class LedgerCollector(Collector):

@@ -30,8 +30,7 @@ def build(variant: str, redis_url: str) -> tuple[RedisBroker, dramatiq.Actor, An
     broker = RedisBroker(url=redis_url, namespace=NAMESPACE)
     recorder = None
     if variant == "runwatch":
-        import workers
-
+        from runwatch import workers
         recorder = workers.install(broker)  # before declaring actors
 
     def noop() -> None:

@@ -61,11 +61,11 @@ from typing import Any
 
 import psycopg
 import redis
+from runwatch.bridge.keys import Keys
+from runwatch.bridge.locator import RedisLocator
 from sqlalchemy import event, make_url, text
 
 import runwatch.healer as healer_mod
-from bridge.keys import Keys
-from bridge.locator import RedisLocator
 from runwatch import statements as sql
 from runwatch.db import engine_for
 from runwatch.healer import DEFAULT_LIMIT, HealOptions, HealResult, heal_once

@@ -13,6 +13,7 @@ import os
 import sys
 from importlib.metadata import entry_points
 
+from . import __version__
 from .errors import RunwatchError
 from .settings import Settings
 
@@ -108,6 +109,7 @@ def _add_tokens(sub: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runwatch", description="Run-lifecycle monitoring for Dramatiq.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument("--version", action="version", version=f"runwatch {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     migrate = sub.add_parser("migrate", help="create or upgrade the ledger schema (idempotent)")
     migrate.set_defaults(func=_migrate)

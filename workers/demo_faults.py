@@ -19,10 +19,10 @@ from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from runwatch.bridge.keys import Keys
+from runwatch.bridge.requeue import letter_of_run, requeue
 from sqlalchemy import text
 
-from bridge.keys import Keys
-from bridge.requeue import letter_of_run, requeue
 from runwatch import events as ev
 from runwatch.db import engine_for
 from runwatch.ledger import apply_events
@@ -160,7 +160,7 @@ def clean(broker: RedisBroker) -> None:
 def _kill_worker_mid_run(broker: RedisBroker, engine) -> str:
     rebuild = declare(broker)
     env = {**os.environ, "RW_DEMO_CHILD_DOOMED": "1"}
-    child = subprocess.Popen([sys.executable, "-m", "workers.demo_child", broker.namespace], env=env)
+    child = subprocess.Popen([sys.executable, "-m", "runwatch.workers.demo_child", broker.namespace], env=env)
     message = rebuild.send_with_options(runwatch_tenant_id=2)
     query = text("SELECT status FROM operation_runs WHERE message_id = :m")
     deadline = time.monotonic() + 20
@@ -196,7 +196,7 @@ def _dead_letter_without_callback(broker: RedisBroker, engine, settings: Setting
         apply_events(
             conn, [ev.new_event(ev.ENQUEUED, message.message_id, time.time(), meta)], ThresholdPolicy(settings)
         )
-    from bridge.locator import RedisLocator
+    from runwatch.bridge.locator import RedisLocator
 
     RedisLocator(broker.client, Keys(broker.namespace), event_stream=settings.event_stream).dead_letter_if_queued(
         "demo-legacy", enqueued.options["redis_message_id"]

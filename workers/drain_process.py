@@ -54,7 +54,7 @@ def spawn(recorder: Recorder) -> subprocess.Popen | None:
         "RUNWATCH_REDIS_URL": redis_url_of(recorder.shipper.client),
         _PARENT_ENV: str(os.getpid()),
     }
-    return subprocess.Popen([sys.executable, "-m", "workers.drain_process"], env=env)
+    return subprocess.Popen([sys.executable, "-m", "runwatch.workers.drain_process"], env=env)
 
 
 def stop(child: subprocess.Popen | None, timeout_seconds: float = 10) -> None:

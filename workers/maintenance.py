@@ -19,10 +19,10 @@ import time
 
 import dramatiq
 import redis
+from runwatch.bridge.adapter import DEFAULT_MIN_AGE_SECONDS, reconcile_once
+from runwatch.bridge.keys import DEFAULT_NAMESPACE, Keys
+from runwatch.bridge.locator import RedisLocator
 
-from bridge.adapter import DEFAULT_MIN_AGE_SECONDS, reconcile_once
-from bridge.keys import DEFAULT_NAMESPACE, Keys
-from bridge.locator import RedisLocator
 from runwatch.burstlog import BurstLogger
 from runwatch.db import engine_for
 from runwatch.healer import heal_once, options_from, record_broker_outage

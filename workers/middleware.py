@@ -23,8 +23,8 @@ from typing import Any
 import dramatiq
 from dramatiq.errors import ActorNotFound
 from dramatiq.middleware import Middleware
+from runwatch.bridge.callback import dead_letter_event
 
-from bridge.callback import dead_letter_event
 from runwatch import events as ev
 from runwatch.errors import ValidationError
 from runwatch.settings import Settings

@@ -1,6 +1,6 @@
 """The job-author API: what a tracked actor can say about its own run while it executes.
 
-    from workers import current_run
+    from runwatch.workers import current_run
 
     @dramatiq.actor(runwatch_type="billing.sync")
     def sync(account_id):

@@ -18,8 +18,7 @@ from typing import Any
 
 import dramatiq
 from dramatiq.middleware import Middleware
-
-from workers.run import current_run
+from runwatch.workers.run import current_run
 
 QUEUE = "acc"
 #: Per-type thresholds, small so that every fault resolves within seconds.

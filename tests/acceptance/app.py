@@ -8,7 +8,7 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage
 
-import workers
+from runwatch import workers
 from runwatch.settings import Settings
 
 from .actors import JOURNAL_ENV, Journal, declare

@@ -23,8 +23,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import create_engine, text
 
-import workers
-from runwatch import embedded
+from runwatch import embedded, workers
 from runwatch.migrate import upgrade
 from runwatch.settings import Settings
 

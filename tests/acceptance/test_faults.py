@@ -12,10 +12,10 @@ import threading
 import time
 from pathlib import Path
 
+from runwatch.bridge.keys import Keys
+from runwatch.bridge.locator import RedisLocator
 from sqlalchemy import text
 
-from bridge.keys import Keys
-from bridge.locator import RedisLocator
 from runwatch import embedded
 from runwatch.tokens import create_token
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import falcon.testing
 import pytest
+from runwatch.api.app import create_app
+from runwatch.api.store import Store
 from sqlalchemy import text
 
-from api.app import create_app
-from api.store import Store
 from runwatch.queries import dispose_api_engines
 from runwatch.tokens import create_token
 

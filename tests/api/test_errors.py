@@ -7,9 +7,8 @@ import logging
 
 import falcon.testing
 import pytest
-
-from api.app import create_app
-from api.store import Store
+from runwatch.api.app import create_app
+from runwatch.api.store import Store
 
 from .conftest import auth, get
 
@@ -103,7 +102,7 @@ def test_unexpected_errors_are_a_generic_500_and_logged(database_url, tokens, ca
 
     monkeypatch.setattr(store, "list_runs", explode)
     client = falcon.testing.TestClient(create_app(store))
-    with caplog.at_level(logging.ERROR, logger="api"):
+    with caplog.at_level(logging.ERROR, logger="runwatch.api"):
         result = get(client, LIST, tokens.all)
     body = assert_problem(result, 500)
     assert "SELECT" not in result.text and "Traceback" not in result.text and "RuntimeError" not in result.text

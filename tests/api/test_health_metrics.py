@@ -6,11 +6,10 @@ import json
 import socket
 
 import falcon.testing
+from runwatch.api.app import create_app
+from runwatch.api.health import redis_ping
+from runwatch.api.store import Store
 from sqlalchemy import text
-
-from api.app import create_app
-from api.health import redis_ping
-from api.store import Store
 
 from .conftest import get
 

@@ -112,9 +112,8 @@ def contract_violations(contract: dict, served: dict) -> list[str]:
 @pytest.fixture(scope="module")
 def served() -> dict:
     import falcon.testing
-
-    from api.app import create_app
-    from api.store import Store
+    from runwatch.api.app import create_app
+    from runwatch.api.store import Store
 
     # The document route touches no database: a store that could never connect is enough.
     client = falcon.testing.TestClient(create_app(Store("postgresql://nobody@127.0.0.1:1/none")))

@@ -111,8 +111,8 @@ def test_a_cursor_is_bound_to_its_filters_not_to_its_limit(client, tokens, many)
 
 
 def test_cursor_key_is_shared_by_every_store_of_the_database(client, tokens, many, database_url):
-    from api.app import create_app
-    from api.store import Store
+    from runwatch.api.app import create_app
+    from runwatch.api.store import Store
 
     cursor = cursor_of(client, tokens.all, limit="5")
     import falcon.testing

@@ -13,11 +13,10 @@ from urllib.parse import parse_qs, urlsplit
 import falcon.testing
 import schemathesis
 from hypothesis import HealthCheck, settings
+from runwatch.api.app import create_app
+from runwatch.api.openapi import document
+from runwatch.api.store import Store
 from schemathesis.core.parameters import ParameterLocation
-
-from api.app import create_app
-from api.openapi import document
-from api.store import Store
 
 from .conftest import auth
 

@@ -10,12 +10,12 @@ from typing import Any
 import dramatiq
 import pytest
 from dramatiq.brokers.redis import RedisBroker
+from runwatch.workers.drainer import Drainer
 from sqlalchemy import text
 
-import workers
+from runwatch import workers
 from runwatch.settings import Settings
 from runwatch.thresholds import ThresholdPolicy
-from workers.drainer import Drainer
 
 
 @dataclass

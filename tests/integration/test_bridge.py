@@ -8,11 +8,11 @@ import time
 import dramatiq
 import pytest
 from dramatiq.brokers.redis import RedisBroker
+from runwatch.bridge.adapter import reconcile_once
+from runwatch.bridge.keys import Keys
+from runwatch.bridge.requeue import NotDeadLettered, UnknownRun, letter_of_run, requeue
 from sqlalchemy import text
 
-from bridge.adapter import reconcile_once
-from bridge.keys import Keys
-from bridge.requeue import NotDeadLettered, UnknownRun, letter_of_run, requeue
 from runwatch import events as ev
 from runwatch.cli import main
 from runwatch.ledger import apply_events

@@ -9,9 +9,9 @@ import uuid
 
 import pytest
 from dramatiq.brokers.redis import RedisBroker
+from runwatch.api.commands import GUNICORN_CONF
 
-import workers
-from api.commands import GUNICORN_CONF
+from runwatch import workers
 from runwatch.errors import ConfigError
 from runwatch.variables import VARIABLES
 
@@ -72,7 +72,7 @@ def test_gunicorn_with_its_own_config_halts_when_the_app_cannot_load(database_ur
     """Started without our config file, the worker prints the message and gunicorn halts (exit 4)."""
     env = _env(RUNWATCH_DATABASE_URL=database_url, RUNWATCH_API_STATEMENT_TIMEOUT_MS="fast")
     argv = [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:0", "--workers", "1"]
-    argv += ["--control-socket", str(tmp_path / "gunicorn.ctl"), "api.app:get_app()"]
+    argv += ["--control-socket", str(tmp_path / "gunicorn.ctl"), "runwatch.api.app:get_app()"]
     done = _run(argv, env)
     message = "RUNWATCH_API_STATEMENT_TIMEOUT_MS must be a positive integer (e.g. 5000), got 'fast'"
     assert done.returncode == 4, done.stderr
@@ -103,7 +103,7 @@ def test_a_dramatiq_worker_whose_broker_module_installs_runwatch_reports_the_var
     (tmp_path / "rw_bad_broker.py").write_text(
         "import dramatiq\n"
         "from dramatiq.brokers.redis import RedisBroker\n"
-        "import workers\n"
+        "from runwatch import workers\n"
         f"broker = RedisBroker(url={servers.redis_url!r}, namespace='rwtest-{uuid.uuid4().hex[:6]}')\n"
         "workers.install(broker)\n"
         "dramatiq.set_broker(broker)\n"

@@ -7,10 +7,10 @@ import dataclasses
 import dramatiq
 import pytest
 from dramatiq.brokers.redis import RedisBroker
+from runwatch.workers.drain_process import redis_url_of
 
-import workers
+from runwatch import workers
 from tests.integration.conftest import wait_for
-from workers.drain_process import redis_url_of
 
 
 @pytest.mark.parametrize("mode", ["process", "thread"])

@@ -15,6 +15,7 @@ import uuid
 from urllib.parse import urlsplit
 
 import pytest
+from runwatch.workers.drainer import Drainer
 from sqlalchemy import create_engine, text
 
 from runwatch import events as ev
@@ -22,7 +23,6 @@ from runwatch import wire
 from runwatch.thresholds import ThresholdPolicy
 from tests.integration.conftest import wait_for
 from tests.support.proxy import CuttableProxy
-from workers.drainer import Drainer
 
 DRAINERS = 6
 RETRIES = 5  # compared per index: the k-th retry of every drainer, k = 1..RETRIES

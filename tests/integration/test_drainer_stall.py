@@ -12,14 +12,14 @@ import threading
 import time
 import uuid
 
+import runwatch.workers.drainer as drainer_module
+from runwatch.workers.drainer import Drainer
 from sqlalchemy import text
 
-import workers.drainer as drainer_module
 from runwatch import events as ev
 from runwatch import wire
 from runwatch.thresholds import ThresholdPolicy
 from tests.integration.conftest import wait_for
-from workers.drainer import Drainer
 
 
 def _entry(client, stream: str, event: dict) -> None:

@@ -8,9 +8,9 @@ import uuid
 from datetime import datetime, timedelta
 
 import pytest
+from runwatch.bridge.keys import Keys
 from sqlalchemy import text
 
-from bridge.keys import Keys
 from runwatch.cli import main
 from runwatch.variables import VARIABLES
 

@@ -8,10 +8,10 @@ import time
 import uuid
 
 import pytest
+from runwatch.bridge.keys import Keys
+from runwatch.bridge.locator import RedisLocator
 from sqlalchemy import text
 
-from bridge.keys import Keys
-from bridge.locator import RedisLocator
 from runwatch import events as ev
 from runwatch.healer import HealOptions, heal_once
 from runwatch.ledger import apply_events
@@ -230,7 +230,7 @@ def test_a_run_whose_own_events_are_unapplied_waits_for_them(harness, heal, sett
 
 
 def test_no_reconciliation_while_the_ledger_lags_far_behind(harness, heal, settings):
-    from bridge import locator as locator_module
+    from runwatch.bridge import locator as locator_module
 
     run_id = seed(harness.engine, "running", worker_id="gone")
     for _ in range(locator_module.MAX_INSPECTED_ENTRIES + 1):
@@ -495,8 +495,8 @@ def test_a_drainer_frozen_mid_transaction_loses_its_row_locks_after_the_idle_tim
     was between two statements of a transaction kept the rows it had written locked. The healer
     skipped them (SKIP LOCKED) and every other drainer waited on them, so the frozen worker's runs
     were never handed back and the ledger stood still until the worker was thawed."""
-    from workers import drainer as drainer_module
-    from workers.drainer import Drainer
+    from runwatch.workers import drainer as drainer_module
+    from runwatch.workers.drainer import Drainer
 
     run_id = seed(harness.engine, "running", worker_id="frozen-worker", rid="r")
     completion = _success(row(harness.engine, run_id)["message_id"])

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import dramatiq
+from runwatch.workers.maintenance import Maintenance, declare_actors
 from sqlalchemy import text
 
 from tests.integration.conftest import wait_for
 from tests.integration.test_healer import row, seed
-from workers.maintenance import Maintenance, declare_actors
 
 
 def test_a_pass_heals_stale_runs_and_records_itself(harness, settings):
@@ -24,8 +24,7 @@ def test_a_pass_heals_stale_runs_and_records_itself(harness, settings):
 def test_the_worker_runs_maintenance_on_its_own(harness, settings, servers, namespace):
     from dramatiq.brokers.redis import RedisBroker
 
-    import workers
-
+    from runwatch import workers
     run_id = seed(harness.engine, "running", worker_id="gone")
     live = dataclasses.replace(settings, heal_interval_seconds=1)
     broker = RedisBroker(url=servers.redis_url, namespace=namespace)

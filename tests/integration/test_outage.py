@@ -9,13 +9,13 @@ from urllib.parse import urlsplit
 import dramatiq
 import pytest
 import redis
+from runwatch.workers.drainer import Drainer
+from runwatch.workers.shipper import EventShipper
 from sqlalchemy import create_engine, text
 
 from runwatch.thresholds import ThresholdPolicy
 from tests.integration.conftest import wait_for
 from tests.support.proxy import CuttableProxy
-from workers.drainer import Drainer
-from workers.shipper import EventShipper
 
 
 @pytest.fixture

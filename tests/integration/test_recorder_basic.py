@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dramatiq
 import pytest
+from runwatch.workers import current_run
 
-import workers
-from workers import current_run
+from runwatch import workers
 
 
 def test_success_is_recorded_with_every_stage(harness, worker):

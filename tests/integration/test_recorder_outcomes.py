@@ -6,9 +6,9 @@ import threading
 
 import dramatiq
 import pytest
+from runwatch.workers import current_run
 
 from runwatch.errors import InvalidSummary
-from workers import current_run
 
 FAST_RETRY = {"min_backoff": 10, "max_backoff": 20}
 

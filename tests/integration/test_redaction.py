@@ -11,15 +11,14 @@ import time
 import dramatiq
 import pytest
 from dramatiq.brokers.redis import RedisBroker
+from runwatch.bridge.adapter import reconcile_once
+from runwatch.bridge.keys import Keys
+from runwatch.workers.drainer import Drainer
 
-import workers
-from bridge.adapter import reconcile_once
-from bridge.keys import Keys
 from runwatch import events as ev
-from runwatch import redact
+from runwatch import redact, workers
 from runwatch.ledger import apply_events
 from runwatch.thresholds import ThresholdPolicy
-from workers.drainer import Drainer
 
 from .leaks import LIST, api, cli_text, ledger_text  # noqa: F401  (api is a fixture)
 

@@ -25,10 +25,10 @@ import dramatiq
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from runwatch.bridge.adapter import reconcile_once
+from runwatch.bridge.keys import Keys
 from sqlalchemy import text
 
-from bridge.adapter import reconcile_once
-from bridge.keys import Keys
 from runwatch import events as ev
 from runwatch import redact
 from runwatch.ledger import apply_events

@@ -14,12 +14,12 @@ from collections import Counter
 import dramatiq
 import pytest
 import redis
+import runwatch.bridge.requeue as rq
 from dramatiq.brokers.redis import RedisBroker
+from runwatch.bridge import deadletters as dl
+from runwatch.bridge.keys import Keys
 from sqlalchemy import text
 
-import bridge.requeue as rq
-from bridge import deadletters as dl
-from bridge.keys import Keys
 from runwatch.thresholds import ThresholdPolicy
 
 QUEUE = "race"

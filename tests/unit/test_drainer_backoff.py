@@ -5,8 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-
-from workers.drainer import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, Drainer, backoff_seconds
+from runwatch.workers.drainer import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, Drainer, backoff_seconds
 
 CEILINGS = [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0]
 

@@ -27,7 +27,7 @@ def test_bridge_and_the_recorders_metadata_never_retype_an_option_name():
 
 
 def test_the_recorder_declares_the_shared_actor_options():
-    from workers import meta
+    from runwatch.workers import meta
 
     assert meta.ACTOR_OPTIONS is options.ACTOR_OPTIONS
     assert (meta.TENANT_OPTION, meta.INITIATOR_OPTION, meta.RETRY_OF_OPTION) == (

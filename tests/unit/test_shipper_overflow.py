@@ -7,9 +7,9 @@ import threading
 
 import pytest
 import redis
+from runwatch.workers.shipper import EventShipper
 
 from runwatch import events as ev
-from workers.shipper import EventShipper
 
 
 class _DownRedis:

@@ -6,10 +6,10 @@ import os
 import sysconfig
 
 import pytest
+from runwatch.workers.meta import TRACEBACK_MAX_CHARS, error_evidence
 
 from runwatch import tracebacks
 from runwatch.redact import Redactor
-from workers.meta import TRACEBACK_MAX_CHARS, error_evidence
 
 STDLIB = sysconfig.get_paths()["stdlib"]
 
