@@ -23,7 +23,3 @@ class InvalidSummary(ValidationError):
 
 class InvalidOutcome(ValidationError):
     """An outcome declaration is malformed (unknown outcome, missing reason code, ...)."""
-
-
-class IllegalTransition(RunwatchError):
-    """A lifecycle transition that DESIGN.md §3 does not allow was attempted."""

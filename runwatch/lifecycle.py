@@ -32,9 +32,6 @@ class Freshness(enum.StrEnum):
     TERMINAL_NORMAL = "terminal_normal"
 
 
-#: Status order: a run only ever moves up this ladder, never down.
-STATUS_RANK: dict[Status, int] = {Status.QUEUED: 1, Status.RUNNING: 2, Status.COMPLETED: 3}
-
 #: Outcomes a job can end with by itself (terminal_normal).
 TERMINAL_OUTCOMES = frozenset({Outcome.SUCCEEDED, Outcome.PARTIALLY_SUCCEEDED, Outcome.BLOCKED, Outcome.FAILED})
 
@@ -79,10 +76,6 @@ def is_legal(current: State, target: State, *, started: bool = False) -> bool:
     through running on its way to ``target``.
     """
     return (current, target) in TRANSITIONS or (started and (current, target) in THROUGH_RUNNING)
-
-
-def is_terminal(status: Status | str) -> bool:
-    return status == Status.COMPLETED
 
 
 def freshness(

@@ -92,3 +92,30 @@ def test_stale_at_is_derived_by_the_database(engine):
         )
         stale_at = conn.execute(text("SELECT stale_at - started_at FROM operation_runs WHERE message_id='q'"))
         assert stale_at.scalar().total_seconds() == 60
+
+
+def _reconciled(code: str, source: str) -> dict:
+    return {**_state_columns(Status.COMPLETED, Outcome.FAILED, True), "reason_code": code, "source": source}
+
+
+def test_database_accepts_exactly_the_reason_code_catalogue(engine):
+    """A reason code missing from the CHECK would make the drainer reject good events: keep them in step."""
+    from runwatch.reasons import CATALOGUE, Source
+
+    for i, reason in enumerate(CATALOGUE.values()):
+        assert _accepted(engine, INSERT, {"message_id": f"r{i}", **_reconciled(reason.code, reason.source.value)}), (
+            reason.code
+        )
+    assert not _accepted(engine, INSERT, {"message_id": "unknown", **_reconciled("run.not_in_catalogue",
+                                                                                 "scheduled_reconciler")})  # fmt: skip
+    assert not _accepted(engine, INSERT, {"message_id": "nosource", **_reconciled("run.stale_running", "cron")})
+    with engine.connect() as conn:
+        check = conn.execute(text(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'runwatch_reconciliation_complete'"
+        )).scalar_one()  # fmt: skip
+    # Every code and source the CHECK names is one Python knows: neither side has one the other lacks.
+    import re
+
+    named = set(re.findall(r"'(run\.[a-z_]+)'", check))
+    assert named == set(CATALOGUE)
+    assert set(re.findall(r"'([a-z_]+_(?:callback|reconciler))'", check)) == {s.value for s in Source}
