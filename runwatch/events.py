@@ -157,6 +157,8 @@ def validate(event: Mapping[str, Any]) -> dict[str, Any]:
             raise ValidationError("event start is not an object")
         _check_epoch("start time", start.get("at"))
     if "summary" in event:
+        if not isinstance(event["summary"], Mapping):
+            raise ValidationError("event summary is not an object")
         # NOTE: keys were checked against the actor's catalogue at the call site; here only values.
         validate_summary(event["summary"], event["summary"].keys())
     if event["kind"] == COMPLETED and event.get("outcome") not in _OUTCOMES:

@@ -6,15 +6,7 @@ by a write in Python; a guard that matches nothing is a normal outcome.
 
 from sqlalchemy import text
 
-#: Insert events not seen before (idempotent redelivery from the stream); returns the new ones.
-INSERT_EVENTS = text("""
-INSERT INTO run_events (event_uuid, message_id, kind, at, details)
-SELECT e.id, e.message_id, e.kind, to_timestamp(e.at), e.details
-FROM jsonb_to_recordset(CAST(:events AS jsonb))
-     AS e(id uuid, message_id text, kind text, at double precision, details jsonb)
-ON CONFLICT (event_uuid) DO NOTHING
-RETURNING replace(event_uuid::text, '-', '') AS id
-""")
+from . import fold
 
 #: Mark terminal events that lost the race to an earlier terminal transition.
 MARK_LATE = text("UPDATE run_events SET late = true WHERE event_uuid = ANY(CAST(:ids AS uuid[]))")
@@ -31,7 +23,7 @@ _NEWER_REDIS_ID = (
 
 #: Fold deltas into runs. Monotonic: status only climbs the rank ladder, a terminal row is
 #: never touched (the DO UPDATE guard), counters merge, the newest progress wins.
-UPSERT_RUNS = text(f"""
+_UPSERT_RUNS = f"""
 INSERT INTO operation_runs AS r (
     message_id, queue_name, actor_name, type, type_label, tenant_id, initiator_name, created_at,
     max_retries, time_limit_ms, retry_of, args, queued_stale_seconds, running_stale_seconds,
@@ -48,16 +40,7 @@ SELECT d.message_id, d.queue_name, d.actor_name, d.type, d.type_label, d.tenant_
     d.progress_processed, d.progress_total, d.operator_message, d.last_error, d.completed_at,
     COALESCE(d.failure_summary, '[]'), d.reconciled_at, d.reconciliation_source, d.reason_code,
     d.reason_message, d.reconciliation_evidence, d.redis_message_id, d.redis_message_id_at
-FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS d(
-    message_id text, queue_name text, actor_name text, type text, type_label text, tenant_id bigint,
-    initiator_name text, created_at timestamptz, max_retries integer, time_limit_ms bigint,
-    retry_of bigint, args jsonb, queued_stale_seconds integer, running_stale_seconds integer,
-    threshold_source text, status text, outcome text, deliveries integer, attempts integer,
-    summary_counts jsonb, started_at timestamptz, worker_id text, last_progress_at timestamptz,
-    next_retry_at timestamptz, progress_processed double precision, progress_total double precision,
-    operator_message text, last_error jsonb, completed_at timestamptz, failure_summary jsonb,
-    reconciled_at timestamptz, reconciliation_source text, reason_code text, reason_message text,
-    reconciliation_evidence jsonb, redis_message_id text, redis_message_id_at timestamptz)
+FROM folded d
 ON CONFLICT (message_id) DO UPDATE SET
     status = CASE WHEN {_RANK.format("EXCLUDED.status")} > {_RANK.format("r.status")}
                   THEN EXCLUDED.status ELSE r.status END,
@@ -102,6 +85,38 @@ ON CONFLICT (message_id) DO UPDATE SET
     last_progress_at = GREATEST(r.last_progress_at, EXCLUDED.last_progress_at)
 WHERE r.status <> 'completed'
 RETURNING r.message_id
+"""
+
+_TERMINAL = "('completed', 'dead_lettered')"
+
+#: Apply a batch of run events (the raw JSON array, ``:batch``) in one statement: validate,
+#: insert the events not seen before (idempotent redelivery: ON CONFLICT on the event id), fold
+#: the new ones per message (``fold``) and upsert the runs. A terminal event is stored ``late``
+#: when an earlier one of the batch or the ledger won. Returns counts, the late event ids, and
+#: the deltas the guard refused because their run was terminal already (``ledger`` finishes those).
+APPLY_EVENTS = text(f"""
+WITH {fold.PARSE},
+ins AS (
+    INSERT INTO run_events (event_uuid, message_id, kind, at, details, late)
+    SELECT id, message_id, kind, to_timestamp(at), details,
+           terminal AND (rank > 1 OR EXISTS (
+               SELECT FROM operation_runs r WHERE r.message_id = ranked.message_id AND r.status = 'completed'))
+    FROM ranked
+    ON CONFLICT (event_uuid) DO NOTHING
+    RETURNING event_uuid, late
+),
+nev AS (SELECT ev.* FROM ev JOIN ins ON ins.event_uuid = ev.id),
+{fold.FOLD},
+up AS ({_UPSERT_RUNS})
+SELECT (SELECT count(*) FROM ev) AS events,
+       (SELECT count(*) FROM ins) AS events_new,
+       (SELECT count(*) FROM up) AS runs_written,
+       (SELECT array_agg(replace(event_uuid::text, '-', '')) FROM ins WHERE late) AS late_ids,
+       (SELECT jsonb_agg(jsonb_build_object(
+                   'message_id', f.message_id, 'deliveries', f.deliveries, 'attempts', f.attempts,
+                   'terminal_ids', (SELECT jsonb_agg(replace(n.id::text, '-', '')) FROM nev n
+                                    WHERE n.message_id = f.message_id AND n.kind IN {_TERMINAL})))
+        FROM folded f WHERE NOT EXISTS (SELECT FROM up WHERE up.message_id = f.message_id)) AS refused
 """)
 
 #: Deliveries that reached the ledger after their run ended (a duplicate delivery, or a start
@@ -214,4 +229,3 @@ SELECT gen_random_uuid(), message_id, 'reconciled', now(),
                           'evidence', reconciliation_evidence)
 FROM done
 """)
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,19 @@ class ThresholdPolicy:
     def __init__(self, settings: Settings, policies: dict[str, TypePolicy] | None = None) -> None:
         self._settings = settings
         self._policies = load_policies(settings.thresholds_file) if policies is None else policies
+        self._json: str | None = None
+
+    def as_json(self) -> str:
+        """The policy as the drain statement reads it (``fold.FOLD``): defaults, then per type."""
+        if self._json is not None:
+            return self._json
+        types = {
+            name: {k: v for k, v in (("queued", p.queued_stale_seconds), ("running", p.running_stale_seconds)) if v}
+            for name, p in self._policies.items()
+        }
+        defaults = {"queued": self._settings.queued_stale_seconds, "running": self._settings.running_stale_seconds}
+        self._json = json.dumps({**defaults, "types": types})
+        return self._json
 
     def opted_out_types(self) -> list[str]:
         """Types whose config says ``heal = false``."""
