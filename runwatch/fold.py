@@ -13,10 +13,12 @@ depends on that order only, so producer and worker events racing each other give
 - events up to the terminal one set progress, errors, the retry time; every ``started`` event
   (even one after the outcome: a duplicate delivery) counts as a delivery.
 
-``PARSE`` yields ``ev`` (one row per event, a start folded into a later event expanded again,
-duplicates within the batch removed; an invalid event raises ``runwatch_invalid_event``, a
-``data_exception``, so the drainer falls back to validating in Python and rejecting the culprit).
-``FOLD`` expects ``nev`` (the new events) and yields ``folded``: one delta per message.
+``PARSE`` yields ``ordered`` (one row per event, a start folded into a later event expanded
+again, duplicates within the batch removed, with its place ``seq`` in its message's order and
+the place ``term_seq`` of the message's first terminal event; an invalid event raises
+``runwatch_invalid_event``, a ``data_exception``, so the drainer falls back to validating in
+Python and rejecting the culprit). ``FOLD`` expects ``nev`` (the rows of ``ordered`` not seen
+before) and yields ``folded``: one delta per message.
 """
 
 from __future__ import annotations
@@ -75,92 +77,88 @@ ev AS MATERIALIZED (
         SELECT CAST(j->>'id' AS uuid) AS id, j->>'kind' AS kind, j->>'message_id' AS message_id,
                (j->>'at')::float8 AS at, j->'meta' AS meta,
                j - ARRAY['id', 'kind', 'message_id', 'at', 'meta', 'start'] AS details, 2 * ord AS ord
-        FROM raw
+        FROM raw WHERE invalid IS NULL
         UNION ALL
         -- NOTE: a deterministic id, so a redelivered stream entry dedupes the expanded start too.
         SELECT CAST(md5((j->>'id') || '.started') AS uuid), '{ev.STARTED}', j->>'message_id',
                (j->'start'->>'at')::float8, j->'meta', (j->'start') - 'at', 2 * ord - 1
-        FROM raw WHERE jsonb_typeof(j->'start') = 'object'
+        FROM raw WHERE invalid IS NULL AND jsonb_typeof(j->'start') = 'object'
     ) x
     ORDER BY id, ord
 ),
--- Terminal events after the message's first one in this batch are late (first terminal wins).
-ranked AS (
+-- seq: the event's place in its message's order; term_seq: the place of its first terminal event.
+ranked AS MATERIALIZED (
     SELECT ev.*, kind IN ('{ev.COMPLETED}', '{ev.DEAD_LETTERED}') AS terminal,
-           row_number() OVER (PARTITION BY message_id, kind IN ('{ev.COMPLETED}', '{ev.DEAD_LETTERED}')
-                              ORDER BY at, stage, ord) AS rank
+           row_number() OVER (PARTITION BY message_id ORDER BY at, stage, ord) AS seq
     FROM ev
+),
+ordered AS (
+    SELECT r.*, min(CASE WHEN terminal THEN seq END) OVER (PARTITION BY message_id) AS term_seq FROM ranked r
 )"""
 
-_LAST = "ORDER BY at DESC, stage DESC, ord DESC"
-_FIRST = "ORDER BY at, stage, ord"
+
+def _pick(expr: str, where: str = "true", *, last: bool = False) -> str:
+    """The first (or last) non-null text ``expr`` in the message's order, among events ``where``.
+
+    PERF: min/max over "zero-padded seq || value" needs no sort per group, unlike
+    ``array_agg(... ORDER BY ...)``, which cost ~40 us per message.
+    """
+    agg = "max" if last else "min"
+    return (
+        f"substr({agg}((lpad(seq::text, 7, '0') || ({expr})) COLLATE \"C\")"
+        f" FILTER (WHERE ({expr}) IS NOT NULL AND {where}), 8)"
+    )
 
 
-def _meta(key: str, cast: str = "") -> str:
-    """The first non-null value of metadata ``key`` (arrival-order-insensitive)."""
-    value = f"NULLIF(meta->'{key}', 'null')"
-    typed = f"({value}#>>'{{}}'){cast}" if cast else f"({value}#>>'{{}}')"
-    return f"(array_agg({typed} {_FIRST}) FILTER (WHERE {value} IS NOT NULL))[1]"
+def _meta(key: str) -> str:
+    """The first non-null value of metadata ``key`` (as text)."""
+    return _pick(f"NULLIF(meta->'{key}', 'null')#>>'{{}}'")
 
+
+_PRE = "(term_seq IS NULL OR seq <= term_seq)"  # up to and including the first terminal event
+_TERMINAL = f"kind IN ('{ev.COMPLETED}', '{ev.DEAD_LETTERED}')"
 
 FOLD = f"""
-term AS (
-    SELECT DISTINCT ON (message_id) message_id, kind, at, stage, ord, details
-    FROM nev WHERE kind IN ('{ev.COMPLETED}', '{ev.DEAD_LETTERED}') ORDER BY message_id, at, stage, ord
-),
--- Events up to and including the first terminal one: the ones that shape the row.
-pre AS (
-    SELECT n.* FROM nev n LEFT JOIN term t ON t.message_id = n.message_id
-    WHERE t.message_id IS NULL OR (n.at, n.stage, n.ord) <= (t.at, t.stage, t.ord)
-),
 sums AS (
-    SELECT message_id, jsonb_object_agg(s.key, s.value ORDER BY at, stage, ord) AS summary
-    FROM pre, jsonb_each(pre.details->'summary') AS s
-    WHERE kind IN ('{ev.PROGRESS}', '{ev.COMPLETED}') AND jsonb_typeof(pre.details->'summary') = 'object'
+    SELECT message_id, jsonb_object_agg(s.key, s.value ORDER BY seq) AS summary
+    FROM nev, jsonb_each(nev.details->'summary') AS s
+    WHERE kind IN ('{ev.PROGRESS}', '{ev.COMPLETED}') AND {_PRE}
     GROUP BY message_id
 ),
-everything AS (
+agg AS (
     SELECT message_id,
         {_meta("queue")} AS queue_name, {_meta("actor")} AS actor_name, {_meta("type")} AS type,
-        {_meta("label")} AS type_label, {_meta("tenant_id", "::bigint")} AS tenant_id,
-        {_meta("initiator")} AS initiator_name, {_meta("created_at", "::float8")} AS created_at,
-        {_meta("max_retries", "::integer")} AS max_retries, {_meta("time_limit_ms", "::bigint")} AS time_limit_ms,
-        {_meta("retry_of", "::bigint")} AS retry_of,
-        (array_agg(NULLIF(meta->'args', 'null') {_FIRST}) FILTER (WHERE NULLIF(meta->'args', 'null') IS NOT NULL))[1]
-            AS args,
-        {_meta("queued_stale_seconds", "::integer")} AS queued_override,
-        {_meta("running_stale_seconds", "::integer")} AS running_override,
+        {_meta("label")} AS type_label, {_meta("tenant_id")}::bigint AS tenant_id,
+        {_meta("initiator")} AS initiator_name, {_meta("created_at")}::float8 AS created_at,
+        {_meta("max_retries")}::integer AS max_retries, {_meta("time_limit_ms")}::bigint AS time_limit_ms,
+        {_meta("retry_of")}::bigint AS retry_of, {_pick("NULLIF(meta->'args', 'null')::text")}::jsonb AS args,
+        {_meta("queued_stale_seconds")}::integer AS queued_override,
+        {_meta("running_stale_seconds")}::integer AS running_override,
+        min(term_seq) AS term_seq,
         count(*) FILTER (WHERE kind = '{ev.STARTED}') AS deliveries,
         max(COALESCE((details->>'attempt')::integer, 1)) FILTER (WHERE kind = '{ev.STARTED}') AS started_attempts,
-        (array_agg(at {_LAST}) FILTER (WHERE NULLIF(details->>'redis_message_id', '') IS NOT NULL))[1]
-            AS redis_message_id_at,
-        (array_agg(details->>'redis_message_id' {_LAST})
-            FILTER (WHERE NULLIF(details->>'redis_message_id', '') IS NOT NULL))[1] AS redis_message_id
-    FROM nev GROUP BY message_id
-),
-shaped AS (
-    SELECT message_id,
-        bool_or(stage BETWEEN 1 AND 3) AS started,
+        {_pick("NULLIF(details->>'redis_message_id', '') || '|' || at::text", last=True)} AS redis_id_at,
+        bool_or(stage BETWEEN 1 AND 3 AND {_PRE}) AS started,
         min(CASE WHEN kind = '{ev.STARTED}' THEN at
                  WHEN kind IN ('{ev.ATTEMPT_FAILED}', '{ev.COMPLETED}', '{ev.DEAD_LETTERED}')
-                 THEN (NULLIF(details->'started_at', 'null')#>>'{{}}')::float8 END) AS started_at,
-        max(COALESCE((details->>'attempt')::integer, 1)) FILTER (WHERE kind = '{ev.ATTEMPT_FAILED}') AS failed_attempts,
-        (array_agg(details->>'worker_id' {_LAST}) FILTER (WHERE kind = '{ev.STARTED}'))[1] AS worker_id,
-        max(at) FILTER (WHERE kind <> '{ev.ENQUEUED}' AND kind <> '{ev.DEAD_LETTERED}') AS last_progress_at,
-        (array_agg(CASE WHEN kind = '{ev.ATTEMPT_FAILED}'
-                        THEN (NULLIF(details->'next_retry_at', 'null')#>>'{{}}')::float8 END {_LAST})
-            FILTER (WHERE stage >= 1 AND kind <> '{ev.PROGRESS}'))[1] AS next_retry_at,
-        (array_agg(NULLIF(details->'progress_processed', 'null')#>>'{{}}' {_LAST})
-            FILTER (WHERE NULLIF(details->'progress_processed', 'null') IS NOT NULL
-                    AND kind IN ('{ev.PROGRESS}', '{ev.COMPLETED}')))[1]::float8 AS progress_processed,
-        (array_agg(NULLIF(details->'progress_total', 'null')#>>'{{}}' {_LAST})
-            FILTER (WHERE NULLIF(details->'progress_total', 'null') IS NOT NULL
-                    AND kind IN ('{ev.PROGRESS}', '{ev.COMPLETED}')))[1]::float8 AS progress_total,
-        (array_agg(details->>'operator_message' {_LAST})
-            FILTER (WHERE details->>'operator_message' IS NOT NULL
-                    AND kind IN ('{ev.PROGRESS}', '{ev.COMPLETED}')))[1] AS operator_message,
-        (array_agg(details->'error' {_LAST}) FILTER (WHERE kind = '{ev.ATTEMPT_FAILED}'))[1] AS last_error
-    FROM pre GROUP BY message_id
+                 THEN (NULLIF(details->'started_at', 'null')#>>'{{}}')::float8 END) FILTER (WHERE {_PRE}) AS started_at,
+        max(COALESCE((details->>'attempt')::integer, 1)) FILTER (WHERE kind = '{ev.ATTEMPT_FAILED}' AND {_PRE})
+            AS failed_attempts,
+        {_pick("details->>'worker_id'", f"kind = '{ev.STARTED}' AND {_PRE}", last=True)} AS worker_id,
+        max(at) FILTER (WHERE kind <> '{ev.ENQUEUED}' AND kind <> '{ev.DEAD_LETTERED}' AND {_PRE})
+            AS last_progress_at,
+        NULLIF({_pick(
+            f"CASE WHEN kind = '{ev.ATTEMPT_FAILED}'"
+            " THEN COALESCE(NULLIF(details->'next_retry_at', 'null')#>>'{}', '') ELSE '' END",
+            f"stage >= 1 AND kind <> '{ev.PROGRESS}' AND {_PRE}", last=True)}, '')::float8 AS next_retry_at,
+        {_pick("NULLIF(details->'progress_processed', 'null')#>>'{}'",
+               f"kind IN ('{ev.PROGRESS}', '{ev.COMPLETED}') AND {_PRE}", last=True)}::float8 AS progress_processed,
+        {_pick("NULLIF(details->'progress_total', 'null')#>>'{}'",
+               f"kind IN ('{ev.PROGRESS}', '{ev.COMPLETED}') AND {_PRE}", last=True)}::float8 AS progress_total,
+        {_pick("details->>'operator_message'",
+               f"kind IN ('{ev.PROGRESS}', '{ev.COMPLETED}') AND {_PRE}", last=True)} AS operator_message,
+        {_pick("(details->'error')::text", f"kind = '{ev.ATTEMPT_FAILED}' AND {_PRE}", last=True)}::jsonb AS last_error
+    FROM nev GROUP BY message_id
 ),
 folded AS (
     SELECT a.message_id, a.queue_name, a.actor_name, a.type, a.type_label, a.tenant_id, a.initiator_name,
@@ -172,26 +170,26 @@ folded AS (
         CASE WHEN a.queued_override IS NOT NULL OR a.running_override IS NOT NULL THEN 'actor'
              WHEN pol.p->'types'->a.type->'queued' IS NOT NULL OR pol.p->'types'->a.type->'running' IS NOT NULL
              THEN 'config' ELSE 'default' END AS threshold_source,
-        CASE WHEN t.message_id IS NOT NULL THEN 'completed' WHEN s.started THEN 'running' ELSE 'queued' END AS status,
+        CASE WHEN t.message_id IS NOT NULL THEN 'completed' WHEN a.started THEN 'running' ELSE 'queued' END AS status,
         CASE WHEN t.kind = '{ev.COMPLETED}' THEN t.details->>'outcome' WHEN t.kind IS NOT NULL THEN 'failed'
              ELSE 'pending' END AS outcome,
         a.deliveries::integer AS deliveries,
-        GREATEST(a.started_attempts, s.failed_attempts, 0) AS attempts,
+        GREATEST(a.started_attempts, a.failed_attempts, 0) AS attempts,
         COALESCE(u.summary, '{{}}') AS summary_counts,
-        to_timestamp(s.started_at) AS started_at, s.worker_id, to_timestamp(s.last_progress_at) AS last_progress_at,
-        to_timestamp(s.next_retry_at) AS next_retry_at, s.progress_processed, s.progress_total,
-        s.operator_message, s.last_error,
+        to_timestamp(a.started_at) AS started_at, a.worker_id, to_timestamp(a.last_progress_at) AS last_progress_at,
+        to_timestamp(a.next_retry_at) AS next_retry_at, a.progress_processed, a.progress_total,
+        a.operator_message, a.last_error,
         to_timestamp(t.at) AS completed_at,
         COALESCE(NULLIF(t.details->'failure_summary', 'null'), '[]') AS failure_summary,
         CASE WHEN t.kind = '{ev.DEAD_LETTERED}' THEN to_timestamp(t.at) END AS reconciled_at,
         r.source AS reconciliation_source, r.code AS reason_code, r.message AS reason_message,
         CASE WHEN r.code IS NOT NULL THEN COALESCE(NULLIF(t.details->'evidence', 'null'), '{{}}') END
             AS reconciliation_evidence,
-        a.redis_message_id, to_timestamp(a.redis_message_id_at) AS redis_message_id_at
-    FROM everything a
-    JOIN shaped s ON s.message_id = a.message_id
+        split_part(a.redis_id_at, '|', 1) AS redis_message_id,
+        to_timestamp(NULLIF(split_part(a.redis_id_at, '|', 2), '')::float8) AS redis_message_id_at
+    FROM agg a
     CROSS JOIN (SELECT CAST(:policy AS jsonb) AS p) pol
-    LEFT JOIN term t ON t.message_id = a.message_id
+    LEFT JOIN nev t ON t.message_id = a.message_id AND t.seq = a.term_seq AND t.{_TERMINAL}
     LEFT JOIN sums u ON u.message_id = a.message_id
     LEFT JOIN reasons r ON t.kind = '{ev.DEAD_LETTERED}' AND r.code = t.details->>'reason_code'
 )"""

@@ -99,13 +99,13 @@ WITH {fold.PARSE},
 ins AS (
     INSERT INTO run_events (event_uuid, message_id, kind, at, details, late)
     SELECT id, message_id, kind, to_timestamp(at), details,
-           terminal AND (rank > 1 OR EXISTS (
-               SELECT FROM operation_runs r WHERE r.message_id = ranked.message_id AND r.status = 'completed'))
-    FROM ranked
+           terminal AND (seq > term_seq OR EXISTS (
+               SELECT FROM operation_runs r WHERE r.message_id = ordered.message_id AND r.status = 'completed'))
+    FROM ordered
     ON CONFLICT (event_uuid) DO NOTHING
     RETURNING event_uuid, late
 ),
-nev AS (SELECT ev.* FROM ev JOIN ins ON ins.event_uuid = ev.id),
+nev AS (SELECT o.* FROM ordered o JOIN ins ON ins.event_uuid = o.id),
 {fold.FOLD},
 up AS ({_UPSERT_RUNS})
 SELECT (SELECT count(*) FROM ev) AS events,
