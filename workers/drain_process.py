@@ -1,18 +1,26 @@
-"""The drainer as a child process of each worker process (``RUNWATCH_DRAIN=process``, the default).
+"""The drainer as a child process of one worker process per host (``RUNWATCH_DRAIN=process``, the default).
 
-Applying events to PostgreSQL is CPU work (decode, fold, encode); in a thread it competes for
-the worker's GIL. A child process runs it on another core. The child exits when its parent
-does (SIGKILL included: it watches its parent pid), after a last drain on SIGTERM.
+A drainer in a thread would compete for the worker's GIL; in a child process it runs beside
+the jobs. One per host is enough (PostgreSQL does the folding; the drainer is a thin pipe), and
+one per worker process would multiply its memory with ``dramatiq -p N``: the worker processes
+of a host elect one with an ``flock`` on a per-host, per-stream lock file (``HostDrainer``). The
+holder runs the child; when the holder dies the kernel releases the lock and another worker
+process takes over within ``RETRY_SECONDS``. The child exits when its parent does (SIGKILL
+included: it watches its parent pid), after a last drain on SIGTERM.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import logging
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -56,6 +64,69 @@ def spawn(recorder: Recorder) -> subprocess.Popen | None:
         _PARENT_ENV: str(os.getpid()),
     }
     return subprocess.Popen([sys.executable, "-m", "workers.drain_process"], env=env)
+
+
+#: How often a worker process that does not hold the host's drain lock tries to take it over.
+RETRY_SECONDS = 1.0
+
+
+def lock_path(client: redis.Redis, stream: str) -> Path:
+    """The host's lock file for draining ``stream`` of the Redis ``client`` talks to."""
+    key = hashlib.sha256(f"{redis_url_of(client)}\0{stream}".encode()).hexdigest()[:20]
+    return Path(tempfile.gettempdir()) / f"runwatch-drain-{key}.lock"
+
+
+class HostDrainer:
+    """Run the drainer child in whichever worker process of this host holds the drain lock."""
+
+    def __init__(self, recorder: Recorder, stop_event: threading.Event, *, retry_seconds: float = RETRY_SECONDS):
+        self._recorder = recorder
+        self._stop = stop_event
+        self._retry = retry_seconds
+        self._path = lock_path(recorder.shipper.client, recorder.settings.event_stream)
+        self._fd: int | None = None
+        self.child: subprocess.Popen | None = None
+        self.thread = threading.Thread(target=self._run, name="runwatch-drain-election", daemon=True)
+
+    @property
+    def holds_lock(self) -> bool:
+        return self._fd is not None
+
+    def start(self) -> HostDrainer:
+        self.thread.start()
+        return self
+
+    def join(self, timeout_seconds: float) -> None:
+        self.thread.join(timeout_seconds)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                if self._fd is None:
+                    self._fd = self._try_lock()
+                if self._fd is not None and (self.child is None or self.child.poll() is not None):
+                    if self.child is not None:
+                        logger.warning("the drainer process exited with %s; starting another", self.child.returncode)
+                    self.child = spawn(self._recorder)
+                    if self.child is None:
+                        return  # no database: spawn() said why; nothing to elect for
+                if self._stop.wait(self._retry):
+                    break
+        finally:
+            stop(self.child)
+            if self._fd is not None:
+                os.close(self._fd)  # NOTE: releases the lock; another worker process takes over
+                self._fd = None
+
+    def _try_lock(self) -> int | None:
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None
+        os.set_inheritable(fd, False)  # NOTE: the lock dies with this process, not with a child
+        return fd
 
 
 def stop(child: subprocess.Popen | None, timeout_seconds: float = 10) -> None:
