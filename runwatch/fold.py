@@ -71,17 +71,23 @@ raw AS MATERIALIZED (
     SELECT e.j, e.ord, CASE WHEN NOT {_VALID} THEN runwatch_invalid_event(e.ord) END AS invalid
     FROM jsonb_array_elements(CAST(:batch AS jsonb)) WITH ORDINALITY AS e(j, ord)
 ),
+-- record: the log row that carries the event (a folded start lives in its outcome's row);
+-- logged: whether the event gets a row of its own (see statements.APPLY_EVENTS).
 ev AS MATERIALIZED (
-    SELECT DISTINCT ON (id) id, kind, message_id, at, meta, details, ord, {_STAGE} AS stage
+    SELECT DISTINCT ON (id) id, kind, message_id, at, meta, details, ord, {_STAGE} AS stage, record, logged
     FROM (
         SELECT CAST(j->>'id' AS uuid) AS id, j->>'kind' AS kind, j->>'message_id' AS message_id,
                (j->>'at')::float8 AS at, j->'meta' AS meta,
-               j - ARRAY['id', 'kind', 'message_id', 'at', 'meta', 'start'] AS details, 2 * ord AS ord
+               j - ARRAY['id', 'kind', 'message_id', 'at', 'meta'] AS details, 2 * ord AS ord,
+               CAST(j->>'id' AS uuid) AS record,
+               j->>'kind' <> '{ev.ENQUEUED}' OR NULLIF(j->'delay_ms', 'null') IS NOT NULL
+                   OR j ? 'moved_out_of_delay_queue' AS logged
         FROM raw WHERE invalid IS NULL
         UNION ALL
         -- NOTE: a deterministic id, so a redelivered stream entry dedupes the expanded start too.
         SELECT CAST(md5((j->>'id') || '.started') AS uuid), '{ev.STARTED}', j->>'message_id',
-               (j->'start'->>'at')::float8, j->'meta', (j->'start') - 'at', 2 * ord - 1
+               (j->'start'->>'at')::float8, j->'meta', (j->'start') - 'at', 2 * ord - 1,
+               CAST(j->>'id' AS uuid), false
         FROM raw WHERE invalid IS NULL AND jsonb_typeof(j->'start') = 'object'
     ) x
     ORDER BY id, ord

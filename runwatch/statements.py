@@ -6,6 +6,7 @@ by a write in Python; a guard that matches nothing is a normal outcome.
 
 from sqlalchemy import text
 
+from . import events as ev
 from . import fold
 
 #: Mark terminal events that lost the race to an earlier terminal transition.
@@ -90,33 +91,46 @@ RETURNING r.message_id
 _TERMINAL = "('completed', 'dead_lettered')"
 
 #: Apply a batch of run events (the raw JSON array, ``:batch``) in one statement: validate,
-#: insert the events not seen before (idempotent redelivery: ON CONFLICT on the event id), fold
-#: the new ones per message (``fold``) and upsert the runs. A terminal event is stored ``late``
+#: log the events not seen before (idempotent redelivery: ON CONFLICT on the event id), fold
+#: the new ones per message (``fold``) and upsert the runs. A terminal event is logged ``late``
 #: when an earlier one of the batch or the ledger won. Returns counts, the late event ids, and
 #: the deltas the guard refused because their run was terminal already (``ledger`` finishes those).
+#:
+#: PERF: the log keeps one row per transition, not one per event: a start folded into its
+#: outcome (a job shorter than a flush) stays in that outcome's row (``details.start``), and a
+#: plain enqueue leaves no row (the run row's creation is its record: created_at, queue, Redis
+#: id); a delayed or moved enqueue does. An unlogged enqueue cannot be recognized as a
+#: duplicate, which is harmless: applying it again changes nothing.
 APPLY_EVENTS = text(f"""
 WITH {fold.PARSE},
 ins AS (
     INSERT INTO run_events (event_uuid, message_id, kind, at, details, late)
     SELECT id, message_id, kind, to_timestamp(at), details,
-           terminal AND (seq > term_seq OR EXISTS (
-               SELECT FROM operation_runs r WHERE r.message_id = ordered.message_id AND r.status = 'completed'))
-    FROM ordered
+           -- NOTE: only the message_id in the WHERE: with the status there too the planner may walk a
+           -- partial index of every completed run for each event.
+           terminal AND (seq > term_seq OR (
+               SELECT r.status FROM operation_runs r WHERE r.message_id = ordered.message_id) = 'completed')
+    FROM ordered WHERE logged
     ON CONFLICT (event_uuid) DO NOTHING
     RETURNING event_uuid, late
 ),
-nev AS (SELECT o.* FROM ordered o JOIN ins ON ins.event_uuid = o.id),
+nev AS (
+    SELECT o.* FROM ordered o
+    WHERE o.record IN (SELECT event_uuid FROM ins) OR (NOT o.logged AND o.kind = '{ev.ENQUEUED}')
+),
 {fold.FOLD},
 up AS ({_UPSERT_RUNS})
 SELECT (SELECT count(*) FROM ev) AS events,
-       (SELECT count(*) FROM ins) AS events_new,
+       (SELECT count(*) FROM nev) AS events_new,
        (SELECT count(*) FROM up) AS runs_written,
        (SELECT array_agg(replace(event_uuid::text, '-', '')) FROM ins WHERE late) AS late_ids,
        (SELECT jsonb_agg(jsonb_build_object(
                    'message_id', f.message_id, 'deliveries', f.deliveries, 'attempts', f.attempts,
                    'terminal_ids', (SELECT jsonb_agg(replace(n.id::text, '-', '')) FROM nev n
                                     WHERE n.message_id = f.message_id AND n.kind IN {_TERMINAL})))
-        FROM folded f WHERE NOT EXISTS (SELECT FROM up WHERE up.message_id = f.message_id)) AS refused
+        -- NOTE: EXCEPT (a hashed set operation), not NOT EXISTS: that became a nested loop over both CTEs.
+        FROM folded f JOIN (SELECT message_id FROM folded EXCEPT SELECT message_id FROM up) x USING (message_id))
+       AS refused
 """)
 
 #: Deliveries that reached the ledger after their run ended (a duplicate delivery, or a start
@@ -197,10 +211,13 @@ SELECT r.id, r.message_id, r.queue_name, r.redis_message_id, r.status, r.attempt
 FROM operation_runs r
 CROSS JOIN LATERAL (
     SELECT count(*) AS starts,
-           jsonb_agg(jsonb_build_object('at', e.at, 'worker_id', e.details->>'worker_id',
-                                        'attempt', e.details->'attempt') ORDER BY e.at) AS deliveries_seen
+           jsonb_agg(jsonb_build_object('at', e.at, 'worker_id', COALESCE(e.details->'start', e.details)->>'worker_id',
+                                        'attempt', COALESCE(e.details->'start', e.details)->'attempt')
+                     ORDER BY e.at) AS deliveries_seen
     FROM run_events e
-    WHERE e.message_id = r.message_id AND e.kind = 'started' AND e.at > now() - make_interval(secs => :window)
+    -- NOTE: a start folded into its outcome's row (statements.APPLY_EVENTS) is a delivery too.
+    WHERE e.message_id = r.message_id AND (e.kind = 'started' OR e.details ? 'start')
+      AND e.at > now() - make_interval(secs => :window)
 ) d
 WHERE r.status = 'running' AND r.deliveries > r.attempts
   AND r.deliveries - r.attempts >= :max_crash

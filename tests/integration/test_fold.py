@@ -105,7 +105,7 @@ def test_a_start_after_the_outcome_in_one_batch_is_still_a_delivery(engine):
     assert (row["deliveries"], row["status"], row["worker_id"]) == (2, "completed", "w1")
 
 
-def test_a_start_folded_into_its_outcome_is_an_event_of_its_own_and_dedupes(engine):
+def test_a_start_folded_into_its_outcome_counts_and_stays_in_its_outcomes_row(engine):
     done = ev.new_event(ev.COMPLETED, "m", T + 2, META, outcome="succeeded")
     done["start"] = {"at": T + 1, "attempt": 1, "worker_id": "w1", "redis_message_id": "r1"}
     with engine.begin() as conn:
@@ -114,8 +114,8 @@ def test_a_start_folded_into_its_outcome_is_an_event_of_its_own_and_dedupes(engi
         kinds = conn.execute(text("SELECT kind, details FROM run_events ORDER BY at")).all()
         row = _row(conn, "m")
     assert (first.events_new, again.events_new, again.events_duplicate) == (2, 0, 2)
-    assert [k for k, _ in kinds] == ["started", "completed"]
-    assert kinds[0][1] == {"attempt": 1, "worker_id": "w1", "redis_message_id": "r1"}
+    assert [k for k, _ in kinds] == ["completed"]
+    assert kinds[0][1]["start"] == {"at": T + 1, "attempt": 1, "worker_id": "w1", "redis_message_id": "r1"}
     assert (row["deliveries"], row["redis_message_id"], row["started_at"].timestamp()) == (1, "r1", T + 1)
 
 
