@@ -109,7 +109,8 @@ ins AS (
            -- NOTE: only the message_id in the WHERE: with the status there too the planner may walk a
            -- partial index of every completed run for each event.
            terminal AND (seq > term_seq OR (
-               SELECT r.status FROM operation_runs r WHERE r.message_id = ordered.message_id) = 'completed')
+               SELECT r.status FROM operation_runs r WHERE r.message_id = ordered.message_id
+           ) IS NOT DISTINCT FROM 'completed')
     FROM ordered WHERE logged
     ON CONFLICT (event_uuid) DO NOTHING
     RETURNING event_uuid, late
