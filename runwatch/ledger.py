@@ -1,21 +1,22 @@
-"""Apply run events to the ledger: one statement per batch (``statements.APPLY_EVENTS``).
-
-Validation, dedupe by event id, the fold and the guarded upsert run inside PostgreSQL; this
-module only passes the batch in and finishes the rare deltas the guard refused (their run was
-terminal already): their terminal events are marked late, their deliveries still counted.
-"""
+"""Apply run events to the ledger: dedupe, fold, one guarded upsert per batch."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection
 
+from . import events as ev
 from . import statements as sql
 from . import wire
+from .fold import TERMINAL_KINDS, fold
 from .thresholds import ThresholdPolicy
+
+# NOTE: metadata lives on the run row; repeating it in every event row would only cost space.
+_EVENT_COLUMNS = frozenset({"id", "kind", "message_id", "at", "meta"})
 
 
 @dataclass
@@ -26,26 +27,66 @@ class ApplyResult:
     late_events: list[str] = field(default_factory=list)
 
 
-def apply_events(conn: Connection, events: Sequence[dict[str, Any]], policy: ThresholdPolicy) -> ApplyResult:
-    """Record ``events`` in the caller's transaction (see ``apply_batch``)."""
-    return apply_batch(conn, wire.dumps(list(events)), policy)
+def logged(event: dict[str, Any]) -> bool:
+    """Whether ``event`` gets a row of its own in ``run_events``.
 
-
-def apply_batch(conn: Connection, batch: bytes, policy: ThresholdPolicy) -> ApplyResult:
-    """Record the JSON array of events ``batch`` in the caller's transaction.
-
-    Idempotent: an event id already in the log is skipped, so the stream may redeliver. An
-    invalid event fails the whole statement with a ``DataError`` (the caller validates and
-    rejects it, see ``workers.drainer``).
+    PERF: the log keeps one row per transition, not one per event. A plain enqueue leaves no row
+    (the run row's creation records it: created_at, queue, Redis id); a delayed or moved one
+    does. A start folded into its outcome (a job shorter than a flush) stays in that outcome's
+    row, as ``details.start``. An unlogged enqueue cannot be recognized as a duplicate, which is
+    harmless: applying it again changes nothing.
     """
-    row = conn.execute(sql.APPLY_EVENTS, {"batch": batch.decode(), "policy": policy.as_json()}).one()
-    result = ApplyResult(row.events_new, row.events - row.events_new, row.runs_written, list(row.late_ids or ()))
-    refused = row.refused or ()
-    late = {i for r in refused for i in r["terminal_ids"] or ()} - set(result.late_events)
-    if late:
-        result.late_events.extend(sorted(late))
-        conn.execute(sql.MARK_LATE, {"ids": sorted(late)})
-    deliveries = [{k: r[k] for k in ("message_id", "deliveries", "attempts")} for r in refused if r["deliveries"]]
-    if deliveries:
-        conn.execute(sql.COUNT_LATE_DELIVERIES, {"rows": wire.dumps(deliveries).decode()})
+    return event["kind"] != ev.ENQUEUED or event.get("delay_ms") is not None or "moved_out_of_delay_queue" in event
+
+
+def apply_events(conn: Connection, events: Sequence[dict[str, Any]], policy: ThresholdPolicy) -> ApplyResult:
+    """Record ``events`` (already validated) in the caller's transaction.
+
+    Idempotent: an event id already in the log is skipped, so the stream may redeliver.
+    """
+    result = ApplyResult()
+    if not events:
+        return result
+    rows = [{**_columns(e), "details": _details(e)} for e in events if logged(e)]
+    new_ids = set(conn.execute(sql.INSERT_EVENTS, {"events": wire.dumps(rows).decode()}).scalars()) if rows else set()
+    by_message: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for event in events:
+        if event["id"] in new_ids or not logged(event):
+            result.events_new += 1
+            by_message[event["message_id"]].extend(_unfold(event))
+    result.events_duplicate = len(events) - result.events_new
+    if not by_message:
+        return result
+    deltas = [fold(message_events, policy) for message_events in by_message.values()]
+    written = set(conn.execute(sql.UPSERT_RUNS, {"rows": wire.dumps(deltas).decode()}).scalars())
+    result.runs_written = len(written)
+    late_deliveries = []
+    for delta in deltas:
+        result.late_events.extend(delta["late_event_ids"])
+        if delta["message_id"] not in written:
+            # The row was already terminal: every terminal event of this delta came too late.
+            result.late_events.extend(e["id"] for e in by_message[delta["message_id"]] if e["kind"] in TERMINAL_KINDS)
+            if delta["deliveries"]:
+                late_deliveries.append({k: delta[k] for k in ("message_id", "deliveries", "attempts")})
+    if late_deliveries:
+        conn.execute(sql.COUNT_LATE_DELIVERIES, {"rows": wire.dumps(late_deliveries).decode()})
+    if result.late_events:
+        conn.execute(sql.MARK_LATE, {"ids": result.late_events})
     return result
+
+
+def _unfold(event: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A start the recorder folded into a later event, as an event of its own (for the fold only:
+    it is logged inside that event's row)."""
+    start = event.get("start")
+    if start is not None:
+        yield {"id": None, "kind": ev.STARTED, "message_id": event["message_id"], "meta": event["meta"], **start}
+    yield event
+
+
+def _columns(event: dict[str, Any]) -> dict[str, Any]:
+    return {"id": event["id"], "kind": event["kind"], "message_id": event["message_id"], "at": event["at"]}
+
+
+def _details(event: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if k not in _EVENT_COLUMNS}

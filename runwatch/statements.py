@@ -6,8 +6,15 @@ by a write in Python; a guard that matches nothing is a normal outcome.
 
 from sqlalchemy import text
 
-from . import events as ev
-from . import fold
+#: Insert events not seen before (idempotent redelivery from the stream); returns the new ones.
+INSERT_EVENTS = text("""
+INSERT INTO run_events (event_uuid, message_id, kind, at, details)
+SELECT e.id, e.message_id, e.kind, to_timestamp(e.at), e.details
+FROM jsonb_to_recordset(CAST(:events AS jsonb))
+     AS e(id uuid, message_id text, kind text, at double precision, details jsonb)
+ON CONFLICT (event_uuid) DO NOTHING
+RETURNING replace(event_uuid::text, '-', '') AS id
+""")
 
 #: Mark terminal events that lost the race to an earlier terminal transition.
 MARK_LATE = text("UPDATE run_events SET late = true WHERE event_uuid = ANY(CAST(:ids AS uuid[]))")
@@ -24,7 +31,7 @@ _NEWER_REDIS_ID = (
 
 #: Fold deltas into runs. Monotonic: status only climbs the rank ladder, a terminal row is
 #: never touched (the DO UPDATE guard), counters merge, the newest progress wins.
-_UPSERT_RUNS = f"""
+UPSERT_RUNS = text(f"""
 INSERT INTO operation_runs AS r (
     message_id, queue_name, actor_name, type, type_label, tenant_id, initiator_name, created_at,
     max_retries, time_limit_ms, retry_of, args, queued_stale_seconds, running_stale_seconds,
@@ -33,15 +40,25 @@ INSERT INTO operation_runs AS r (
     completed_at, failure_summary, reconciled_at, reconciliation_source, reason_code, reason_message,
     reconciliation_evidence, redis_message_id, redis_message_id_at)
 SELECT d.message_id, d.queue_name, d.actor_name, d.type, d.type_label, d.tenant_id, d.initiator_name,
-    d.created_at, d.max_retries, d.time_limit_ms,
+    to_timestamp(d.created_at), d.max_retries, d.time_limit_ms,
     (SELECT p.id FROM operation_runs p WHERE p.id = d.retry_of),  -- NOTE: a pruned original is no reason to lose a run
     d.args, d.queued_stale_seconds,
     d.running_stale_seconds, d.threshold_source, d.status, d.outcome, d.deliveries, d.attempts,
-    d.summary_counts, d.started_at, d.worker_id, d.last_progress_at, d.next_retry_at,
-    d.progress_processed, d.progress_total, d.operator_message, d.last_error, d.completed_at,
-    COALESCE(d.failure_summary, '[]'), d.reconciled_at, d.reconciliation_source, d.reason_code,
-    d.reason_message, d.reconciliation_evidence, d.redis_message_id, d.redis_message_id_at
-FROM folded d
+    d.summary_counts, to_timestamp(d.started_at), d.worker_id, to_timestamp(d.last_progress_at),
+    to_timestamp(d.next_retry_at), d.progress_processed, d.progress_total, d.operator_message, d.last_error,
+    to_timestamp(d.completed_at), COALESCE(d.failure_summary, '[]'), to_timestamp(d.reconciled_at),
+    d.reconciliation_source, d.reason_code, d.reason_message, d.reconciliation_evidence, d.redis_message_id,
+    to_timestamp(d.redis_message_id_at)
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS d(
+    message_id text, queue_name text, actor_name text, type text, type_label text, tenant_id bigint,
+    initiator_name text, created_at double precision, max_retries integer, time_limit_ms bigint,
+    retry_of bigint, args jsonb, queued_stale_seconds integer, running_stale_seconds integer,
+    threshold_source text, status text, outcome text, deliveries integer, attempts integer,
+    summary_counts jsonb, started_at double precision, worker_id text, last_progress_at double precision,
+    next_retry_at double precision, progress_processed double precision, progress_total double precision,
+    operator_message text, last_error jsonb, completed_at double precision, failure_summary jsonb,
+    reconciled_at double precision, reconciliation_source text, reason_code text, reason_message text,
+    reconciliation_evidence jsonb, redis_message_id text, redis_message_id_at double precision)
 ON CONFLICT (message_id) DO UPDATE SET
     status = CASE WHEN {_RANK.format("EXCLUDED.status")} > {_RANK.format("r.status")}
                   THEN EXCLUDED.status ELSE r.status END,
@@ -86,52 +103,6 @@ ON CONFLICT (message_id) DO UPDATE SET
     last_progress_at = GREATEST(r.last_progress_at, EXCLUDED.last_progress_at)
 WHERE r.status <> 'completed'
 RETURNING r.message_id
-"""
-
-_TERMINAL = "('completed', 'dead_lettered')"
-
-#: Apply a batch of run events (the raw JSON array, ``:batch``) in one statement: validate,
-#: log the events not seen before (idempotent redelivery: ON CONFLICT on the event id), fold
-#: the new ones per message (``fold``) and upsert the runs. A terminal event is logged ``late``
-#: when an earlier one of the batch or the ledger won. Returns counts, the late event ids, and
-#: the deltas the guard refused because their run was terminal already (``ledger`` finishes those).
-#:
-#: PERF: the log keeps one row per transition, not one per event: a start folded into its
-#: outcome (a job shorter than a flush) stays in that outcome's row (``details.start``), and a
-#: plain enqueue leaves no row (the run row's creation is its record: created_at, queue, Redis
-#: id); a delayed or moved enqueue does. An unlogged enqueue cannot be recognized as a
-#: duplicate, which is harmless: applying it again changes nothing.
-APPLY_EVENTS = text(f"""
-WITH {fold.PARSE},
-ins AS (
-    INSERT INTO run_events (event_uuid, message_id, kind, at, details, late)
-    SELECT id, message_id, kind, to_timestamp(at), details,
-           -- NOTE: only the message_id in the WHERE: with the status there too the planner may walk a
-           -- partial index of every completed run for each event.
-           terminal AND (seq > term_seq OR (
-               SELECT r.status FROM operation_runs r WHERE r.message_id = ordered.message_id
-           ) IS NOT DISTINCT FROM 'completed')
-    FROM ordered WHERE logged
-    ON CONFLICT (event_uuid) DO NOTHING
-    RETURNING event_uuid, late
-),
-nev AS (
-    SELECT o.* FROM ordered o
-    WHERE o.record IN (SELECT event_uuid FROM ins) OR (NOT o.logged AND o.kind = '{ev.ENQUEUED}')
-),
-{fold.FOLD},
-up AS ({_UPSERT_RUNS})
-SELECT (SELECT count(*) FROM ev) AS events,
-       (SELECT count(*) FROM nev) AS events_new,
-       (SELECT count(*) FROM up) AS runs_written,
-       (SELECT array_agg(replace(event_uuid::text, '-', '')) FROM ins WHERE late) AS late_ids,
-       (SELECT jsonb_agg(jsonb_build_object(
-                   'message_id', f.message_id, 'deliveries', f.deliveries, 'attempts', f.attempts,
-                   'terminal_ids', (SELECT jsonb_agg(replace(n.id::text, '-', '')) FROM nev n
-                                    WHERE n.message_id = f.message_id AND n.kind IN {_TERMINAL})))
-        -- NOTE: EXCEPT (a hashed set operation), not NOT EXISTS: that became a nested loop over both CTEs.
-        FROM folded f JOIN (SELECT message_id FROM folded EXCEPT SELECT message_id FROM up) x USING (message_id))
-       AS refused
 """)
 
 #: Deliveries that reached the ledger after their run ended (a duplicate delivery, or a start
@@ -216,7 +187,7 @@ CROSS JOIN LATERAL (
                                         'attempt', COALESCE(e.details->'start', e.details)->'attempt')
                      ORDER BY e.at) AS deliveries_seen
     FROM run_events e
-    -- NOTE: a start folded into its outcome's row (statements.APPLY_EVENTS) is a delivery too.
+    -- NOTE: a start folded into its outcome's row (ledger.apply_events) is a delivery too.
     WHERE e.message_id = r.message_id AND (e.kind = 'started' OR e.details ? 'start')
       AND e.at > now() - make_interval(secs => :window)
 ) d
@@ -247,3 +218,4 @@ SELECT gen_random_uuid(), message_id, 'reconciled', now(),
                           'evidence', reconciliation_evidence)
 FROM done
 """)
+

@@ -30,7 +30,7 @@ from runwatch import events as ev
 from runwatch import wire
 from runwatch.burstlog import BurstLogger
 from runwatch.errors import ValidationError
-from runwatch.ledger import ApplyResult, apply_batch, apply_events
+from runwatch.ledger import apply_events
 from runwatch.settings import DEFAULT_DRAIN_CLAIM_IDLE_MS
 from runwatch.thresholds import ThresholdPolicy
 
@@ -166,45 +166,10 @@ class Drainer:
 
     def _apply(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> DrainResult:
         result = DrainResult(entries=len(entries))
-        applied = self._apply_raw(entries)
-        if applied is not None:
-            result.events, result.late = applied.events_new + applied.events_duplicate, len(applied.late_events)
-        else:
-            self._apply_checked(entries, result)
-        ids = [entry_id for entry_id, _ in entries]
-        with self._client.pipeline(transaction=False) as pipe:
-            pipe.xack(self._stream, GROUP, *ids)
-            pipe.xdel(self._stream, *ids)
-            pipe.execute()
-        self._db_errors.success()
-        return result
-
-    def _apply_raw(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> ApplyResult | None:
-        """The fast path: the entries' JSON arrays joined into one, untouched by Python.
-
-        PERF: PostgreSQL parses, validates and folds the batch (``statements.APPLY_EVENTS``); the
-        drainer stays a thin pipe. Returns None when the batch holds bad data (an undecodable
-        entry, an invalid event, a value the database refuses): the caller then takes it apart.
-        """
-        payloads = [fields.get(b"e", b"") for _, fields in entries]
-        if not all(p[:1] == b"[" and p[-1:] == b"]" for p in payloads):
-            return None
-        inner = [p[1:-1] for p in payloads if len(p) > 2]
-        try:
-            with self._engine.begin() as conn:
-                return apply_batch(conn, b"[" + b",".join(inner) + b"]", self._policy)
-        except _BAD_DATA:
-            return None
-
-    def _apply_checked(self, entries: list[tuple[bytes, dict[bytes, bytes]]], result: DrainResult) -> None:
-        """The slow path: decode and validate every event in Python, reject the bad ones with
-        their reason, apply the rest (bisecting by message if the database still refuses some)."""
         good: list[dict[str, Any]] = []
         for entry_id, fields in entries:
             try:
                 batch = wire.loads(fields[b"e"])
-                if not isinstance(batch, list):
-                    raise ValueError("not a list of events")
             except (KeyError, ValueError) as exc:
                 self._reject(entry_id, fields.get(b"e", b""), f"undecodable entry: {exc}")
                 result.rejected += 1
@@ -216,7 +181,14 @@ class Drainer:
                     self._reject(entry_id, json.dumps(event), str(exc))
                     result.rejected += 1
         result.late = self._write(good, result)
+        ids = [entry_id for entry_id, _ in entries]
+        with self._client.pipeline(transaction=False) as pipe:
+            pipe.xack(self._stream, GROUP, *ids)
+            pipe.xdel(self._stream, *ids)
+            pipe.execute()
+        self._db_errors.success()
         result.events = len(good)
+        return result
 
     def _write(self, events: list[dict[str, Any]], result: DrainResult) -> int:
         try:

@@ -1,13 +1,11 @@
-"""The fold (in PostgreSQL) is order-insensitive, and refuses what ``events.validate`` refuses."""
+"""The fold is order-insensitive, in one batch or across batches, on the real ledger."""
 
 from __future__ import annotations
 
-import copy
 from itertools import permutations
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import DataError
 
 from runwatch import events as ev
 from runwatch.errors import ValidationError
@@ -113,59 +111,13 @@ def test_a_start_folded_into_its_outcome_counts_and_stays_in_its_outcomes_row(en
         again = apply_events(conn, [done], POLICY)
         kinds = conn.execute(text("SELECT kind, details FROM run_events ORDER BY at")).all()
         row = _row(conn, "m")
-    assert (first.events_new, again.events_new, again.events_duplicate) == (2, 0, 2)
+    assert (first.events_new, again.events_new, again.events_duplicate) == (1, 0, 1)
     assert [k for k, _ in kinds] == ["completed"]
     assert kinds[0][1]["start"] == {"at": T + 1, "attempt": 1, "worker_id": "w1", "redis_message_id": "r1"}
     assert (row["deliveries"], row["redis_message_id"], row["started_at"].timestamp()) == (1, "r1", T + 1)
 
 
-def _bad_events() -> list[tuple[str, object]]:
-    good = ev.new_event(ev.COMPLETED, "m", T, META, outcome="succeeded", summary={"created": 1})
-
-    def change(path: tuple, value: object) -> dict:
-        event = copy.deepcopy(good)
-        target = event
-        for key in path[:-1]:
-            target = target[key]
-        if value is KeyError:
-            del target[path[-1]]
-        else:
-            target[path[-1]] = value
-        return event
-
-    return [
-        ("not an object", [1]),
-        ("no id", change(("id",), KeyError)),
-        ("no meta", change(("meta",), KeyError)),
-        ("unknown kind", change(("kind",), "exploded")),
-        ("time out of range", change(("at",), 1.0)),
-        ("time not a number", change(("at",), "now")),
-        ("meta lacks the queue", change(("meta", "queue"), KeyError)),
-        ("created_at out of range", change(("meta", "created_at"), 5)),
-        ("tenant 0", change(("meta", "tenant_id"), 0)),
-        ("tenant a string", change(("meta", "tenant_id"), "3")),
-        ("retry_of negative", change(("meta", "retry_of"), -1)),
-        ("start not an object", change(("start",), 3)),
-        ("start time out of range", change(("start",), {"at": 2})),
-        ("negative count", change(("summary", "created"), -1)),
-        ("count a string", change(("summary", "created"), "1")),
-        ("summary a list", change(("summary",), [1])),
-        ("unknown outcome", change(("outcome",), "maybe")),
-        ("pending outcome", change(("outcome",), "pending")),
-        ("reason code outside the catalogue", {**change(("kind",), "dead_lettered"), "reason_code": "run.nope"}),
-    ]
-
-
-@pytest.mark.parametrize(("what", "event"), _bad_events(), ids=[w for w, _ in _bad_events()])
-def test_the_database_refuses_what_python_validation_refuses(engine, what, event):
-    with pytest.raises(ValidationError):
+def test_a_summary_that_is_not_an_object_fails_validation():
+    event = ev.new_event(ev.COMPLETED, "m", T, META, outcome="succeeded", summary=[1])
+    with pytest.raises(ValidationError, match="summary"):
         ev.validate(event)
-    with pytest.raises(DataError), engine.begin() as conn:
-        apply_events(conn, [event], POLICY)
-
-
-def test_a_valid_event_passes_both_validations(engine):
-    event = ev.new_event(ev.DEAD_LETTERED, "m", T, META, reason_code="run.queue_failure_bridge", evidence={"x": 1})
-    ev.validate(event)
-    with engine.begin() as conn:
-        assert apply_events(conn, [event], POLICY).runs_written == 1
