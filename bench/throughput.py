@@ -492,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per processing phase")
     parser.add_argument("--json", type=Path, help="write every round and the medians here")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # NOTE: so the private servers are stopped
     scenarios = ("backlog", "steady") if args.scenario == "both" else (args.scenario,)
     phases: list[Phase] = []
     try:
