@@ -6,7 +6,7 @@ their content, so producer and worker events racing each other give the same row
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 from . import events as ev
@@ -15,19 +15,29 @@ from .reasons import CATALOGUE
 from .thresholds import ThresholdPolicy
 
 TERMINAL_KINDS = frozenset({ev.COMPLETED, ev.DEAD_LETTERED})
+# PERF: plain strings; an enum member's .value is a property call, on every event.
+_QUEUED, _RUNNING, _COMPLETED = Status.QUEUED.value, Status.RUNNING.value, Status.COMPLETED.value
+_PENDING, _FAILED = Outcome.PENDING.value, Outcome.FAILED.value
 _STAGE = {ev.ENQUEUED: 0, ev.STARTED: 1, ev.PROGRESS: 2, ev.ATTEMPT_FAILED: 3, ev.COMPLETED: 4, ev.DEAD_LETTERED: 4}
 
 
-def fold(message_events: Iterable[dict[str, Any]], policy: ThresholdPolicy) -> dict[str, Any]:
+def _order(event: dict[str, Any]) -> tuple[float, int]:
+    return event["at"], _STAGE[event["kind"]]
+
+
+def fold(message_events: Sequence[dict[str, Any]], policy: ThresholdPolicy) -> dict[str, Any]:
     """Reduce the events of one message (non-empty) to the columns of ``operation_runs``.
 
     Times stay epoch seconds (PERF: the upsert converts them with ``to_timestamp``).
     """
-    events = sorted(message_events, key=lambda e: (e["at"], _STAGE[e["kind"]]))
-    first, meta = events[0], {}
-    for event in events:  # metadata: the first value anyone saw wins
-        for key, value in event["meta"].items():
-            meta.setdefault(key, value) if value is not None else None
+    events = sorted(message_events, key=_order) if len(message_events) > 1 else message_events
+    first = events[0]
+    meta = {k: v for k, v in first["meta"].items() if v is not None}
+    for event in events[1:]:  # metadata: the first value anyone saw wins
+        if event["meta"] is not first["meta"]:
+            for key, value in event["meta"].items():
+                if value is not None and key not in meta:
+                    meta[key] = value
     thresholds = policy.resolve(
         meta["type"],
         queued_override=meta.get("queued_stale_seconds"),
@@ -49,8 +59,8 @@ def fold(message_events: Iterable[dict[str, Any]], policy: ThresholdPolicy) -> d
         "queued_stale_seconds": thresholds.queued_stale_seconds,
         "running_stale_seconds": thresholds.running_stale_seconds,
         "threshold_source": thresholds.source,
-        "status": Status.QUEUED.value,
-        "outcome": Outcome.PENDING.value,
+        "status": _QUEUED,
+        "outcome": _PENDING,
         "deliveries": 0,
         "attempts": 0,
         "summary_counts": {},
@@ -60,7 +70,7 @@ def fold(message_events: Iterable[dict[str, Any]], policy: ThresholdPolicy) -> d
         if event.get("redis_message_id"):
             row["redis_message_id"] = event["redis_message_id"]  # the latest delivery's Redis id
             row["redis_message_id_at"] = event["at"]  # ... and when it was seen: newest wins in the ledger
-        if row["status"] == Status.COMPLETED.value:
+        if row["status"] == _COMPLETED:
             # NOTE: the first terminal event wins; a later outcome is kept as a late event.
             if event["kind"] in TERMINAL_KINDS:
                 row["late_event_ids"].append(event["id"])
@@ -76,7 +86,7 @@ def _enqueued(row: dict[str, Any], event: dict[str, Any]) -> None:
 
 
 def _started(row: dict[str, Any], event: dict[str, Any]) -> None:
-    _advance(row, Status.RUNNING)
+    _advance(row)
     at = event["at"]
     row["started_at"] = row.get("started_at") or at
     _count_delivery(row, event)
@@ -91,7 +101,7 @@ def _count_delivery(row: dict[str, Any], event: dict[str, Any]) -> None:
 
 
 def _progress(row: dict[str, Any], event: dict[str, Any]) -> None:
-    _advance(row, Status.RUNNING)
+    _advance(row)
     row["last_progress_at"] = event["at"]
     for key in ("progress_processed", "progress_total", "operator_message"):
         if event.get(key) is not None:
@@ -101,7 +111,7 @@ def _progress(row: dict[str, Any], event: dict[str, Any]) -> None:
 
 def _attempt_failed(row: dict[str, Any], event: dict[str, Any]) -> None:
     _outcome_started(row, event)
-    _advance(row, Status.RUNNING)
+    _advance(row)
     row["attempts"] = max(row["attempts"], event.get("attempt", 1))
     row["last_error"] = event.get("error")
     row["next_retry_at"] = event.get("next_retry_at")
@@ -117,7 +127,7 @@ def _outcome_started(row: dict[str, Any], event: dict[str, Any]) -> None:
 def _completed(row: dict[str, Any], event: dict[str, Any]) -> None:
     _outcome_started(row, event)
     _progress(row, event)
-    row["status"] = Status.COMPLETED.value
+    row["status"] = _COMPLETED
     row["outcome"] = event["outcome"]
     row["completed_at"] = event["at"]
     row["failure_summary"] = event.get("failure_summary") or []
@@ -127,8 +137,8 @@ def _completed(row: dict[str, Any], event: dict[str, Any]) -> None:
 def _dead_lettered(row: dict[str, Any], event: dict[str, Any]) -> None:
     _outcome_started(row, event)
     reason = CATALOGUE[event["reason_code"]]
-    row["status"] = Status.COMPLETED.value
-    row["outcome"] = Outcome.FAILED.value
+    row["status"] = _COMPLETED
+    row["outcome"] = _FAILED
     row["completed_at"] = row["reconciled_at"] = event["at"]
     row["reconciliation_source"] = reason.source.value
     row["reason_code"] = reason.code
@@ -138,9 +148,9 @@ def _dead_lettered(row: dict[str, Any], event: dict[str, Any]) -> None:
     row["next_retry_at"] = None
 
 
-def _advance(row: dict[str, Any], status: Status) -> None:
-    if row["status"] == Status.QUEUED.value and status == Status.RUNNING:
-        row["status"] = status.value
+def _advance(row: dict[str, Any]) -> None:
+    if row["status"] == _QUEUED:
+        row["status"] = _RUNNING
 
 
 _APPLY = {

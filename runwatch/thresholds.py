@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,19 +59,7 @@ class ThresholdPolicy:
     def __init__(self, settings: Settings, policies: dict[str, TypePolicy] | None = None) -> None:
         self._settings = settings
         self._policies = load_policies(settings.thresholds_file) if policies is None else policies
-        self._json: str | None = None
-
-    def as_json(self) -> str:
-        """The policy as the drain statement reads it (``fold.FOLD``): defaults, then per type."""
-        if self._json is not None:
-            return self._json
-        types = {
-            name: {k: v for k, v in (("queued", p.queued_stale_seconds), ("running", p.running_stale_seconds)) if v}
-            for name, p in self._policies.items()
-        }
-        defaults = {"queued": self._settings.queued_stale_seconds, "running": self._settings.running_stale_seconds}
-        self._json = json.dumps({**defaults, "types": types})
-        return self._json
+        self._resolved: dict[tuple[str, int | None, int | None], Thresholds] = {}
 
     def opted_out_types(self) -> list[str]:
         """Types whose config says ``heal = false``."""
@@ -81,6 +68,16 @@ class ThresholdPolicy:
     def resolve(
         self, type_: str, *, queued_override: int | None = None, running_override: int | None = None
     ) -> Thresholds:
+        # PERF: the drainer asks once per run; the answer only depends on these three.
+        key = (type_, queued_override, running_override)
+        found = self._resolved.get(key)
+        if found is None:
+            if len(self._resolved) >= 10_000:  # NOTE: bounded, whatever actor options the events carry
+                self._resolved.clear()
+            found = self._resolved[key] = self._resolve(type_, queued_override, running_override)
+        return found
+
+    def _resolve(self, type_: str, queued_override: int | None, running_override: int | None) -> Thresholds:
         policy = self._policies.get(type_)
         queued, running, source = self._settings.queued_stale_seconds, self._settings.running_stale_seconds, "default"
         if policy is not None:
