@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -66,8 +67,12 @@ def spawn(recorder: Recorder) -> subprocess.Popen | None:
     return subprocess.Popen([sys.executable, "-m", "workers.drain_process"], env=env)
 
 
-#: How often a worker process that does not hold the host's drain lock tries to take it over.
+#: How often a worker process that does not hold the host's drain lock tries to take it over
+#: (and how often the holder touches the lock file: its heartbeat).
 RETRY_SECONDS = 1.0
+#: A holder whose heartbeat is this old is frozen (SIGSTOP, a VM pause) though alive and locking:
+#: another worker process then runs a spare drainer until the holder beats again.
+STALE_HOLDER_SECONDS = 10.0
 
 
 def lock_path(client: redis.Redis, stream: str) -> Path:
@@ -84,7 +89,9 @@ class HostDrainer:
         self._stop = stop_event
         self._retry = retry_seconds
         self._path = lock_path(recorder.shipper.client, recorder.settings.event_stream)
+        self._spare_path = self._path.with_suffix(".spare.lock")
         self._fd: int | None = None
+        self._spare = False  # we hold the spare lock: the holder looks frozen
         self.child: subprocess.Popen | None = None
         self.thread = threading.Thread(target=self._run, name="runwatch-drain-election", daemon=True)
 
@@ -102,8 +109,7 @@ class HostDrainer:
     def _run(self) -> None:
         try:
             while True:
-                if self._fd is None:
-                    self._fd = self._try_lock()
+                self._elect()
                 if self._fd is not None and (self.child is None or self.child.poll() is not None):
                     if self.child is not None:
                         logger.warning("the drainer process exited with %s; starting another", self.child.returncode)
@@ -113,13 +119,39 @@ class HostDrainer:
                 if self._stop.wait(self._retry):
                     break
         finally:
-            stop(self.child)
-            if self._fd is not None:
-                os.close(self._fd)  # NOTE: releases the lock; another worker process takes over
-                self._fd = None
+            self._release()
 
-    def _try_lock(self) -> int | None:
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+    def _elect(self) -> None:
+        if self._fd is None:
+            self._fd = self._try_lock(self._path)
+            if self._fd is not None:
+                os.utime(self._path)  # NOTE: a heartbeat at once: the file may be an old holder's
+            elif self._holder_frozen():
+                self._fd = self._try_lock(self._spare_path)
+                self._spare = self._fd is not None
+                if self._spare:
+                    logger.warning("the drain lock's holder has not beaten for %.0f s: running a spare drainer",
+                                   STALE_HOLDER_SECONDS)  # fmt: skip
+        elif self._spare and not self._holder_frozen():
+            self._release()  # the holder is back: one drainer per host again
+            self.child = None
+        elif not self._spare:
+            os.utime(self._path)  # the heartbeat
+
+    def _holder_frozen(self) -> bool:
+        try:
+            return time.time() - self._path.stat().st_mtime > STALE_HOLDER_SECONDS
+        except FileNotFoundError:
+            return True
+
+    def _release(self) -> None:
+        stop(self.child)
+        if self._fd is not None:
+            os.close(self._fd)  # NOTE: releases the lock; another worker process takes over
+            self._fd, self._spare = None, False
+
+    def _try_lock(self, path: Path) -> int | None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

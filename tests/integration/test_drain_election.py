@@ -122,3 +122,23 @@ def test_another_process_takes_over_when_the_holder_dies(settings, namespace, en
             _stop(second)
     finally:
         _stop(first, signal.SIGKILL)
+
+
+def test_a_frozen_holder_gets_a_spare_drainer_until_it_wakes(settings, namespace, engine, election_env, tmp_path):
+    from workers import drain_process
+
+    first = _start(election_env, 1, tmp_path / "first.log")
+    second = None
+    try:
+        wait_for(lambda: len(_drainers(first)) == 1, timeout=30)
+        os.killpg(first.pid, signal.SIGSTOP)  # a VM pause: alive, holding the lock, doing nothing
+        second = _start(election_env, 1, tmp_path / "second.log")
+        wait_for(lambda: len(_drainers(second)) == 1, timeout=drain_process.STALE_HOLDER_SECONDS + 30)
+        _send_and_wait_drained(settings, namespace, engine, 10)
+        os.killpg(first.pid, signal.SIGCONT)
+        wait_for(lambda: not _drainers(second), timeout=30)  # the holder beats again: the spare stops
+    finally:
+        if second is not None:
+            _stop(second)
+        os.killpg(first.pid, signal.SIGCONT)
+        _stop(first)
