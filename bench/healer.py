@@ -59,7 +59,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
 import redis
 from runwatch.bridge.keys import Keys
 from runwatch.bridge.locator import RedisLocator
@@ -69,9 +68,11 @@ import runwatch.healer as healer_mod
 from runwatch import statements as sql
 from runwatch.db import engine_for
 from runwatch.healer import DEFAULT_LIMIT, HealOptions, HealResult, heal_once
-from runwatch.migrate import upgrade
 from runwatch.settings import Settings
 from runwatch.thresholds import ThresholdPolicy
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import BenchError, drop_database, log, reset_database  # noqa: E402
 
 DB_NAME = "runwatch_healbench"
 NAMESPACE = "healbench"
@@ -83,15 +84,6 @@ LIVE_FRACTION = 0.10
 LIVE_WORKERS = 40
 FULL_TARGET_S = 5.0
 QUIET_TARGET_MS = 50.0
-T0 = time.perf_counter()
-
-
-class BenchError(Exception):
-    """Seeding or a pass went wrong: the run exits non-zero."""
-
-
-def log(message: str) -> None:
-    print(f"[{time.perf_counter() - T0:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 # --- seeding ------------------------------------------------------------------------------------
@@ -522,18 +514,6 @@ def urls() -> tuple[str, str]:
     return admin, bench
 
 
-def reset_database(admin_url: str, db_url: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
-    upgrade(db_url)
-
-
-def drop_database(admin_url: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-
-
 def check_full_pass(engine: Any, p: Pass, stale: int) -> list[str]:
     r = p.result
     errors = []
@@ -586,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         clean_redis(client)
         log(f"creating {DB_NAME} and migrating it")
-        reset_database(admin_url, db_url)
+        reset_database(admin_url, db_url)  # common: drop, create, migrate
         engine = engine_for(db_url)
         log(f"seeding {args.runs:,} runs, {args.stale:,} of them stale")
         seeded = seed(engine, args.runs, args.stale, events=args.events)
@@ -647,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"removed {removed} {NAMESPACE}:* Redis key(s)")
         if not args.keep:
             engine_for(db_url).dispose()
-            drop_database(admin_url)
+            drop_database(admin_url, DB_NAME)
             log(f"dropped {DB_NAME}")
 
     full_ok = full.wall_s < FULL_TARGET_S and full.result.reconciled == args.stale

@@ -1,29 +1,40 @@
-"""Throughput of bare Dramatiq vs Dramatiq + Runwatch, side by side, in one run.
+"""Cost of Runwatch against bare Dramatiq, side by side in one run: throughput, CPU of every process, memory.
 
-    python bench/throughput.py [--messages 20000] [--threads 8] [--rounds 1] [--json out.json]
+    python bench/throughput.py [--scenario backlog|steady|both] [--messages 20000] [-p 1] [-t 8]
+                               [--rate 1000 --duration 60] [--prefill-runs 1000000] [--rounds 1]
+                               [--json out.json]
 
-Per variant and round (variants alternate: bare, runwatch, bare, ...):
+The benchmark starts its own PostgreSQL and Redis (``common.private_servers``), so that every CPU
+second either server spends is the benchmark's. Variants alternate per round (bare, runwatch, ...).
 
-1. flush the benchmark Redis DB (only that DB); for Runwatch, drop/create ``runwatch_bench``
-   and migrate it;
-2. enqueue: ``send()`` N no-op messages from this process (Runwatch: with the recorder
-   installed here too, and the final ``recorder.shipper.flush()`` inside the timed span);
-3. process: launch ``python -m dramatiq bench_app:setup -p 1 -t T`` only now, and poll every
-   20 ms until the queue's message hash is empty (Dramatiq deletes a message from it on ack)
-   and, for Runwatch, until ``operation_runs`` holds N completed rows (drained as configured by
-   ``--drain``: ``process``, the default, a drainer child of the worker process; or ``thread``).
+**backlog** (the default): N no-op messages are enqueued first, then ``dramatiq bench_app:setup
+-p P -t T`` is launched; we poll every 20 ms until the queue is empty and (Runwatch) PostgreSQL
+holds N completed runs.
 
-   boot      = worker launch -> first ack observed (imports, forking, connecting; reported apart)
-   processing msg/s = N / (first ack -> last message done), "done" meaning acked for bare and
-                      acked AND completed in PostgreSQL for Runwatch
-   acks msg/s = N / (first ack -> last ack): the worker alone, without waiting for the ledger
-   ledger lag = last ack -> last completed row in PostgreSQL (Runwatch only; part of processing)
+   boot         = launch -> first ack (imports, forking, connecting)
+   processing   = N / (first ack -> last message done; done = acked, and for Runwatch completed in
+                  PostgreSQL); ``acks msg/s`` = N / (first ack -> last ack)
 
-4. peak RSS: ``VmHWM`` of the worker child process (the CLI's main process forks it), read just
-   before the SIGTERM, and of the drainer process the worker started (``--drain process``);
-   then verify (Runwatch: N runs, all completed/succeeded, no rejected events).
+**steady**: the worker is launched and warmed up (100 messages), then a producer process sends at
+a fixed rate (``--rate`` msg/s for ``--duration`` s) while the worker runs. Ledger lag per run is
+``updated_at - completed_at`` (the outcome's timestamp in the worker to the drain transaction that
+wrote it), p50/p99 over every run.
 
-The table shows the median of each figure over the rounds; ``--json`` also keeps every round.
+**CPU account** (``cpuacct``): CPU seconds of each component over the processing phase (first ack
+-> done; steady: producer start -> done), from /proc, counting processes that exit within the
+phase (their time lands in their parent's reaped-children time):
+
+   worker    the dramatiq CLI process and its worker processes (hooks, shipper thread, maintenance)
+   drainer   Runwatch drainer processes (children of workers, ``-m workers.drain_process``)
+   postgres  every process of the private PostgreSQL (backends, WAL writer, checkpointer,
+             autovacuum), less the benchmark's own polling connection
+   redis     the private redis-server
+   producer  steady only: the producer process (its Runwatch enqueue hook and shipper included)
+
+plus ``boot`` (launch -> first ack, all components). Memory: the peak RSS (VmHWM) summed over the
+worker processes, and over the drainers; "Runwatch adds" = workers(runwatch) - workers(bare) +
+drainers. ``--prefill-runs`` seeds the ledger first (``healer.seed``: completed and fresh live
+runs with ~2.9 events each) in a template database that every Runwatch round starts from.
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psutil
@@ -47,72 +58,55 @@ import redis
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 import bench_app  # noqa: E402
+import cpuacct  # noqa: E402
+from common import BenchError, database_url, drop_database, log, private_servers, reset_database  # noqa: E402
 
 POLL_S = 0.02
 DB_NAME = "runwatch_bench"
+SEED_DB = "runwatch_bench_seed"
 EVENT_STREAM = "runwatch:events"
-T0 = time.perf_counter()
-
-
-class BenchError(Exception):
-    """A phase failed or the recorded results are wrong: the run exits non-zero."""
+COMPONENTS = ("worker", "drainer", "postgres", "redis", "producer")
+WARMUP = 100
 
 
 @dataclass
 class Phase:
+    scenario: str
     variant: str
     round: int
-    enqueue_s: float
+    messages: int
     boot_s: float
-    process_s: float  # first ack -> all done (acked, and for Runwatch also completed in PostgreSQL)
-    ack_s: float  # first ack -> last ack (the worker's own speed, ledger not included)
-    ledger_lag_s: float | None
-    rss_mb: float
-    main_rss_mb: float
-    drainer_rss_mb: float | None = None
+    process_s: float  # first ack (steady: producer start) -> all done
+    ack_s: float  # first ack -> last ack
+    ledger_lag_s: float | None  # backlog: last ack -> last run in PostgreSQL
+    cpu_s: dict[str, float]  # per component, over the processing phase
+    boot_cpu_s: float
+    enqueue_s: float | None = None
+    enqueue_cpu_s: dict[str, float] = field(default_factory=dict)
+    lag_p50_ms: float | None = None  # steady only
+    lag_p99_ms: float | None = None
+    worker_rss_mb: float = 0.0
+    drainer_rss_mb: float = 0.0
+    drainers: int = 0
 
 
-def log(message: str) -> None:
-    """Progress on stderr, stamped with the seconds since start."""
-    print(f"[{time.perf_counter() - T0:7.1f}s] {message}", file=sys.stderr, flush=True)
+# -- infrastructure ------------------------------------------------------------------------------
 
 
-def reset_redis(client: redis.Redis) -> None:
-    """Flush the dedicated benchmark DB, refusing to if it holds keys that are not ours."""
-    foreign = [k for k in client.scan_iter(count=1000) if not k.startswith((b"bench:", b"runwatch:"))]
-    if foreign:
-        raise BenchError(f"Redis DB of --redis-url holds foreign keys (e.g. {foreign[0]!r}); pick another DB")
-    client.flushdb()
+@dataclass
+class Servers:
+    admin_url: str
+    db_url: str
+    redis_url: str
+    postmaster: int
+    redis_pid: int
 
 
-def reset_database(admin_url: str, db_url: str) -> None:
-    """Drop and create the benchmark database, then migrate it to head."""
-    from runwatch.db import engine_for
-    from runwatch.migrate import upgrade
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
-    upgrade(db_url)
-    engine_for(db_url).dispose()
-
-
-def enqueue(variant: str, redis_url: str, n: int) -> float:
-    """Send ``n`` messages; return the seconds taken (Runwatch: including the final flush)."""
-    broker, actor, recorder = bench_app.build(variant, redis_url)
-    try:
-        start = time.perf_counter()
-        for i in range(1, n + 1):
-            actor.send()
-            if i % 5000 == 0:
-                log(f"  {variant}: enqueued {i}/{n}")
-        if recorder is not None and not recorder.shipper.flush(timeout_seconds=60):
-            raise BenchError("the producer's run events did not reach Redis within 60 s")
-        return time.perf_counter() - start
-    finally:
-        if recorder is not None:
-            recorder.shipper.close()
-        broker.close()
+def servers_of(admin_url: str, redis_url: str, data_dir: Path) -> Servers:
+    postmaster = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+    redis_pid = int(json.loads((data_dir / "servers.json").read_text())["redis"]["pid"])
+    bench_redis = redis_url.rsplit("/", 1)[0] + "/1"
+    return Servers(admin_url, database_url(admin_url, DB_NAME), bench_redis, postmaster, redis_pid)
 
 
 def pending(client: redis.Redis) -> int:
@@ -123,8 +117,11 @@ def pending(client: redis.Redis) -> int:
         return sum(pipe.execute())
 
 
-def completed_rows(conn: psycopg.Connection) -> int:
-    return conn.execute("SELECT count(*) FROM operation_runs WHERE status = 'completed'").fetchone()[0]
+def completed_rows(conn: psycopg.Connection, since: float) -> int:
+    """Runs completed since ``since`` (epoch s): this round's, not the prefilled ones (which the
+    workers' retention pass may prune meanwhile). PERF: a range scan of the retention index."""
+    query = "SELECT count(*) FROM operation_runs WHERE status = 'completed' AND completed_at >= to_timestamp(%s)"
+    return conn.execute(query, (since,)).fetchone()[0]
 
 
 def wait_until(done, proc: subprocess.Popen, deadline: float, what: str, describe) -> float:
@@ -136,28 +133,11 @@ def wait_until(done, proc: subprocess.Popen, deadline: float, what: str, describ
         now = time.perf_counter()
         if now > deadline:
             raise BenchError(f"timed out waiting for {what} ({describe()})")
-        if now - last_log >= 2:
+        if now - last_log >= 5:
             log(f"  waiting for {what}: {describe()}")
             last_log = now
         time.sleep(POLL_S)
     return time.perf_counter()
-
-
-def worker_rss_mb(pid: int) -> tuple[float, float, float | None]:
-    """Peak RSS (VmHWM) in MB of the worker process(es), the CLI's main process, and drainer children."""
-
-    def hwm(p: int) -> float:
-        for line in Path(f"/proc/{p}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        raise BenchError(f"no VmHWM for pid {p}")
-
-    workers = psutil.Process(pid).children()
-    if not workers:
-        raise BenchError("the dramatiq CLI has no worker child process")
-    drainers = [d for w in workers for d in w.children()]
-    drainer = max(hwm(d.pid) for d in drainers) if drainers else None
-    return max(hwm(w.pid) for w in workers), hwm(pid), drainer
 
 
 def stop_worker(proc: subprocess.Popen) -> None:
@@ -179,145 +159,365 @@ def stop_worker(proc: subprocess.Popen) -> None:
 
 def verify(conn: psycopg.Connection, client: redis.Redis, n: int) -> None:
     """Every message has exactly one run, completed and succeeded; no event was rejected."""
+    # NOTE: the prefilled runs are healer.seed's, with message ids that are md5 hex digests.
     total, ok = conn.execute(
-        "SELECT count(*), count(*) FILTER (WHERE status = 'completed' AND outcome = 'succeeded') FROM operation_runs"
+        "SELECT count(*), count(*) FILTER (WHERE status = 'completed' AND outcome = 'succeeded') "
+        "FROM operation_runs WHERE NOT message_id ~ '^[0-9a-f]{32}$'"
     ).fetchone()
-    rejected = client.xlen(f"{EVENT_STREAM}:rejected") if client.exists(f"{EVENT_STREAM}:rejected") else 0
+    rejected = client.xlen(f"{EVENT_STREAM}:rejected")
     if total != n or ok != n or rejected:
         raise BenchError(f"PostgreSQL holds {total} runs, {ok} completed/succeeded, {rejected} rejected; expected {n}")
 
 
-def run_phase(variant: str, rnd: int, args: argparse.Namespace, client: redis.Redis, logdir: Path) -> Phase:
-    """One variant, one round: reset, enqueue, process, measure, verify."""
-    log(f"round {rnd} / {variant}: resetting Redis DB and database {DB_NAME}")
-    reset_redis(client)
+def is_drainer(pid: int, component: str) -> str:
+    return "drainer" if component == "worker" and "drain_process" in cpuacct.cmdline(pid) else component
+
+
+def worker_env(variant: str, srv: Servers, args: argparse.Namespace) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWATCH_")}
-    env.update(BENCH_VARIANT=variant, BENCH_REDIS_URL=args.redis_url, PYTHONUNBUFFERED="1")
-    # NOTE: both variants reset the database, so both enqueue right after the same PostgreSQL
-    # work (CREATE DATABASE checkpoints); only the runwatch worker then uses it.
-    reset_database(args.pg_admin_url, args.db_url)
+    env.update(BENCH_VARIANT=variant, BENCH_REDIS_URL=srv.redis_url, PYTHONUNBUFFERED="1")
     if variant == "runwatch":
-        env.update(RUNWATCH_DATABASE_URL=args.db_url, RUNWATCH_DRAIN=args.drain, RUNWATCH_EVENT_STREAM=EVENT_STREAM)
-        os.environ.update(RUNWATCH_DATABASE_URL=args.db_url, RUNWATCH_EVENT_STREAM=EVENT_STREAM)
+        env.update(RUNWATCH_DATABASE_URL=srv.db_url, RUNWATCH_EVENT_STREAM=EVENT_STREAM)
+        if args.drain:
+            env["RUNWATCH_DRAIN"] = args.drain
+    return env
+
+
+def launch(variant: str, srv: Servers, args: argparse.Namespace, logfile: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "dramatiq", "bench_app:setup", "--path", str(BENCH_DIR)]
+    cmd += ["-p", str(args.processes), "-t", str(args.threads), "-Q", bench_app.QUEUE]
+    with open(logfile, "wb") as out:
+        return subprocess.Popen(
+            cmd, cwd=BENCH_DIR.parent, env=worker_env(variant, srv, args), stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def memory(snapshot: cpuacct.Snapshot, cli_pid: int) -> tuple[float, float, int]:
+    """(peak RSS of the worker processes, of the drainers, number of drainers), MB."""
+    workers = [p for p in snapshot.pids.get("worker", ()) if p != cli_pid]
+    drainers = list(snapshot.pids.get("drainer", ()))
+    return cpuacct.peak_rss_mb(workers), cpuacct.peak_rss_mb(drainers), len(drainers)
+
+
+def prepare(variant: str, srv: Servers, client: redis.Redis, args: argparse.Namespace) -> None:
+    client.flushdb()
+    # NOTE: both variants reset the database, so both start right after the same PostgreSQL work.
+    reset_database(srv.admin_url, srv.db_url, template=SEED_DB if args.prefill_runs else None)
+    if variant == "runwatch":
+        os.environ.update(RUNWATCH_DATABASE_URL=srv.db_url, RUNWATCH_EVENT_STREAM=EVENT_STREAM)
+
+
+# -- scenarios -----------------------------------------------------------------------------------
+
+
+def enqueue(variant: str, redis_url: str, n: int) -> float:
+    """Send ``n`` messages; return the seconds taken (Runwatch: including the final flush)."""
+    broker, actor, recorder = bench_app.build(variant, redis_url)
+    try:
+        start = time.perf_counter()
+        for _ in range(n):
+            actor.send()
+        if recorder is not None and not recorder.shipper.flush(timeout_seconds=60):
+            raise BenchError("the producer's run events did not reach Redis within 60 s")
+        return time.perf_counter() - start
+    finally:
+        if recorder is not None:
+            recorder.shipper.close()
+        broker.close()
+
+
+def run_backlog(variant: str, rnd: int, args: argparse.Namespace, srv: Servers, logdir: Path) -> Phase:
+    client = redis.Redis.from_url(srv.redis_url)
+    prepare(variant, srv, client, args)
     n = args.messages
-    log(f"round {rnd} / {variant}: enqueueing {n} messages")
-    enqueue_s = enqueue(variant, args.redis_url, n)
+    servers_acct = cpuacct.Account({"postgres": srv.postmaster, "redis": srv.redis_pid})
+    since = time.time()
+    before = servers_acct.snapshot()
+    cpu0 = os.times()
+    enqueue_s = enqueue(variant, srv.redis_url, n)
+    cpu1 = os.times()
+    enqueue_cpu = servers_acct.snapshot().minus(before)
+    enqueue_cpu["producer"] = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     if pending(client) != n:
         raise BenchError(f"{pending(client)} messages in Redis after enqueueing {n}")
-    log(f"round {rnd} / {variant}: enqueued in {enqueue_s:.2f}s ({n / enqueue_s:,.0f} msg/s); starting the worker")
+    log(f"round {rnd} backlog/{variant}: enqueued {n} in {enqueue_s:.2f}s; starting the worker")
 
-    cmd = [sys.executable, "-m", "dramatiq", "bench_app:setup", "--path", str(BENCH_DIR)]
-    cmd += ["-p", "1", "-t", str(args.threads), "-Q", bench_app.QUEUE]
-    logfile = logdir / f"worker-{variant}-{rnd}.log"
-    pg = psycopg.connect(args.db_url, autocommit=True) if variant == "runwatch" else None
-    with open(logfile, "wb") as out:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=BENCH_DIR.parent, env=env, stdout=out, stderr=subprocess.STDOUT)
+    pg = psycopg.connect(srv.db_url, autocommit=True)
+    poller = pg.info.backend_pid
+    logfile = logdir / f"worker-backlog-{variant}-{rnd}.log"
+    start = time.perf_counter()
+    proc = launch(variant, srv, args, logfile)
+    acct = cpuacct.Account(
+        {"worker": proc.pid, "postgres": srv.postmaster, "redis": srv.redis_pid}, is_drainer, exclude={poller}
+    )
+    snap0 = acct.snapshot()
     try:
         deadline = start + args.timeout
         left = lambda: f"{pending(client)} of {n} unacked"  # noqa: E731
         first = wait_until(lambda: pending(client) < n, proc, deadline, "the first ack", left)
+        snap1 = acct.snapshot()
         acked = wait_until(lambda: pending(client) == 0, proc, deadline, "all acks", left)
         done, lag = acked, None
-        if pg is not None:
-            rows = lambda: f"{completed_rows(pg)} of {n} completed in PostgreSQL"  # noqa: E731
-            done = wait_until(lambda: completed_rows(pg) >= n, proc, deadline, "the ledger", rows)
+        if variant == "runwatch":
+            rows = lambda: f"{completed_rows(pg, since)} of {n} completed in PostgreSQL"  # noqa: E731
+            done = wait_until(lambda: completed_rows(pg, since) >= n, proc, deadline, "the ledger", rows)
             lag = done - acked
-        rss, main_rss, drainer_rss = worker_rss_mb(proc.pid)
+        snap2 = acct.snapshot()
+        rss, drainer_rss, drainers = memory(snap2, proc.pid)
     except BenchError as exc:
         tail = logfile.read_text(errors="replace")[-3000:]
         raise BenchError(f"{variant}: {exc}\n--- worker log tail ({logfile}) ---\n{tail}") from None
     finally:
         stop_worker(proc)
-        if pg is not None:
-            pg.close()
-    log(f"round {rnd} / {variant}: processed in {done - first:.2f}s after a {first - start:.2f}s boot, worker stopped")
+        pg.close()
+    boot_cpu = sum(snap1.minus(snap0).values())
+    log(f"round {rnd} backlog/{variant}: processed in {done - first:.2f}s after a {first - start:.2f}s boot")
     if variant == "runwatch":
-        with psycopg.connect(args.db_url, autocommit=True) as conn:
+        with psycopg.connect(srv.db_url, autocommit=True) as conn:
             verify(conn, client, n)
-        log(f"round {rnd} / {variant}: verified {n} runs completed/succeeded in PostgreSQL")
-    return Phase(variant, rnd, enqueue_s, first - start, done - first, acked - first, lag, rss, main_rss, drainer_rss)
+    return Phase(
+        "backlog", variant, rnd, n, first - start, done - first, acked - first, lag, snap2.minus(snap1), boot_cpu,
+        enqueue_s, enqueue_cpu, worker_rss_mb=rss, drainer_rss_mb=drainer_rss, drainers=drainers,
+    )  # fmt: skip
 
 
-def summarize(phases: list[Phase], n: int) -> dict[str, dict[str, float | None]]:
-    """Median over the rounds of each figure, per variant (rates are per-round N / duration)."""
-    out: dict[str, dict[str, float | None]] = {}
-    for variant in bench_app.VARIANTS:
-        ps = [p for p in phases if p.variant == variant]
-        lags = [p.ledger_lag_s for p in ps if p.ledger_lag_s is not None]
-        out[variant] = {
-            "enqueue_per_s": statistics.median(n / p.enqueue_s for p in ps),
-            "processing_per_s": statistics.median(n / p.process_s for p in ps),
-            "acks_per_s": statistics.median(n / p.ack_s for p in ps),
-            "boot_s": statistics.median(p.boot_s for p in ps),
-            "ledger_lag_s": statistics.median(lags) if lags else None,
-            "rss_mb": statistics.median(p.rss_mb for p in ps),
-            "drainer_rss_mb": statistics.median(d)
-            if (d := [p.drainer_rss_mb for p in ps if p.drainer_rss_mb])
-            else None,
-        }
+def produce(variant: str, redis_url: str, rate: float, seconds: float) -> None:
+    """The steady scenario's producer (a process of its own, so its CPU is counted apart)."""
+    broker, actor, recorder = bench_app.build(variant, redis_url)
+    total, sent, start = int(rate * seconds), 0, time.perf_counter()
+    while sent < total:
+        due = min(total, int((time.perf_counter() - start) * rate) + 1)
+        while sent < due:
+            actor.send()
+            sent += 1
+        time.sleep(0.005)
+    if recorder is not None:
+        recorder.shipper.close(timeout_seconds=60)
+    broker.close()
+
+
+def wait_producer(producer: subprocess.Popen, worker: subprocess.Popen) -> tuple[float, int]:
+    """Wait for the producer; return (its CPU seconds, exact, from wait4's rusage; its exit code)."""
+    while True:
+        pid, status, usage = os.wait4(producer.pid, os.WNOHANG)
+        if pid:
+            producer.returncode = os.waitstatus_to_exitcode(status)
+            return usage.ru_utime + usage.ru_stime, producer.returncode
+        if worker.poll() is not None:
+            raise BenchError(f"the worker exited with code {worker.returncode} while the producer ran")
+        time.sleep(0.1)
+
+
+def run_steady(variant: str, rnd: int, args: argparse.Namespace, srv: Servers, logdir: Path) -> Phase:
+    client = redis.Redis.from_url(srv.redis_url)
+    prepare(variant, srv, client, args)
+    n = int(args.rate * args.duration)
+    pg = psycopg.connect(srv.db_url, autocommit=True)
+    poller = pg.info.backend_pid
+    logfile = logdir / f"worker-steady-{variant}-{rnd}.log"
+    start = time.perf_counter()
+    proc = launch(variant, srv, args, logfile)
+    acct = cpuacct.Account(
+        {"worker": proc.pid, "postgres": srv.postmaster, "redis": srv.redis_pid}, is_drainer, exclude={poller}
+    )
+    snap0 = acct.snapshot()
+    producer = None
+    try:
+        deadline = start + args.timeout + args.duration
+        since = time.time()
+        enqueue(variant, srv.redis_url, WARMUP)
+        left = lambda: f"{pending(client)} unacked"  # noqa: E731
+        first = wait_until(lambda: pending(client) < WARMUP, proc, deadline, "the first ack", left)
+        wait_until(lambda: pending(client) == 0, proc, deadline, "the warm-up", left)
+        target = WARMUP
+        if variant == "runwatch":
+            wait_until(lambda: completed_rows(pg, since) >= target, proc, deadline, "the warm-up in PostgreSQL", left)
+        snap1 = acct.snapshot()
+        t0 = time.perf_counter()
+        cmd = [sys.executable, str(Path(__file__)), "--produce", variant, srv.redis_url]
+        producer = subprocess.Popen([*cmd, str(args.rate), str(args.duration)], env=worker_env(variant, srv, args))
+        producer_cpu, code = wait_producer(producer, proc)
+        if code:
+            raise BenchError(f"the producer exited with {code}")
+        acked = wait_until(lambda: pending(client) == 0, proc, deadline, "all acks", left)
+        done = acked
+        if variant == "runwatch":
+            target += n
+            rows = lambda: f"{completed_rows(pg, since)} of {target} completed in PostgreSQL"  # noqa: E731
+            done = wait_until(lambda: completed_rows(pg, since) >= target, proc, deadline, "the ledger", rows)
+        snap2 = acct.snapshot()
+        rss, drainer_rss, drainers = memory(snap2, proc.pid)
+    except BenchError as exc:
+        tail = logfile.read_text(errors="replace")[-3000:]
+        raise BenchError(f"{variant}: {exc}\n--- worker log tail ({logfile}) ---\n{tail}") from None
+    finally:
+        if producer is not None and producer.poll() is None:
+            producer.kill()
+        stop_worker(proc)
+    cpu = snap2.minus(snap1)
+    cpu["producer"] = producer_cpu
+    p50 = p99 = None
+    if variant == "runwatch":
+        p50, p99 = pg.execute(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY x), percentile_cont(0.99) WITHIN GROUP (ORDER BY x) "
+            "FROM (SELECT extract(epoch FROM updated_at - completed_at) * 1000 AS x FROM operation_runs "
+            "WHERE NOT message_id ~ '^[0-9a-f]{32}$') s"
+        ).fetchone()
+        verify(pg, client, n + WARMUP)
+    pg.close()
+    after = done - t0 - args.duration
+    log(f"round {rnd} steady/{variant}: {n} messages at {args.rate}/s, all done {after:.2f}s after the producer's end")
+    return Phase(
+        "steady", variant, rnd, n, first - start, done - t0, acked - t0, None, cpu, sum(snap1.minus(snap0).values()),
+        lag_p50_ms=p50, lag_p99_ms=p99, worker_rss_mb=rss, drainer_rss_mb=drainer_rss, drainers=drainers,
+    )  # fmt: skip
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+def med(values: list[float | None]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(phases: list[Phase]) -> dict[str, dict[str, dict[str, float | None]]]:
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    for scenario in sorted({p.scenario for p in phases}):
+        out[scenario] = {}
+        for variant in bench_app.VARIANTS:
+            ps = [p for p in phases if p.scenario == scenario and p.variant == variant]
+            if not ps:
+                continue
+            s: dict[str, float | None] = {
+                "processing_per_s": med([p.messages / p.process_s for p in ps]),
+                "acks_per_s": med([p.messages / p.ack_s for p in ps]),
+                "boot_s": med([p.boot_s for p in ps]),
+                "ledger_lag_s": med([p.ledger_lag_s for p in ps]),
+                "lag_p50_ms": med([p.lag_p50_ms for p in ps]),
+                "lag_p99_ms": med([p.lag_p99_ms for p in ps]),
+                "worker_rss_mb": med([p.worker_rss_mb for p in ps]),
+                "drainer_rss_mb": med([p.drainer_rss_mb for p in ps]),
+                "drainers": med([p.drainers for p in ps]),
+                "boot_cpu_s": med([p.boot_cpu_s for p in ps]),
+            }
+            for c in COMPONENTS:
+                s[f"us_{c}"] = med([1e6 * p.cpu_s.get(c, 0.0) / p.messages for p in ps])
+            s["us_total"] = med([1e6 * sum(p.cpu_s.values()) / p.messages for p in ps])
+            s["us_total_with_boot"] = med([1e6 * (sum(p.cpu_s.values()) + p.boot_cpu_s) / p.messages for p in ps])
+            if ps[0].enqueue_s is not None:
+                s["enqueue_per_s"] = med([p.messages / p.enqueue_s for p in ps if p.enqueue_s])
+                for c in ("producer", "redis", "postgres"):
+                    s[f"enqueue_us_{c}"] = med([1e6 * p.enqueue_cpu_s.get(c, 0.0) / p.messages for p in ps])
+            out[scenario][variant] = s
     return out
 
 
-def print_table(summary: dict[str, dict[str, float | None]], args: argparse.Namespace) -> None:
-    """The comparison table on stdout: medians per variant, then runwatch/bare."""
-    bare, rw = summary["bare"], summary["runwatch"]
+def print_report(summary: dict, args: argparse.Namespace) -> None:
+    def fmt(v: float | None, spec: str) -> str:
+        return "-" if v is None else format(v, spec)
+
     print(
-        f"\n{args.messages} messages, 1 worker process x {args.threads} threads, {os.cpu_count()} CPUs, "
-        f"median of {args.rounds} round(s), RUNWATCH_DRAIN={args.drain}\n"
+        f"\n{args.processes} worker process(es) x {args.threads} threads, {os.cpu_count()} CPUs, "
+        f"median of {args.rounds} round(s), ledger prefilled with {args.prefill_runs:,} runs"
     )
-    print(
-        f"{'variant':<15}{'enqueue msg/s':>15}{'processing msg/s':>18}{'(acks msg/s)':>14}{'boot s':>8}"
-        f"{'ledger lag s':>14}{'peak RSS MB':>13}{'drainer RSS MB':>16}"
-    )
-    for name, s in (("bare", bare), ("runwatch", rw)):
-        lag = f"{s['ledger_lag_s']:.2f}" if s["ledger_lag_s"] is not None else "-"
-        print(
-            f"{name:<15}{s['enqueue_per_s']:>15,.0f}{s['processing_per_s']:>18,.0f}{s['acks_per_s']:>14,.0f}"
-            f"{s['boot_s']:>8.2f}{lag:>14}{s['rss_mb']:>13.1f}"
-            f"{'-' if s['drainer_rss_mb'] is None else format(s['drainer_rss_mb'], '.1f'):>16}"
+    for scenario, variants in summary.items():
+        what = (
+            f"{args.messages:,} messages enqueued first"
+            if scenario == "backlog"
+            else (f"{args.rate:,.0f} msg/s for {args.duration:.0f} s")
         )
-    pct = {k: f"{100 * rw[k] / bare[k]:.1f}%" for k in ("enqueue_per_s", "processing_per_s", "acks_per_s")}
-    print(
-        f"{'runwatch/bare':<15}{pct['enqueue_per_s']:>15}{pct['processing_per_s']:>18}{pct['acks_per_s']:>14}"
-        f"{'':>22}{rw['rss_mb'] - bare['rss_mb']:>+10.1f} MB"
-    )
+        print(f"\n== {scenario}: {what}\n")
+        head = f"{'CPU us/msg':<14}" + "".join(f"{c:>10}" for c in COMPONENTS) + f"{'total':>10}{'+boot':>10}"
+        print(head)
+        for variant, s in variants.items():
+            cells = "".join(f"{fmt(s[f'us_{c}'], ',.0f'):>10}" for c in COMPONENTS)
+            print(f"{variant:<14}{cells}{fmt(s['us_total'], ',.0f'):>10}{fmt(s['us_total_with_boot'], ',.0f'):>10}")
+        bare, rw = variants.get("bare"), variants.get("runwatch")
+        if bare and rw:
+            print(f"{'runwatch/bare':<14}{'':>50}{rw['us_total'] / bare['us_total']:>10.2f}"
+                  f"{rw['us_total_with_boot'] / bare['us_total_with_boot']:>10.2f}")  # fmt: skip
+        print(f"\n{'variant':<14}{'msg/s':>10}{'acks/s':>10}{'boot s':>8}{'lag s':>8}{'lag p50':>9}{'lag p99':>9}"
+              f"{'worker MB':>11}{'drainers':>10}{'drainer MB':>12}")  # fmt: skip
+        for variant, s in variants.items():
+            print(
+                f"{variant:<14}{fmt(s['processing_per_s'], ',.0f'):>10}{fmt(s['acks_per_s'], ',.0f'):>10}"
+                f"{fmt(s['boot_s'], '.2f'):>8}{fmt(s['ledger_lag_s'], '.2f'):>8}{fmt(s['lag_p50_ms'], '.0f'):>9}"
+                f"{fmt(s['lag_p99_ms'], '.0f'):>9}{fmt(s['worker_rss_mb'], '.1f'):>11}{fmt(s['drainers'], '.0f'):>10}"
+                f"{fmt(s['drainer_rss_mb'], '.1f'):>12}"
+            )
+        if bare and rw:
+            adds = rw["worker_rss_mb"] - bare["worker_rss_mb"] + (rw["drainer_rss_mb"] or 0)
+            print(f"{'runwatch/bare':<14}{100 * rw['processing_per_s'] / bare['processing_per_s']:>9.1f}%"
+                  f"{100 * rw['acks_per_s'] / bare['acks_per_s']:>9.1f}%   Runwatch adds {adds:.1f} MB "
+                  f"(workers {rw['worker_rss_mb'] - bare['worker_rss_mb']:+.1f}, "
+                  f"drainers {rw['drainer_rss_mb']:.1f})")  # fmt: skip
+        if scenario == "backlog" and bare and rw:
+            print(f"enqueue msg/s: bare {bare['enqueue_per_s']:,.0f}, runwatch {rw['enqueue_per_s']:,.0f} "
+                  f"({100 * rw['enqueue_per_s'] / bare['enqueue_per_s']:.1f}%); producer CPU us/msg "
+                  f"{bare['enqueue_us_producer']:.0f} / {rw['enqueue_us_producer']:.0f}, redis "
+                  f"{bare['enqueue_us_redis']:.0f} / {rw['enqueue_us_redis']:.0f}")  # fmt: skip
+
+
+def prefill(srv: Servers, runs: int) -> int:
+    """Seed the template database with ``runs`` runs (healer.seed); return how many are completed."""
+    import healer
+
+    from runwatch.db import engine_for
+
+    log(f"seeding {runs:,} runs into {SEED_DB} (once; every round starts from a copy)")
+    seed_url = database_url(srv.admin_url, SEED_DB)
+    reset_database(srv.admin_url, seed_url)
+    engine = engine_for(seed_url)
+    try:
+        seeded = healer.seed(engine, runs, 0, events=True)
+    finally:
+        engine.dispose()
+    log(f"seeded in {seeded['total_s']:.0f}s: {seeded['counts']}, {seeded['events']:,} events")
+    return seeded["counts"].get("completed", 0)
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--produce":
+        _, _, variant, url, rate, seconds = sys.argv
+        produce(variant, url, float(rate), float(seconds))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--messages", type=int, default=20_000)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--scenario", choices=("backlog", "steady", "both"), default="backlog")
+    parser.add_argument("--messages", type=int, default=20_000, help="backlog: messages enqueued first")
+    parser.add_argument("-p", "--processes", type=int, default=1, help="dramatiq worker processes")
+    parser.add_argument("-t", "--threads", type=int, default=8, help="threads per worker process")
+    parser.add_argument("--rate", type=float, default=1000, help="steady: messages per second")
+    parser.add_argument("--duration", type=float, default=60, help="steady: seconds of sending")
+    parser.add_argument("--prefill-runs", type=int, default=0, help="runs in the ledger before each round")
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--json", type=Path, help="write every round and the medians here")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12", help="a DB used by nothing else")
-    parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
-    parser.add_argument("--db-url", default=f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}")
+    parser.add_argument("--drain", choices=("process", "thread"), help="RUNWATCH_DRAIN (default: Runwatch's)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per processing phase")
-    parser.add_argument("--drain", choices=("process", "thread"), default="process", help="RUNWATCH_DRAIN")
+    parser.add_argument("--json", type=Path, help="write every round and the medians here")
     args = parser.parse_args(argv)
-
-    client = redis.Redis.from_url(args.redis_url)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # NOTE: so the private servers are stopped
+    scenarios = ("backlog", "steady") if args.scenario == "both" else (args.scenario,)
     phases: list[Phase] = []
     try:
-        with tempfile.TemporaryDirectory(prefix="runwatch-bench-") as logdir:
+        with private_servers() as (admin_url, redis_url, data_dir), tempfile.TemporaryDirectory() as logdir:
+            srv = servers_of(admin_url, redis_url, data_dir)
+            if args.prefill_runs:
+                prefill(srv, args.prefill_runs)
             for rnd in range(1, args.rounds + 1):
-                for variant in bench_app.VARIANTS:
-                    phases.append(run_phase(variant, rnd, args, client, Path(logdir)))
+                for scenario in scenarios:
+                    run = run_backlog if scenario == "backlog" else run_steady
+                    for variant in bench_app.VARIANTS:
+                        phases.append(run(variant, rnd, args, srv, Path(logdir)))
+            drop_database(srv.admin_url, DB_NAME)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    finally:
-        try:
-            reset_redis(client)
-        except (BenchError, redis.RedisError) as exc:
-            log(f"could not flush the benchmark Redis DB: {exc}")
-    summary = summarize(phases, args.messages)
-    print_table(summary, args)
+    summary = summarize(phases)
+    print_report(summary, args)
     if args.json:
         config = {k: v for k, v in vars(args).items() if k != "json"}
         args.json.write_text(
-            json.dumps({"config": config, "rounds": [asdict(p) for p in phases], "median": summary}, indent=2)
+            json.dumps({"config": config, "rounds": [asdict(p) for p in phases], "summary": summary}, indent=2)
         )
     return 0
 

@@ -159,10 +159,12 @@ def validate(event: Mapping[str, Any]) -> dict[str, Any]:
             raise ValidationError("event start is not an object")
         _check_epoch("start time", start.get("at"))
     if "summary" in event:
+        if not isinstance(event["summary"], Mapping):
+            raise ValidationError("event summary is not an object")
         # NOTE: keys were checked against the actor's catalogue at the call site; here only values.
         validate_summary(event["summary"], event["summary"].keys())
     if event["kind"] == COMPLETED and event.get("outcome") not in _OUTCOMES:
         raise ValidationError(f"completed event has outcome {event.get('outcome')!r}")
     if event["kind"] == DEAD_LETTERED and event.get("reason_code") not in CATALOGUE:
         raise ValidationError(f"dead_lettered event has reason code {event.get('reason_code')!r}")
-    return dict(event)
+    return event if isinstance(event, dict) else dict(event)  # PERF: no copy of a decoded event

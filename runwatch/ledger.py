@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,23 +27,34 @@ class ApplyResult:
     late_events: list[str] = field(default_factory=list)
 
 
+def logged(event: dict[str, Any]) -> bool:
+    """Whether ``event`` gets a row of its own in ``run_events``.
+
+    PERF: the log keeps one row per transition, not one per event. A plain enqueue leaves no row
+    (the run row's creation records it: created_at, queue, Redis id); a delayed or moved one
+    does. A start folded into its outcome (a job shorter than a flush) stays in that outcome's
+    row, as ``details.start``. An unlogged enqueue cannot be recognized as a duplicate, which is
+    harmless: applying it again changes nothing.
+    """
+    return event["kind"] != ev.ENQUEUED or event.get("delay_ms") is not None or "moved_out_of_delay_queue" in event
+
+
 def apply_events(conn: Connection, events: Sequence[dict[str, Any]], policy: ThresholdPolicy) -> ApplyResult:
     """Record ``events`` (already validated) in the caller's transaction.
 
     Idempotent: an event id already in the log is skipped, so the stream may redeliver.
     """
     result = ApplyResult()
-    events = list(ev.expand(events))
     if not events:
         return result
-    rows = [{**_columns(e), "details": {k: v for k, v in e.items() if k not in _EVENT_COLUMNS}} for e in events]
-    new_ids = set(conn.execute(sql.INSERT_EVENTS, {"events": wire.dumps(rows).decode()}).scalars())
-    result.events_new = len(new_ids)
-    result.events_duplicate = len(events) - len(new_ids)
+    rows = [{**_columns(e), "details": _details(e)} for e in events if logged(e)]
+    new_ids = set(conn.execute(sql.INSERT_EVENTS, {"events": wire.dumps(rows).decode()}).scalars()) if rows else set()
     by_message: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for event in events:
-        if event["id"] in new_ids:
-            by_message[event["message_id"]].append(event)
+        if event["id"] in new_ids or not logged(event):
+            result.events_new += 1
+            by_message[event["message_id"]].extend(_unfold(event))
+    result.events_duplicate = len(events) - result.events_new
     if not by_message:
         return result
     deltas = [fold(message_events, policy) for message_events in by_message.values()]
@@ -64,5 +75,18 @@ def apply_events(conn: Connection, events: Sequence[dict[str, Any]], policy: Thr
     return result
 
 
+def _unfold(event: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A start the recorder folded into a later event, as an event of its own (for the fold only:
+    it is logged inside that event's row)."""
+    start = event.get("start")
+    if start is not None:
+        yield {"id": None, "kind": ev.STARTED, "message_id": event["message_id"], "meta": event["meta"], **start}
+    yield event
+
+
 def _columns(event: dict[str, Any]) -> dict[str, Any]:
     return {"id": event["id"], "kind": event["kind"], "message_id": event["message_id"], "at": event["at"]}
+
+
+def _details(event: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if k not in _EVENT_COLUMNS}

@@ -40,24 +40,25 @@ INSERT INTO operation_runs AS r (
     completed_at, failure_summary, reconciled_at, reconciliation_source, reason_code, reason_message,
     reconciliation_evidence, redis_message_id, redis_message_id_at)
 SELECT d.message_id, d.queue_name, d.actor_name, d.type, d.type_label, d.tenant_id, d.initiator_name,
-    d.created_at, d.max_retries, d.time_limit_ms,
+    to_timestamp(d.created_at), d.max_retries, d.time_limit_ms,
     (SELECT p.id FROM operation_runs p WHERE p.id = d.retry_of),  -- NOTE: a pruned original is no reason to lose a run
     d.args, d.queued_stale_seconds,
     d.running_stale_seconds, d.threshold_source, d.status, d.outcome, d.deliveries, d.attempts,
-    d.summary_counts, d.started_at, d.worker_id, d.last_progress_at, d.next_retry_at,
-    d.progress_processed, d.progress_total, d.operator_message, d.last_error, d.completed_at,
-    COALESCE(d.failure_summary, '[]'), d.reconciled_at, d.reconciliation_source, d.reason_code,
-    d.reason_message, d.reconciliation_evidence, d.redis_message_id, d.redis_message_id_at
+    d.summary_counts, to_timestamp(d.started_at), d.worker_id, to_timestamp(d.last_progress_at),
+    to_timestamp(d.next_retry_at), d.progress_processed, d.progress_total, d.operator_message, d.last_error,
+    to_timestamp(d.completed_at), COALESCE(d.failure_summary, '[]'), to_timestamp(d.reconciled_at),
+    d.reconciliation_source, d.reason_code, d.reason_message, d.reconciliation_evidence, d.redis_message_id,
+    to_timestamp(d.redis_message_id_at)
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS d(
     message_id text, queue_name text, actor_name text, type text, type_label text, tenant_id bigint,
-    initiator_name text, created_at timestamptz, max_retries integer, time_limit_ms bigint,
+    initiator_name text, created_at double precision, max_retries integer, time_limit_ms bigint,
     retry_of bigint, args jsonb, queued_stale_seconds integer, running_stale_seconds integer,
     threshold_source text, status text, outcome text, deliveries integer, attempts integer,
-    summary_counts jsonb, started_at timestamptz, worker_id text, last_progress_at timestamptz,
-    next_retry_at timestamptz, progress_processed double precision, progress_total double precision,
-    operator_message text, last_error jsonb, completed_at timestamptz, failure_summary jsonb,
-    reconciled_at timestamptz, reconciliation_source text, reason_code text, reason_message text,
-    reconciliation_evidence jsonb, redis_message_id text, redis_message_id_at timestamptz)
+    summary_counts jsonb, started_at double precision, worker_id text, last_progress_at double precision,
+    next_retry_at double precision, progress_processed double precision, progress_total double precision,
+    operator_message text, last_error jsonb, completed_at double precision, failure_summary jsonb,
+    reconciled_at double precision, reconciliation_source text, reason_code text, reason_message text,
+    reconciliation_evidence jsonb, redis_message_id text, redis_message_id_at double precision)
 ON CONFLICT (message_id) DO UPDATE SET
     status = CASE WHEN {_RANK.format("EXCLUDED.status")} > {_RANK.format("r.status")}
                   THEN EXCLUDED.status ELSE r.status END,
@@ -182,10 +183,13 @@ SELECT r.id, r.message_id, r.queue_name, r.redis_message_id, r.status, r.attempt
 FROM operation_runs r
 CROSS JOIN LATERAL (
     SELECT count(*) AS starts,
-           jsonb_agg(jsonb_build_object('at', e.at, 'worker_id', e.details->>'worker_id',
-                                        'attempt', e.details->'attempt') ORDER BY e.at) AS deliveries_seen
+           jsonb_agg(jsonb_build_object('at', e.at, 'worker_id', COALESCE(e.details->'start', e.details)->>'worker_id',
+                                        'attempt', COALESCE(e.details->'start', e.details)->'attempt')
+                     ORDER BY e.at) AS deliveries_seen
     FROM run_events e
-    WHERE e.message_id = r.message_id AND e.kind = 'started' AND e.at > now() - make_interval(secs => :window)
+    -- NOTE: a start folded into its outcome's row (ledger.apply_events) is a delivery too.
+    WHERE e.message_id = r.message_id AND (e.kind = 'started' OR e.details ? 'start')
+      AND e.at > now() - make_interval(secs => :window)
 ) d
 WHERE r.status = 'running' AND r.deliveries > r.attempts
   AND r.deliveries - r.attempts >= :max_crash

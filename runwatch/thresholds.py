@@ -59,6 +59,7 @@ class ThresholdPolicy:
     def __init__(self, settings: Settings, policies: dict[str, TypePolicy] | None = None) -> None:
         self._settings = settings
         self._policies = load_policies(settings.thresholds_file) if policies is None else policies
+        self._resolved: dict[tuple[str, int | None, int | None], Thresholds] = {}
 
     def opted_out_types(self) -> list[str]:
         """Types whose config says ``heal = false``."""
@@ -67,6 +68,16 @@ class ThresholdPolicy:
     def resolve(
         self, type_: str, *, queued_override: int | None = None, running_override: int | None = None
     ) -> Thresholds:
+        # PERF: the drainer asks once per run; the answer only depends on these three.
+        key = (type_, queued_override, running_override)
+        found = self._resolved.get(key)
+        if found is None:
+            if len(self._resolved) >= 10_000:  # NOTE: bounded, whatever actor options the events carry
+                self._resolved.clear()
+            found = self._resolved[key] = self._resolve(type_, queued_override, running_override)
+        return found
+
+    def _resolve(self, type_: str, queued_override: int | None, running_override: int | None) -> Thresholds:
         policy = self._policies.get(type_)
         queued, running, source = self._settings.queued_stale_seconds, self._settings.running_stale_seconds, "default"
         if policy is not None:

@@ -1,18 +1,27 @@
-"""The drainer as a child process of each worker process (``RUNWATCH_DRAIN=process``, the default).
+"""The drainer as a child process of one worker process per host (``RUNWATCH_DRAIN=process``, the default).
 
-Applying events to PostgreSQL is CPU work (decode, fold, encode); in a thread it competes for
-the worker's GIL. A child process runs it on another core. The child exits when its parent
-does (SIGKILL included: it watches its parent pid), after a last drain on SIGTERM.
+A drainer in a thread would compete for the worker's GIL; in a child process it runs beside
+the jobs. One per host is enough (PostgreSQL does the folding; the drainer is a thin pipe), and
+one per worker process would multiply its memory with ``dramatiq -p N``: the worker processes
+of a host elect one with an ``flock`` on a per-host, per-stream lock file (``HostDrainer``). The
+holder runs the child; when the holder dies the kernel releases the lock and another worker
+process takes over within ``RETRY_SECONDS``. The child exits when its parent does (SIGKILL
+included: it watches its parent pid), after a last drain on SIGTERM.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import logging
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -55,6 +64,100 @@ def spawn(recorder: Recorder) -> subprocess.Popen | None:
         _PARENT_ENV: str(os.getpid()),
     }
     return subprocess.Popen([sys.executable, "-m", "runwatch.workers.drain_process"], env=env)
+
+
+#: How often a worker process that does not hold the host's drain lock tries to take it over
+#: (and how often the holder touches the lock file: its heartbeat).
+RETRY_SECONDS = 1.0
+#: A holder whose heartbeat is this old is frozen (SIGSTOP, a VM pause) though alive and locking:
+#: another worker process then runs a spare drainer until the holder beats again.
+STALE_HOLDER_SECONDS = 10.0
+
+
+def lock_path(client: redis.Redis, stream: str) -> Path:
+    """The host's lock file for draining ``stream`` of the Redis ``client`` talks to."""
+    key = hashlib.sha256(f"{redis_url_of(client)}\0{stream}".encode()).hexdigest()[:20]
+    return Path(tempfile.gettempdir()) / f"runwatch-drain-{key}.lock"
+
+
+class HostDrainer:
+    """Run the drainer child in whichever worker process of this host holds the drain lock."""
+
+    def __init__(self, recorder: Recorder, stop_event: threading.Event, *, retry_seconds: float = RETRY_SECONDS):
+        self._recorder = recorder
+        self._stop = stop_event
+        self._retry = retry_seconds
+        self._path = lock_path(recorder.shipper.client, recorder.settings.event_stream)
+        self._spare_path = self._path.with_suffix(".spare.lock")
+        self._fd: int | None = None
+        self._spare = False  # we hold the spare lock: the holder looks frozen
+        self.child: subprocess.Popen | None = None
+        self.thread = threading.Thread(target=self._run, name="runwatch-drain-election", daemon=True)
+
+    @property
+    def holds_lock(self) -> bool:
+        return self._fd is not None
+
+    def start(self) -> HostDrainer:
+        self.thread.start()
+        return self
+
+    def join(self, timeout_seconds: float) -> None:
+        self.thread.join(timeout_seconds)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._elect()
+                if self._fd is not None and (self.child is None or self.child.poll() is not None):
+                    if self.child is not None:
+                        logger.warning("the drainer process exited with %s; starting another", self.child.returncode)
+                    self.child = spawn(self._recorder)
+                    if self.child is None:
+                        return  # no database: spawn() said why; nothing to elect for
+                if self._stop.wait(self._retry):
+                    break
+        finally:
+            self._release()
+
+    def _elect(self) -> None:
+        if self._fd is None:
+            self._fd = self._try_lock(self._path)
+            if self._fd is not None:
+                os.utime(self._path)  # NOTE: a heartbeat at once: the file may be an old holder's
+            elif self._holder_frozen():
+                self._fd = self._try_lock(self._spare_path)
+                self._spare = self._fd is not None
+                if self._spare:
+                    logger.warning("the drain lock's holder has not beaten for %.0f s: running a spare drainer",
+                                   STALE_HOLDER_SECONDS)  # fmt: skip
+        elif self._spare and not self._holder_frozen():
+            self._release()  # the holder is back: one drainer per host again
+            self.child = None
+        elif not self._spare:
+            os.utime(self._path)  # the heartbeat
+
+    def _holder_frozen(self) -> bool:
+        try:
+            return time.time() - self._path.stat().st_mtime > STALE_HOLDER_SECONDS
+        except FileNotFoundError:
+            return True
+
+    def _release(self) -> None:
+        stop(self.child)
+        if self._fd is not None:
+            os.close(self._fd)  # NOTE: releases the lock; another worker process takes over
+            self._fd, self._spare = None, False
+
+    def _try_lock(self, path: Path) -> int | None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None
+        os.set_inheritable(fd, False)  # NOTE: the lock dies with this process, not with a child
+        return fd
 
 
 def stop(child: subprocess.Popen | None, timeout_seconds: float = 10) -> None:

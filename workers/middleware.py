@@ -87,7 +87,7 @@ class Recorder(Middleware):
         shipper.builders["moved"] = self._build_moved
         self._progress_interval = settings.progress_interval_ms / 1000
         self.drain_thread: threading.Thread | None = None
-        self.drain_process: subprocess.Popen | None = None
+        self.host_drainer: drain_process.HostDrainer | None = None
         self.maintenance_thread: threading.Thread | None = None
         self._drain_stop = threading.Event()
 
@@ -260,7 +260,7 @@ class Recorder(Middleware):
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         if self.settings.drain_mode == "process":
-            self.drain_process = drain_process.spawn(self)
+            self.host_drainer = drain_process.HostDrainer(self, self._drain_stop).start()
         elif self.settings.drain_mode == "thread":
             self.drain_thread = start_drain_thread(self, self._drain_stop)
         namespace = getattr(broker, "namespace", "dramatiq")
@@ -271,7 +271,13 @@ class Recorder(Middleware):
         self._drain_stop.set()
         if self.drain_thread is not None:
             self.drain_thread.join(timeout=10)
-        drain_process.stop(self.drain_process)
+        if self.host_drainer is not None:
+            self.host_drainer.join(timeout_seconds=15)
+
+    @property
+    def drain_process(self) -> subprocess.Popen | None:
+        """The drainer child this process runs (None unless it holds the host's drain lock)."""
+        return self.host_drainer.child if self.host_drainer is not None else None
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -1,15 +1,22 @@
 """Ship run events from a process to the Redis event stream, in batches, off the hot path.
 
-Hooks only append a dict to a list. One background thread encodes whatever has accumulated
-into a single stream entry (one XADD, one round trip, whatever the batch size). A hook that
-must not return before its event is safe (an outcome, before the ack) waits for the flush that
-carries it: a group commit, so eight threads finishing at once cost one round trip, not eight.
+Hooks only append a dict to a list. Whatever has accumulated is encoded into a single stream
+entry (one XADD, one round trip, whatever the batch size). A hook that must not return before
+its event is safe (an outcome, before the ack) ships it itself, as the leader of a group commit:
+threads finishing while it writes wait for its next round, so eight threads finishing at once
+cost one or two round trips, not eight. A background thread ships the rest (queued, started,
+progress) every ``flush_interval_ms``, and retries with backoff while Redis is unreachable.
+
+PERF: the leader writes on its own thread; handing every outcome to the background thread and
+waiting to be woken cost two thread switches and a condition notify per message (~100 us).
 
 Durability trade-off (README "Recording and durability"): an event is as durable as the Redis
 the messages themselves live in once ``emit(..., durable=True)`` returns; non-urgent events
 (queued, started, progress) may sit in memory for up to ``flush_interval_ms`` and die with a
 SIGKILLed process. While Redis is unreachable, events stay buffered (bounded) and the waiting
-hook gives up after ``durable_wait_ms`` so a job never fails or hangs because of Runwatch.
+hook gives up after ``durable_wait_ms`` so a job never fails or hangs because of Runwatch (the
+one write a leader attempts is bounded by the client's own timeouts, as Dramatiq's ack is; after
+a failure no hook writes until the background thread got through again).
 """
 
 from __future__ import annotations
@@ -55,6 +62,11 @@ class EventShipper:
         self.builders: dict[str, Callable[..., dict[str, Any]]] = {}
         self._urgent = False
         self._waiters: list[threading.Lock] = []  # durable emitters waiting for the next flush
+        self._leading = False  # a thread is shipping (an emitter, or the background thread)
+        self._conn: Any = None  # the shipper's own Redis connection (see _xadd)
+        name = stream.encode()
+        self._xadd_head = b"*5\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n$1\r\n*\r\n$1\r\ne\r\n" % (len(name), name)
+        self._backoff = 0.0  # seconds: Redis failed; only the background thread writes until it works
         self._closing = False
         self._thread: threading.Thread | None = None
         os.register_at_fork(after_in_child=self._after_fork)
@@ -78,8 +90,8 @@ class EventShipper:
             if not durable:
                 return True
             self._outcomes.add(id(event))
-            shipped = self._waiter()
-        return shipped.acquire(timeout=self._durable_wait)
+            shipped, lead = self._waiter()
+        return self._wait(shipped, lead, self._durable_wait)
 
     def _make_room(self) -> None:
         """Drop one buffered event (caller holds _cond): bounded memory beats an OOM-killed worker.
@@ -128,21 +140,50 @@ class EventShipper:
             if not self._buffer:
                 return True
             self._ensure_thread()
-            shipped = self._waiter()
-        return shipped.acquire(timeout=timeout_seconds)
+            shipped, lead = self._waiter()
+        return self._wait(shipped, lead, timeout_seconds)
 
-    def _waiter(self) -> threading.Lock:
-        """A lock released once the events buffered so far are in Redis (caller holds _cond).
+    def _waiter(self) -> tuple[threading.Lock, bool]:
+        """A lock released once the events buffered so far are in Redis, and whether the caller
+        ships them itself (caller holds _cond).
 
-        PERF: one lock per waiter, released one by one by the shipper, instead of notify_all on a
-        shared condition, which woke every waiting worker thread for every flush.
+        PERF: one lock per waiter, released one by one, instead of notify_all on a shared
+        condition, which woke every waiting worker thread for every flush.
         """
         lock = threading.Lock()
         lock.acquire()
         self._waiters.append(lock)
-        self._urgent = True
-        self._cond.notify()
-        return lock
+        if self._leading:
+            return lock, False  # the thread shipping now takes it in its next round
+        if self._backoff:
+            self._urgent = True  # Redis failed lately: the background thread retries, with backoff
+            self._cond.notify()
+            return lock, False
+        self._leading = True
+        return lock, True
+
+    def _wait(self, shipped: threading.Lock, lead: bool, timeout_seconds: float) -> bool:
+        if lead:
+            self._ship_rounds(background=False)
+        return shipped.acquire(timeout=timeout_seconds)
+
+    def _ship_rounds(self, *, background: bool) -> None:
+        """Ship while someone waits for a flush (the background thread: at least once). The
+        caller set ``_leading``; it is cleared here, under the same lock that tests it."""
+        first = background
+        while True:
+            with self._cond:
+                if not self._waiters and not (first and self._buffer):
+                    self._leading = False
+                    return
+                first = False
+                batch, self._buffer = self._buffer, []
+                self._outcomes.clear()  # NOTE: once built, an event's kind says whether it is an outcome
+                waiters, self._waiters = self._waiters, []
+            if not self._ship(batch, waiters):
+                with self._cond:
+                    self._leading = False
+                return
 
     def close(self, timeout_seconds: float = 5.0) -> None:
         """Ship everything (deferred events too), stop the thread; a later emit starts a new one."""
@@ -191,43 +232,92 @@ class EventShipper:
         self._buffer, self._urgent, self._deferred = [], False, {}
         self._outcomes = set()
         self._waiters = []
+        self._leading, self._backoff = False, 0.0
+        self._conn = None  # NOTE: never share the parent's socket
 
     def _run(self) -> None:
-        backoff = 0.0
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._urgent or self._closing, self._interval + backoff)
+                self._cond.wait_for(lambda: self._urgent or self._closing, self._interval + self._backoff)
                 self._release_deferred()  # NOTE: before the exit test, so closing ships deferred events too
-                if self._closing and not self._buffer:
+                if self._closing and not self._buffer and not self._leading:
                     if self._thread is threading.current_thread():
                         self._thread = None  # the next emit starts a new one, whenever this one ends
                     return
-                batch, self._buffer = self._buffer, []
-                self._outcomes.clear()  # NOTE: once built, an event's kind says whether it is an outcome
-                waiters, self._waiters = self._waiters, []
                 self._urgent = False
-            if not batch:
-                for waiter in waiters:
-                    waiter.release()
-                continue
-            batch = self._materialize(batch)
+                if self._leading or not (self._buffer or self._waiters):
+                    continue
+                self._leading = True
+            self._ship_rounds(background=True)
+
+    def _xadd(self, payloads: list[bytes]) -> None:
+        """XADD each payload as one entry, pipelined, on this shipper's own connection.
+
+        PERF: redis-py's ``xadd()`` cost ~180 us of CPU a call here (pool checkout, retry wrapper,
+        command packing, RESP3 parsing), paid once per flush on a worker's GIL, against ~40 us for
+        the socket calls themselves. The connection is redis-py's (connect, auth, TLS, HELLO);
+        the command is framed and its reply read here. Only one thread ships at a time
+        (``_leading``), so one connection is enough.
+        """
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = self.client.connection_pool.make_connection()
+        try:
+            if conn._sock is None:
+                conn.connect()
+            sock = conn._sock
+            sock.sendall(b"".join(self._xadd_head + b"$%d\r\n%s\r\n" % (len(p), p) for p in payloads))
+            _read_replies(sock, len(payloads))
+        except BaseException:
+            conn.disconnect()  # NOTE: a reply may still be in flight; the next write reconnects
+            raise
+
+    def _ship(self, batch: list[Any], waiters: list[threading.Lock]) -> bool:
+        """Write ``batch`` to the stream and release ``waiters``; on failure keep both for a retry."""
+        events = self._materialize(batch) if batch else []
+        if events:
             try:
                 # NOTE: entries are capped so a drainer's batch (and its memory) stays bounded.
-                with self.client.pipeline(transaction=False) as pipe:
-                    for i in range(0, len(batch), MAX_EVENTS_PER_ENTRY):
-                        chunk = batch[i : i + MAX_EVENTS_PER_ENTRY]
-                        pipe.xadd(self._stream, {"e": wire.dumps(chunk)})
-                    pipe.execute()
+                self._xadd(
+                    [
+                        wire.dumps(events[i : i + MAX_EVENTS_PER_ENTRY])
+                        for i in range(0, len(events), MAX_EVENTS_PER_ENTRY)
+                    ]
+                )
             except Exception as exc:  # redis down, or anything else: keep the events, retry later
-                self._errors.failure(exc, len(batch))
-                backoff = min(max(backoff * 2, 0.1), 2.0)
+                self._errors.failure(exc, len(events))
                 with self._cond:
-                    self._buffer[:0] = batch
+                    self._backoff = min(max(self._backoff * 2, 0.1), 2.0)
+                    self._buffer[:0] = events
                     while len(self._buffer) > self._max:  # the same policy as emit(): outcomes last
                         self._make_room()
                     self._waiters[:0] = waiters
-                continue
-            backoff = 0.0
+                return False
+            if self._backoff:
+                with self._cond:
+                    self._backoff = 0.0
             self._errors.success()
-            for waiter in waiters:
-                waiter.release()
+        for waiter in waiters:
+            waiter.release()
+        return True
+
+
+def _read_replies(sock: Any, count: int) -> None:
+    """Read ``count`` XADD replies (entry ids, as RESP bulk strings); raise on an error reply."""
+    buf, pos, seen = b"", 0, 0
+    while seen < count:
+        end = buf.find(b"\r\n", pos)
+        if end < 0 or (buf[pos : pos + 1] == b"$" and len(buf) < end + 2 + int(buf[pos + 1 : end]) + 2):
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise redis.ConnectionError("Redis closed the connection")
+            buf += chunk
+            continue
+        kind = buf[pos : pos + 1]
+        if kind == b"$":
+            pos = end + 2 + int(buf[pos + 1 : end]) + 2
+        elif kind in (b"-", b"!"):
+            raise redis.ResponseError(buf[pos + 1 : end].decode(errors="replace"))
+        else:
+            raise redis.ResponseError(f"unexpected reply to XADD: {buf[pos:end]!r}")
+        seen += 1

@@ -25,8 +25,12 @@ def test_success_is_recorded_with_every_stage(harness, worker):
     assert run["worker_id"] == harness.broker.broker_id
     assert run["created_at"] <= run["started_at"] <= run["completed_at"]
     assert run["progress_processed"] == 1 and run["stale_at"] is None
-    kinds = [e["kind"] for e in harness.events(message.message_id)]
-    assert kinds == ["enqueued", "started", "progress", "completed"]
+    # NOTE: a plain enqueue leaves no log row (the run row records it); the start is either a row of
+    # its own or, for a job shorter than a flush, part of its outcome's row.
+    events = harness.events(message.message_id)
+    kinds = [e["kind"] for e in events]
+    assert kinds in (["started", "progress", "completed"], ["progress", "completed"])
+    assert kinds[0] == "started" or events[-1]["details"]["start"]["attempt"] == 1
 
 
 def test_malformed_tenant_fails_at_call_site_and_enqueues_nothing(harness):
@@ -138,7 +142,8 @@ def test_a_fast_job_ships_one_event_and_the_ledger_still_logs_its_start(harness,
     ]
     assert [e["kind"] for e in shipped] == ["enqueued", "completed"] and shipped[1]["start"]["attempt"] == 1
     harness.drainer.drain_until_empty()
-    assert [e["kind"] for e in harness.events(message.message_id)] == ["enqueued", "started", "completed"]
+    logged = harness.events(message.message_id)
+    assert [e["kind"] for e in logged] == ["completed"] and logged[0]["details"]["start"]["attempt"] == 1
     assert harness.run(message.message_id)["deliveries"] == 1
 
 

@@ -1,0 +1,74 @@
+"""Helpers shared by the benchmark scripts: errors, progress log, databases, private servers.
+
+The throughput benchmark runs its own PostgreSQL and Redis (``private_servers``): on a shared
+machine the system's servers also serve other users, and their CPU could not be attributed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+
+T0 = time.perf_counter()
+
+
+class BenchError(Exception):
+    """A phase failed or the recorded results are wrong: the run exits non-zero."""
+
+
+def log(message: str) -> None:
+    """Progress on stderr, stamped with the seconds since start."""
+    print(f"[{time.perf_counter() - T0:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy URL (``postgresql+psycopg://``) as the plain libpq URL psycopg takes."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def database_url(server_url: str, name: str) -> str:
+    """The URL of database ``name`` on the server of ``server_url``."""
+    return libpq_url(server_url).rsplit("/", 1)[0] + "/" + name
+
+
+def reset_database(admin_url: str, db_url: str, *, template: str | None = None) -> None:
+    """Drop and create the database of ``db_url`` (from ``template`` if given), then migrate it."""
+    from runwatch.db import engine_for
+    from runwatch.migrate import upgrade
+
+    name = db_url.rsplit("/", 1)[1]
+    with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    upgrade(db_url)
+    engine_for(db_url).dispose()
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def private_servers(data_dir: Path | None = None) -> Iterator[tuple[str, str, Path]]:
+    """A PostgreSQL and a Redis of our own (runwatch.embedded); yield (pg admin URL, Redis URL, data dir).
+
+    Both are stopped on exit. Their processes serve nothing but the benchmark, so every CPU second
+    they spend is the benchmark's.
+    """
+    from runwatch import embedded
+
+    with contextlib.ExitStack() as stack:
+        if data_dir is None:
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="runwatch-bench-servers-")))
+        servers = embedded.start(data_dir, log=log)
+        try:
+            yield libpq_url(servers.database_url), servers.redis_url, data_dir
+        finally:
+            embedded.stop(servers)
