@@ -29,6 +29,8 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from runwatch import events as ev
 from runwatch import wire
@@ -36,6 +38,8 @@ from runwatch.burstlog import BurstLogger
 from runwatch.settings import MAX_EVENTS_PER_ENTRY
 
 logger = logging.getLogger("runwatch.shipper")
+#: The shortest socket timeout of the shipper's own connection (``durable_wait_ms`` may be 0).
+MIN_SOCKET_TIMEOUT_SECONDS = 0.1
 #: Kept when the buffer overflows: outcomes, and failed attempts (a retry's schedule and Redis id).
 _OUTCOME_KINDS = frozenset({ev.COMPLETED, ev.DEAD_LETTERED, ev.ATTEMPT_FAILED})
 
@@ -262,6 +266,14 @@ class EventShipper:
         conn = self._conn
         if conn is None:
             conn = self._conn = self.client.connection_pool.make_connection()
+            # NOTE: a leader writes on a job's own thread. Bound the write like the durable wait, so
+            # a Redis that stops answering (a partition) never holds a job for longer: the events go
+            # back to the buffer and the background thread retries them (the drainer dedupes by id).
+            bound = max(self._durable_wait, MIN_SOCKET_TIMEOUT_SECONDS)
+            for attribute in ("socket_timeout", "socket_connect_timeout"):
+                if getattr(conn, attribute, None) is None or getattr(conn, attribute) > bound:
+                    setattr(conn, attribute, bound)
+            conn.retry = Retry(NoBackoff(), 0)  # NOTE: one try: the background thread is the retry
         try:
             if conn._sock is None:
                 conn.connect()
