@@ -31,12 +31,17 @@ def logged(event: dict[str, Any]) -> bool:
     """Whether ``event`` gets a row of its own in ``run_events``.
 
     PERF: the log keeps one row per transition, not one per event. A plain enqueue leaves no row
-    (the run row's creation records it: created_at, queue, Redis id); a delayed or moved one
-    does. A start folded into its outcome (a job shorter than a flush) stays in that outcome's
+    (the run row's creation records it: created_at, queue, Redis id); a delayed, moved or
+    requeued one does (an operator's requeue is evidence an SRE looks for in the log). A start folded into its outcome (a job shorter than a flush) stays in that outcome's
     row, as ``details.start``. An unlogged enqueue cannot be recognized as a duplicate, which is
     harmless: applying it again changes nothing.
     """
-    return event["kind"] != ev.ENQUEUED or event.get("delay_ms") is not None or "moved_out_of_delay_queue" in event
+    return (
+        event["kind"] != ev.ENQUEUED
+        or event.get("delay_ms") is not None
+        or "moved_out_of_delay_queue" in event
+        or "requeued_from" in event
+    )
 
 
 def apply_events(conn: Connection, events: Sequence[dict[str, Any]], policy: ThresholdPolicy) -> ApplyResult:

@@ -100,8 +100,13 @@ def test_partitioned_worker_host(partition_world: World, net: netns.Network, sca
     world.history.slack_seconds = HEARTBEAT_TIMEOUT_MS / 1000 + 3
     started = time.monotonic()
     for host in HOSTS:
-        proc = fleet.Process(host, net.hosts[host].argv(fleet.worker(host, world.env, world.log_dir,
-                             threads=size.threads).argv), world.env, world.log_dir)  # fmt: skip
+        # NOTE: a host's own /tmp, as a real host has: the drain lock (one drainer per host) is a
+        # file there, and hosts sharing it would elect one drainer for both, cut off with h1.
+        tmp = world.log_dir / f"tmp-{host}"
+        tmp.mkdir(exist_ok=True)
+        env = {**world.env, "TMPDIR": str(tmp)}
+        proc = fleet.Process(host, net.hosts[host].argv(fleet.worker(host, env, world.log_dir,
+                             threads=size.threads).argv), env, world.log_dir)  # fmt: skip
         world.processes.append(proc.start())
     rounds = []
     per_round = size.jobs // size.rounds
