@@ -32,8 +32,9 @@ def logged(event: dict[str, Any]) -> bool:
 
     PERF: the log keeps one row per transition, not one per event. A plain enqueue leaves no row
     (the run row's creation records it: created_at, queue, Redis id); a delayed, moved or
-    requeued one does (an operator's requeue is evidence an SRE looks for in the log). A start folded into its outcome (a job shorter than a flush) stays in that outcome's
-    row, as ``details.start``. An unlogged enqueue cannot be recognized as a duplicate, which is
+    requeued one does (an operator's requeue is evidence an SRE looks for in the log). A start
+    folded into its outcome (a job shorter than a flush) stays in that outcome's row, as
+    ``details.start``. An unlogged enqueue cannot be recognized as a duplicate, which is
     harmless: applying it again changes nothing.
     """
     return (
