@@ -43,3 +43,10 @@ class AuthMiddleware:
             # NOTE: unknown, malformed and revoked tokens look the same to the caller.
             raise _unauthorized("The bearer token is not valid.", f'{REALM}, error="invalid_token"')
         req.context.principal = principal
+
+
+def require_operator(req: falcon.Request) -> None:
+    """Refuse a state-changing request from a ``viewer`` token: 403, with the reason."""
+    principal = req.context.principal
+    if not principal.is_operator:
+        raise Problem(403, f"Token {principal.name!r} is a viewer; this action needs an operator token.")

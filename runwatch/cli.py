@@ -16,6 +16,7 @@ from importlib.metadata import entry_points
 from . import __version__
 from .errors import RunwatchError
 from .settings import Settings
+from .tokens import ROLES, VIEWER
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -42,8 +43,10 @@ def _tokens_create(args: argparse.Namespace) -> int:
     from .tokens import create_token
 
     with engine_for(Settings.from_env().require_database_url()).begin() as conn:
-        secret, info = create_token(conn, name=args.name, tenant_ids=None if args.all_tenants else args.tenant)
-    print(f"token {info.id} ({info.name}, {info.scope}) created; the secret is shown only once:", file=sys.stderr)
+        tenants = None if args.all_tenants else args.tenant
+        secret, info = create_token(conn, name=args.name, tenant_ids=tenants, role=args.role)
+    print(f"token {info.id} ({info.name}, {info.role}, {info.scope}) created; the secret is shown only once:",
+          file=sys.stderr)  # fmt: skip
     print(secret)
     return 0
 
@@ -58,7 +61,8 @@ def _tokens_list(args: argparse.Namespace) -> int:
         print("(no API tokens)")
     for info in infos:
         revoked = f"revoked {info.revoked_at:%Y-%m-%d %H:%M:%S%z}" if info.revoked_at else "active"
-        print(f"{info.id}\t{info.name}\t{info.scope}\tcreated {info.created_at:%Y-%m-%d %H:%M:%S%z}\t{revoked}")
+        created = f"created {info.created_at:%Y-%m-%d %H:%M:%S%z}"
+        print(f"{info.id}\t{info.name}\t{info.role}\t{info.scope}\t{created}\t{revoked}")
     return 0
 
 
@@ -98,6 +102,8 @@ def _add_tokens(sub: argparse._SubParsersAction) -> None:
     scope = create.add_mutually_exclusive_group(required=True)
     scope.add_argument("--tenant", type=int, action="append", metavar="ID", help="a tenant it may see (repeatable)")
     scope.add_argument("--all-tenants", action="store_true", help="every tenant, and runs without a tenant")
+    create.add_argument("--role", choices=ROLES, default=VIEWER,
+                        help="viewer (default) reads; operator may also requeue and purge dead letters")  # fmt: skip
     create.set_defaults(func=_tokens_create)
     listing = actions.add_parser("list", help="list tokens (never their secrets)")
     listing.set_defaults(func=_tokens_list)

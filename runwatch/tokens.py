@@ -2,7 +2,8 @@
 
 A token is ``rw_`` followed by 32 random bytes (URL-safe base64). Its SHA-256 is the lookup
 key, so a database dump never yields a usable secret. ``tenant_ids`` ``None`` means every
-tenant, including runs that have no tenant at all.
+tenant, including runs that have no tenant at all. Its role is ``viewer`` (reads) or
+``operator`` (may also requeue and purge dead letters).
 """
 
 from __future__ import annotations
@@ -25,17 +26,21 @@ TOKEN_BYTES = 32
 MAX_TOKEN_CHARS = 200
 #: PostgreSQL bigint: tenant ids beyond it cannot exist.
 MAX_BIGINT = 2**63 - 1
+#: Token roles, least privilege first (the CHECK of migration 0005 lists the same).
+VIEWER, OPERATOR = "viewer", "operator"
+ROLES = (VIEWER, OPERATOR)
 
 _INSERT = text("""
-INSERT INTO api_tokens (name, token_hash, tenant_ids) VALUES (:name, :hash, CAST(:tenants AS bigint[]))
-RETURNING id, name, tenant_ids, created_at, revoked_at
+INSERT INTO api_tokens (name, token_hash, tenant_ids, role)
+VALUES (:name, :hash, CAST(:tenants AS bigint[]), :role)
+RETURNING id, name, tenant_ids, role, created_at, revoked_at
 """)
-_LIST = text("SELECT id, name, tenant_ids, created_at, revoked_at FROM api_tokens ORDER BY id")
+_LIST = text("SELECT id, name, tenant_ids, role, created_at, revoked_at FROM api_tokens ORDER BY id")
 _REVOKE = text("""
 UPDATE api_tokens SET revoked_at = now() WHERE id = :id AND revoked_at IS NULL RETURNING id
 """)
 _EXISTS = text("SELECT 1 FROM api_tokens WHERE id = :id")
-_LOOKUP = text("SELECT id, name, tenant_ids FROM api_tokens WHERE token_hash = :hash AND revoked_at IS NULL")
+_LOOKUP = text("SELECT id, name, tenant_ids, role FROM api_tokens WHERE token_hash = :hash AND revoked_at IS NULL")
 _SECRET = text("SELECT secret FROM api_secrets WHERE name = :name")
 _SEED_SECRET = text("INSERT INTO api_secrets (name, secret) VALUES (:name, :secret) ON CONFLICT (name) DO NOTHING")
 
@@ -46,15 +51,20 @@ class UnknownToken(ValidationError):
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a token and the tenants it may see (``None``: all tenants)."""
+    """Who is calling: a token, the tenants it may see (``None``: all tenants) and its role."""
 
     token_id: int
     name: str
     tenant_ids: frozenset[int] | None
+    role: str = VIEWER
 
     @property
     def all_tenants(self) -> bool:
         return self.tenant_ids is None
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role == OPERATOR
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,7 @@ class TokenInfo:
     id: int
     name: str
     tenant_ids: tuple[int, ...] | None
+    role: str
     created_at: datetime
     revoked_at: datetime | None
 
@@ -81,10 +92,14 @@ def new_secret() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
 
 
-def create_token(conn: Connection, *, name: str, tenant_ids: list[int] | None) -> tuple[str, TokenInfo]:
+def create_token(
+    conn: Connection, *, name: str, tenant_ids: list[int] | None, role: str = VIEWER
+) -> tuple[str, TokenInfo]:
     """Store a new token; return its secret (shown once, never stored) and its record."""
     if not name.strip():
         raise ValidationError("a token needs a non-blank name")
+    if role not in ROLES:
+        raise ValidationError(f"a token's role is one of {', '.join(ROLES)}, got {role!r}")
     if tenant_ids is not None:
         if not tenant_ids:
             raise ValidationError("a tenant-scoped token needs at least one tenant id")
@@ -93,7 +108,8 @@ def create_token(conn: Connection, *, name: str, tenant_ids: list[int] | None) -
             raise ValidationError(f"tenant ids must be positive integers, got {bad}")
         tenant_ids = sorted(set(tenant_ids))
     secret = new_secret()
-    row = conn.execute(_INSERT, {"name": name, "hash": hash_token(secret), "tenants": tenant_ids}).mappings().one()
+    params = {"name": name, "hash": hash_token(secret), "tenants": tenant_ids, "role": role}
+    row = conn.execute(_INSERT, params).mappings().one()
     return secret, _info(row)
 
 
@@ -118,7 +134,7 @@ def authenticate(conn: Connection, secret: str) -> Principal | None:
     if row is None:
         return None
     tenants = None if row["tenant_ids"] is None else frozenset(row["tenant_ids"])
-    return Principal(token_id=row["id"], name=row["name"], tenant_ids=tenants)
+    return Principal(token_id=row["id"], name=row["name"], tenant_ids=tenants, role=row["role"])
 
 
 def shared_secret(conn: Connection, name: str = "cursor") -> str:
@@ -137,6 +153,7 @@ def _info(row: Any) -> TokenInfo:
         id=row["id"],
         name=row["name"],
         tenant_ids=None if tenants is None else tuple(tenants),
+        role=row["role"],
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
     )

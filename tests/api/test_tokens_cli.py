@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from runwatch.cli import main
-from runwatch.tokens import hash_token
+from runwatch.tokens import authenticate, hash_token
 
 
 @pytest.fixture
@@ -28,7 +29,8 @@ def test_create_list_revoke(cli_env, capsys, engine):
     assert stored[0] == (hash_token(secret), [2, 4]) and stored[1][1] is None
     assert main(["tokens", "list"]) == 0
     listing = capsys.readouterr().out
-    assert "grafana\ttenants 2,4" in listing and "sre\tall tenants" in listing and secret not in listing
+    assert "grafana\tviewer\ttenants 2,4" in listing and "sre\tviewer\tall tenants" in listing
+    assert secret not in listing
     assert main(["tokens", "revoke", "1"]) == 0 and "revoked" in capsys.readouterr().out
     assert main(["tokens", "list"]) == 0 and "\trevoked " in capsys.readouterr().out
     assert main(["tokens", "revoke", "99"]) == 2 and "no API token with id 99" in capsys.readouterr().err
@@ -53,3 +55,22 @@ def test_create_needs_exactly_one_scope(cli_env, capsys, engine, argv):
 ])  # fmt: skip
 def test_create_rejects_bad_values(cli_env, capsys, argv, message):
     assert main(argv) == 2 and message in capsys.readouterr().err
+
+
+def test_a_token_is_a_viewer_unless_created_as_an_operator(cli_env, capsys, engine):
+    assert main(["tokens", "create", "--name", "oncall", "--all-tenants", "--role", "operator"]) == 0
+    secret = capsys.readouterr().out.strip()
+    assert main(["tokens", "create", "--name", "dashboard", "--all-tenants"]) == 0
+    with engine.begin() as conn:
+        roles = conn.execute(text("SELECT name, role FROM api_tokens ORDER BY id")).all()
+        assert roles == [("oncall", "operator"), ("dashboard", "viewer")]
+        assert authenticate(conn, secret).is_operator
+        # The CHECK holds whatever writes the table.
+        with pytest.raises(IntegrityError):
+            conn.execute(text("UPDATE api_tokens SET role = 'admin' WHERE name = 'oncall'"))
+
+
+def test_an_unknown_role_is_a_usage_error(cli_env, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["tokens", "create", "--name", "x", "--all-tenants", "--role", "admin"])
+    assert exited.value.code == 2 and "invalid choice: 'admin'" in capsys.readouterr().err
