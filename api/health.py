@@ -1,7 +1,7 @@
 """Liveness and readiness probes; neither needs a token.
 
 Readiness asks PostgreSQL for ``SELECT 1`` and Redis for ``PING``. Redis is spoken to over a raw
-socket (RESP) because ``api/`` may not import the Redis client (DESIGN.md §1): the API itself
+socket (RESP) because ``api/`` may not import the Redis client (docs/design.md §1): the API itself
 never touches Redis, but an API whose workers' broker is down is not serving live truth.
 """
 

@@ -62,7 +62,7 @@ def detail(row: dict[str, Any]) -> dict[str, Any]:
 def default_evidence(evidence: Any) -> Any:
     """What an operator needs to act on (exception type, masked message, where, digest, keys), no traceback."""
     # APPSEC: a traceback shows code and data around the failure; it is secondary evidence
-    # (DESIGN.md §8), revealed only with diagnostics.
+    # (docs/design.md §8), revealed only with diagnostics.
     if isinstance(evidence, dict):
         return {k: default_evidence(v) for k, v in evidence.items() if k not in TRACEBACK_KEYS}
     if isinstance(evidence, list):

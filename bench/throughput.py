@@ -25,7 +25,7 @@ wrote it), p50/p99 over every run.
 phase (their time lands in their parent's reaped-children time):
 
    worker    the dramatiq CLI process and its worker processes (hooks, shipper thread, maintenance)
-   drainer   Runwatch drainer processes (children of a worker, ``-m runwatch.workers.drain_process``)
+   drainer   Runwatch drainer processes (children of a worker, ``-m runwatch.workers.drain_process_main``)
    postgres  every process of the private PostgreSQL (backends, WAL writer, checkpointer,
              autovacuum), less the benchmark's own polling connection
    redis     the private redis-server

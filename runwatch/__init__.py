@@ -1,6 +1,6 @@
 """Runwatch core: the run ledger, its lifecycle rules and its settings.
 
-This package knows no Dramatiq and no Falcon (see DESIGN.md §1); the execution side lives in
+This package knows no Dramatiq and no Falcon (see docs/design.md §1); the execution side lives in
 ``workers/`` and ``bridge/``, the HTTP side in ``api/``.
 """
 

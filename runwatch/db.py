@@ -1,4 +1,4 @@
-"""Engines: one per process, created after fork (DESIGN.md §5)."""
+"""Engines: one per process, created after fork (docs/design.md §5)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 An event is a plain ``dict`` (cheap to build on the per-message path, one JSON encode per
 batch). Every event carries the run's metadata so that whichever event reaches the ledger first
-can create the row (DESIGN.md §3: order-insensitive). ``validate`` is the gate the drainer puts
+can create the row (docs/design.md §3: order-insensitive). ``validate`` is the gate the drainer puts
 in front of the ledger: anything that does not pass is rejected with its reason, never applied.
 """
 

@@ -1,7 +1,7 @@
 """The stale-run healer: resolve live runs past their deadline, on broker evidence, never on a guess.
 
 ``heal_once`` is the whole pass (STYLE.md §9); the Dramatiq actor, the in-worker schedule and
-``runwatch heal`` only call it. Rules (DESIGN.md §4):
+``runwatch heal`` only call it. Rules (docs/design.md §4):
 
 - queued past its threshold: if the broker still holds the message (queue or delay queue) it is
   backlog and stays ``likely_stale`` with that note; otherwise ``run.stale_queued``.

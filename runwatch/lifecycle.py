@@ -1,4 +1,4 @@
-"""The run lifecycle (DESIGN.md §3), written once in Python.
+"""The run lifecycle (docs/design.md §3), written once in Python.
 
 The database enforces the same rules again (a CHECK constraint on the state pairs and a trigger
 on transitions, see ``migrations``); ``tests/integration/test_state_machine_sync.py`` fails when
@@ -49,7 +49,7 @@ _QUEUED: State = (Status.QUEUED, Outcome.PENDING, False)
 _RUNNING: State = (Status.RUNNING, Outcome.PENDING, False)
 _RECONCILED: State = (Status.COMPLETED, Outcome.FAILED, True)
 
-#: The legal transitions of DESIGN.md §3. Staying in the same state is not a transition.
+#: The legal transitions of docs/design.md §3. Staying in the same state is not a transition.
 TRANSITIONS: frozenset[tuple[State, State]] = frozenset(
     {(_QUEUED, _RUNNING)}
     | {(_RUNNING, (Status.COMPLETED, outcome, False)) for outcome in TERMINAL_OUTCOMES}

@@ -1,4 +1,4 @@
-"""The reconciliation sources and reason-code catalogue of DESIGN.md §4."""
+"""The reconciliation sources and reason-code catalogue of docs/design.md §4."""
 
 from __future__ import annotations
 

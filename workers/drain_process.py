@@ -63,7 +63,7 @@ def spawn(recorder: Recorder) -> subprocess.Popen | None:
         "RUNWATCH_REDIS_URL": redis_url_of(recorder.shipper.client),
         _PARENT_ENV: str(os.getpid()),
     }
-    return subprocess.Popen([sys.executable, "-m", "runwatch.workers.drain_process"], env=env)
+    return subprocess.Popen([sys.executable, "-m", "runwatch.workers.drain_process_main"], env=env)
 
 
 #: How often a worker process that does not hold the host's drain lock tries to take it over
@@ -206,7 +206,3 @@ def main() -> None:
     threading.Thread(target=watch_parent, daemon=True).start()
     drainer.run(stop_event, block_ms=200)
     drainer.drain_until_empty(max_seconds=5)  # what the worker shipped on its way out
-
-
-if __name__ == "__main__":
-    main()

@@ -114,3 +114,7 @@ def test_the_installed_demo_shows_every_outcome_and_every_reconciliation_source(
     evidence = out[out.find("how each reconciliation was decided"):]
     assert "requeued from run" in evidence and "delivered 2 times, then succeeded" in evidence, evidence
     assert "-> 200, 4 runs" in out  # the API (gunicorn, from the user's directory) served the ledger over HTTP
+    # A user reads the demo's output: no Python warning or traceback in it (the drainer child once
+    # printed a RuntimeWarning about how it was started).
+    for noise in ("Warning:", "Traceback"):
+        assert noise not in result.stderr, result.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""The package boundaries of DESIGN.md §1 are load-bearing: imports only flow one way.
+"""The package boundaries of docs/design.md §1 are load-bearing: imports only flow one way.
 
 The repository keeps ``workers/``, ``bridge/`` and ``api/`` at its top level, but they install as
 ``runwatch.workers``, ``runwatch.bridge`` and ``runwatch.api``: every import names them that way.

@@ -21,7 +21,7 @@ def test_the_child_environment_carries_the_settings_given_in_code(monkeypatch):
     drain_process.spawn(SimpleNamespace(settings=settings, shipper=SimpleNamespace(client=client)))
 
     [(argv, env)] = started
-    assert argv[-2:] == ["-m", "runwatch.workers.drain_process"]
+    assert argv[-2:] == ["-m", "runwatch.workers.drain_process_main"]
     assert env["HOME_OF_TEST"] == "kept" and "RUNWATCH_HEAL_INTERVAL_SECOND" not in env
     assert env["RUNWATCH_REDIS_URL"] == "redis://:pw@cache:6380/3"
     assert Settings.from_env(env) == Settings(

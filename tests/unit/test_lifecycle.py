@@ -16,7 +16,7 @@ def test_transitions_only_climb_and_terminal_states_are_final():
 
 def test_exactly_the_design_transitions_are_legal():
     legal = {(a, b) for a, b in product(STATES, STATES) if is_legal(a, b)}
-    assert len(legal) == 8  # DESIGN.md §3: start, 4 normal endings, precondition block, 2 reconciliations
+    assert len(legal) == 8  # docs/design.md §3: start, 4 normal endings, precondition block, 2 reconciliations
     assert ((Status.QUEUED, Outcome.PENDING, False), (Status.COMPLETED, Outcome.SUCCEEDED, False)) not in legal
     assert ((Status.RUNNING, Outcome.PENDING, False), (Status.COMPLETED, Outcome.FAILED, True)) in legal
 
