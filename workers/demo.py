@@ -102,6 +102,9 @@ def run_demo(*, data_dir: str | None = None, keep_servers: bool = False, serve: 
         os.environ.setdefault("RUNWATCH_DATABASE_URL", servers.database_url)
         os.environ.setdefault("RUNWATCH_REDIS_URL", servers.redis_url)
         settings = Settings.from_env()
+        # Another terminal reaches the demo's ledger with these (while it serves, or with --keep-servers).
+        print("runwatch demo: the CLI reaches these servers (e.g. `runwatch runs`) with:")
+        print(f"  export RUNWATCH_DATABASE_URL={servers.database_url} RUNWATCH_REDIS_URL={servers.redis_url}")
     try:
         print(f"runwatch demo: schema at revision {upgrade(settings.require_database_url())}")
         return _run(settings, serve_forever=serve and sys.stdin.isatty())
