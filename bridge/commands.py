@@ -160,8 +160,9 @@ def _list(args: argparse.Namespace) -> int:
             rows[-1]["actor"] = d.actor_name or "<undecodable>"
             rows[-1]["dead_lettered_at"] = rows[-1]["dead_lettered_at"][:19] + "Z"
     output.emit(rows, LETTER_COLUMNS, args.format, empty="(no dead letters)")
-    limited = "; --limit reached" if len(letters) >= args.limit else ""
-    output.note(f"({len(letters)} dead letter(s){limited})", args.format)
+    if letters:
+        limited = "; --limit reached" if len(letters) >= args.limit else ""
+        output.note(f"({len(letters)} dead letter(s){limited})", args.format)
     return 0
 
 

@@ -140,8 +140,17 @@ def emit_record(record: Mapping[str, Any], fmt: str, *, stream: IO[str] | None =
         stream.write(json_line(record) + "\n")
         stream.flush()
         return
-    rows = [{"field": k, "value": v} for k, v in record.items()]
-    emit(rows, (Column("field"), Column("value", max_chars=None)), fmt, stream=stream)
+    rows = [{"field": k, "value": v} for k, v in _flat(record)]
+    emit(rows, (Column("field"), Column("value", max_chars=None, wrap=True)), fmt, stream=stream)
+
+
+def _flat(record: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    """Nested mappings as dotted fields (``evidence_now.worker_alive``): one fact per table line."""
+    for key, value in record.items():
+        if isinstance(value, Mapping) and value:
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def note(text: str, fmt: str) -> None:
@@ -154,7 +163,7 @@ def plain_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column]) ->
     table += [[cell(row.get(c.key), c.max_chars) for c in columns] for row in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
     lines = ["  ".join(text.ljust(w) for text, w in zip(r, widths, strict=True)).rstrip() for r in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.insert(1, "  ".join("-" * min(w, MAX_CELL_CHARS) for w in widths).rstrip())
     return "\n".join(lines)
 
 

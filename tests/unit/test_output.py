@@ -74,8 +74,8 @@ def test_a_record_is_one_json_line_or_a_field_value_table():
         "stale_at": "2026-01-01T00:00:00Z",
         "evidence": {"found": ["a", "b"]},
     }
-    assert "stale_at  2026-01-01T00:00:00Z" in table.getvalue()
-    assert 'evidence  {"found":["a","b"]}' in table.getvalue()
+    assert "stale_at        2026-01-01T00:00:00Z" in table.getvalue()
+    assert "evidence.found  a,b" in table.getvalue()  # nested fields flattened, one per line
 
 
 def test_cells_are_capped_where_the_column_says():
