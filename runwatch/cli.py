@@ -185,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "check_settings", True):
             # NOTE: every setting, before any command starts: a typo is exit 2 whatever the command reads.
             Settings.from_env()
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # NOTE: a closed pipe shows here, inside the handler below, not at exit
+        return code
     except RunwatchError as exc:
         print(f"runwatch: error: {exc}", file=sys.stderr)
         return 2

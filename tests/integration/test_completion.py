@@ -52,3 +52,14 @@ def test_completion_prints_the_script_to_source(capsys, shell, marker):
 def test_the_entry_module_carries_the_global_completion_marker():
     # NOTE: argcomplete's global activation looks for it near the top of the console script's module.
     assert "PYTHON_ARGCOMPLETE_OK" in Path(runwatch.cli.__file__).read_text()[:1024]
+
+
+def test_a_reader_that_stops_early_is_no_traceback(monkeypatch):
+    """``runwatch runs | head``: the pipe closes under the writer; the command ends quietly."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with os.fdopen(write_end, "w") as closed_pipe:
+        monkeypatch.setattr("sys.stdout", closed_pipe)
+        assert main(["completion", "bash"]) == 141
+        closed_pipe.write("x" * 100_000)  # stdout now goes to /dev/null: the exit flush cannot fail
+        closed_pipe.flush()
