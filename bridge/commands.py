@@ -8,7 +8,9 @@ import sys
 import time
 from datetime import UTC, datetime
 
+from runwatch import output
 from runwatch.errors import ConfigError
+from runwatch.terminal import Progress, confirm
 
 
 def register_deadletters(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +20,7 @@ def register_deadletters(sub: argparse._SubParsersAction) -> None:
     listing = dsub.add_parser("list", help="dead letters with their run ids, reason and age")
     _filters(listing)
     listing.add_argument("--limit", type=int, default=100, help="at most this many rows (default 100)")
+    output.add_format(listing)
     listing.set_defaults(func=_list)
     show = dsub.add_parser("show", help="one run's dead letter with the run's evidence")
     show.add_argument("run_id", type=int)
@@ -27,11 +30,12 @@ def register_deadletters(sub: argparse._SubParsersAction) -> None:
     _filters(requeue)
     requeue.add_argument("--all", action="store_true", help="every dead letter (of --queue, if given)")
     requeue.add_argument("--dry-run", action="store_true", help="show what would be requeued, change nothing")
+    requeue.add_argument("--yes", action="store_true", help="requeue by --all/--queue/--actor without asking")
     requeue.set_defaults(func=_requeue)
-    purge = dsub.add_parser("purge", help="delete dead letters (needs --yes)")
+    purge = dsub.add_parser("purge", help="delete dead letters (asks first; --yes when not at a terminal)")
     _filters(purge)
     purge.add_argument("--all", action="store_true", help="every queue's dead letters")
-    purge.add_argument("--yes", action="store_true", help="really delete")
+    purge.add_argument("--yes", action="store_true", help="delete without asking")
     purge.add_argument("--dry-run", action="store_true", help="count what would be deleted")
     purge.set_defaults(func=_purge)
 
@@ -50,6 +54,12 @@ def register_bridge(sub: argparse._SubParsersAction) -> None:
 def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue", help="only this queue")
     parser.add_argument("--actor", help="only this actor")
+
+
+def _scope(args: argparse.Namespace) -> str:
+    """What a bulk action covers, in words: ' of queue jobs, actor send_invoice'."""
+    parts = [f"queue {args.queue}" if args.queue else "", f"actor {args.actor}" if args.actor else ""]
+    return (" of " + ", ".join(p for p in parts if p)) if any(parts) else " of every queue"
 
 
 def _context(args: argparse.Namespace):
@@ -82,8 +92,21 @@ def _letters(args, client, keys):
     return dl.scan(client, keys, queue=args.queue, actor=args.actor)
 
 
-def _age(dead_at: float) -> str:
-    seconds = int(time.time() - dead_at)
+#: Columns of ``deadletters list``, in JSON key order.
+LETTER_COLUMNS = (
+    output.Column("run_id", "run"),
+    output.Column("queue"),
+    output.Column("actor"),
+    output.Column("dead_lettered_at", "dead lettered"),
+    output.Column("age_seconds", "age"),
+    output.Column("reason", wrap=True),
+    output.Column("message_id", "message id", max_chars=None),
+    output.Column("redis_message_id", "redis id", max_chars=None),
+)
+
+
+def _age(seconds: float) -> str:
+    seconds = int(seconds)
     return (
         f"{seconds // 86400}d{seconds % 86400 // 3600}h"
         if seconds >= 86400
@@ -92,6 +115,7 @@ def _age(dead_at: float) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from runwatch import redact
     from runwatch.lookups import statuses
 
     _, client, engine, keys, _ = _context(args)
@@ -113,23 +137,32 @@ def _list(args: argparse.Namespace) -> int:
             if runs
             else {}
         )
-    rows = [("run", "queue", "actor", "age", "reason", "redis id")]
+    # APPSEC: a decode error can quote the payload it choked on; it is masked before it is printed.
+    redactor = redact.default()
+    now = time.time()
+    rows = []
     for d in letters:
         run = runs.get(d.message_id)
+        age = max(0.0, now - d.dead_at)
         rows.append(
-            (
-                str(run[1]) if run else "-",
-                d.queue,
-                d.actor_name or "<undecodable>",
-                _age(d.dead_at),
-                reasons.get(d.message_id, d.decode_error or "no run recorded"),
-                d.redis_message_id,
-            )
+            {
+                "run_id": run[1] if run else None,
+                "queue": d.queue,
+                "actor": d.actor_name,
+                "dead_lettered_at": output.epoch_iso(d.dead_at),
+                "age_seconds": round(age, 3) if args.format == output.JSON else _age(age),
+                "reason": reasons.get(d.message_id) or redactor.text(d.decode_error or "no run recorded"),
+                "message_id": d.message_id,
+                "redis_message_id": d.redis_message_id,
+            }
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    print(f"({len(letters)} dead letter(s){'; --limit reached' if len(letters) >= args.limit else ''})")
+        if args.format == output.TABLE:
+            rows[-1]["actor"] = d.actor_name or "<undecodable>"
+            rows[-1]["dead_lettered_at"] = rows[-1]["dead_lettered_at"][:19] + "Z"
+    output.emit(rows, LETTER_COLUMNS, args.format, empty="(no dead letters)")
+    if letters:
+        limited = "; --limit reached" if len(letters) >= args.limit else ""
+        output.note(f"({len(letters)} dead letter(s){limited})", args.format)
     return 0
 
 
@@ -185,14 +218,12 @@ def _requeue(args: argparse.Namespace) -> int:
     letters = [letter_of_run(client, engine, keys, run_id) for run_id in args.run_ids] or list(
         _letters(args, client, keys)
     )
+    if letters and not args.run_ids and not args.dry_run:
+        # A bulk requeue enqueues every job again: asked like purge, refused off a terminal without --yes.
+        confirm(f"requeue {len(letters)} dead letter(s){_scope(args)}", yes=args.yes)
     broker = RedisBroker(url=settings.redis_url, namespace=keys.namespace)
-    total = len(letters)
-
-    def progress(n: int) -> None:
-        if n % 100 == 0 or n == total:
-            print(f"requeued {n}/{total}", file=sys.stderr)
-
-    result = requeue(broker, engine, keys, policy, letters, dry_run=args.dry_run, progress=progress)
+    with Progress("requeue", total=len(letters)) as bar:
+        result = requeue(broker, engine, keys, policy, letters, dry_run=args.dry_run, progress=bar.update)
     verb = "would requeue" if args.dry_run else "requeued"
     for old, new, message_id in result.requeued:
         print(
@@ -212,9 +243,8 @@ def _purge(args: argparse.Namespace) -> int:
     if not (args.all or args.queue or args.actor):
         raise ConfigError("say what to purge: --queue Q, --actor A, or --all")
     letters = list(_letters(args, client, keys))
-    if not (args.yes or args.dry_run):
-        print(f"would delete {len(letters)} dead letter(s); pass --yes to delete them", file=sys.stderr)
-        return 2
+    if letters and not args.dry_run:
+        confirm(f"delete {len(letters)} dead letter(s){_scope(args)}", yes=args.yes)
     count = purge(client, keys, letters, dry_run=args.dry_run)
     print(f"{'would delete' if args.dry_run else 'deleted'} {count} dead letter(s)")
     return 0

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import threading
 from typing import Any
 
+from runwatch import output
 from runwatch.errors import ConfigError
 from runwatch.settings import DEFAULT_HEAL_INTERVAL_SECONDS, Settings
 
@@ -32,7 +32,25 @@ def register_heal(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--type", action="append", dest="types", help="only this operation type (repeatable)")
     parser.add_argument("--tenant", action="append", type=int, dest="tenants", help="only this tenant (repeatable)")
     parser.add_argument("--explain", type=int, metavar="RUN_ID", help="why this run is (not) healed, and what next")
+    output.add_format(parser)
     parser.set_defaults(func=_heal)
+
+
+#: A pass's decisions as listed (``heal --format json``: the ``decisions`` of each pass's line).
+DECISION_COLUMNS = (
+    output.Column("id", "run"),
+    output.Column("action"),
+    output.Column("reason_code", "reason"),
+    output.Column("why", wrap=True),
+    output.Column("threshold_seconds", "threshold s"),
+    output.Column("threshold_source", "source"),
+    output.Column("age_seconds", "age s"),
+    output.Column("message_found_in", "message found in"),
+    output.Column("broker_checked", "broker checked"),
+    output.Column("worker_alive", "worker alive"),
+)
+#: Decisions a table shows; JSON lists them all.
+TABLE_DECISIONS = 50
 
 
 def _heal(args: argparse.Namespace) -> int:
@@ -40,6 +58,7 @@ def _heal(args: argparse.Namespace) -> int:
 
     from runwatch.db import engine_for
     from runwatch.healer import heal_once, options_from
+    from runwatch.terminal import Progress
     from runwatch.thresholds import ThresholdPolicy
 
     from .keys import Keys
@@ -61,49 +80,58 @@ def _heal(args: argparse.Namespace) -> int:
     limit = {} if args.limit is None else {"limit": args.limit}
     options = options_from(settings, dry_run=args.dry_run, types=args.types, tenants=args.tenants, **limit)
     if args.explain is not None:
-        return _explain(engine, locator, args.explain, options)
+        return _explain(engine, locator, args.explain, options, args.format)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     while True:
-        result = heal_once(engine, locator, policy, options)
-        _print_pass(result)
+        with Progress("heal: pass running"):  # a spinner while a large pass works; terminals only
+            result = heal_once(engine, locator, policy, options)
+        _print_pass(result, args.format)
         if args.once or args.dry_run or stop.wait(args.interval_seconds):
             return 0
 
 
-def _print_pass(result: Any) -> None:
+def _print_pass(result: Any, fmt: str) -> None:
+    decisions = [{c.key: d.get(c.key) for c in DECISION_COLUMNS} for d in result.decisions]
+    verb = "would reconcile" if result.dry_run else "reconciled"
+    reconciled = sum(d["action"] == "reconcile" for d in decisions) if result.dry_run else result.reconciled
+    if fmt == output.JSON:
+        output.emit_record(
+            {
+                "locked_out": result.locked_out,
+                "dry_run": result.dry_run,
+                "candidates": result.candidates,
+                "reconciled": 0 if result.locked_out else reconciled,
+                "skipped": dict(result.skipped),
+                "paused": result.paused,
+                "duration_ms": result.duration_ms,
+                "decisions": decisions,
+            },
+            fmt,
+        )
+        return
     if result.locked_out:
         print("heal: another pass holds the lock; nothing done")
         return
-    rows = [("run", "action", "why / reason", "threshold", "age s", "message found in", "worker alive")]
-    for d in result.decisions[:50]:
-        rows.append(
-            (
-                str(d["id"]),
-                d["action"],
-                d.get("reason_code") or d.get("why", ""),
-                f"{d['threshold_seconds']}s ({d['threshold_source']})",
-                f"{d['age_seconds']:.0f}",
-                d["message_found_in"] or ("not found" if d["broker_checked"] else "not checked"),
-                {True: "yes", False: "no", None: "-"}[d["worker_alive"]],
-            )
-        )
-    if len(rows) > 1:
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        for r in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-        if len(result.decisions) > 50:
-            print(f"... and {len(result.decisions) - 50} more")
+    if decisions:
+        for d in decisions:  # the table's "why" is the reason when there is one
+            d["why"] = d["reason_code"] or d["why"] or ""
+            if not d["broker_checked"]:
+                d["message_found_in"] = "not checked"
+            elif d["message_found_in"] is None:
+                d["message_found_in"] = "not found"
+        table = [c for c in DECISION_COLUMNS if c.key not in ("reason_code", "broker_checked")]
+        output.emit(decisions[:TABLE_DECISIONS], table, fmt)
+        if len(decisions) > TABLE_DECISIONS:
+            print(f"... and {len(decisions) - TABLE_DECISIONS} more (--format json lists them all)")
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(result.skipped.items())) or "none"
-    verb = "would reconcile" if result.dry_run else "reconciled"
-    reconciled = sum(d["action"] == "reconcile" for d in result.decisions) if result.dry_run else result.reconciled
     print(
         f"heal: {result.candidates} stale candidate(s), {verb} {reconciled}, skipped: {skipped}"
         f"{'; paused: ' + result.paused if result.paused else ''} ({result.duration_ms:.0f} ms)"
     )
 
 
-def _explain(engine, locator, run_id: int, options: Any) -> int:
+def _explain(engine, locator, run_id: int, options: Any, fmt: str) -> int:
     """What the next pass would do to one run, judged with the options the passes use."""
     from runwatch.healer import decide
     from runwatch.lookups import run_by_id
@@ -142,5 +170,5 @@ def _explain(engine, locator, run_id: int, options: Any) -> int:
                 else f"the next pass leaves it: {verdict['note']}"
             )
             out["evidence_now"] = verdict
-    print(json.dumps(out, indent=2, default=str))
+    output.emit_record(out, fmt)
     return 0

@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK
 """The ``runwatch`` command line.
 
 Core commands live here; commands that need Dramatiq (``demo``, ``drain``) are contributed by
@@ -13,7 +14,8 @@ import os
 import sys
 from importlib.metadata import entry_points
 
-from . import __version__
+from . import __version__, output
+from .cli_runs import register_runs
 from .errors import RunwatchError
 from .settings import Settings
 from .tokens import ROLES, VIEWER
@@ -28,14 +30,12 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _runs(args: argparse.Namespace) -> int:
-    from .db import engine_for
-    from .report import format_runs, recent_runs
-
-    engine = engine_for(Settings.from_env().require_database_url())
-    with engine.connect() as conn:
-        print(format_runs(recent_runs(conn, limit=args.limit)))
-    return 0
+#: Columns of ``tokens list`` (JSON: ``tenant_ids`` is null for an all-tenant token).
+TOKEN_COLUMNS = tuple(
+    output.Column(key, header)
+    for key, header in (("id", ""), ("name", ""), ("role", ""), ("state", ""), ("scope", ""),
+                        ("tenant_ids", "tenants"), ("created_at", "created"), ("revoked_at", "revoked"))
+)  # fmt: skip
 
 
 def _tokens_create(args: argparse.Namespace) -> int:
@@ -57,12 +57,21 @@ def _tokens_list(args: argparse.Namespace) -> int:
 
     with engine_for(Settings.from_env().require_database_url()).connect() as conn:
         infos = list_tokens(conn)
-    if not infos:
-        print("(no API tokens)")
-    for info in infos:
-        revoked = f"revoked {info.revoked_at:%Y-%m-%d %H:%M:%S%z}" if info.revoked_at else "active"
-        created = f"created {info.created_at:%Y-%m-%d %H:%M:%S%z}"
-        print(f"{info.id}\t{info.name}\t{info.role}\t{info.scope}\t{created}\t{revoked}")
+    rows = [
+        {
+            "id": info.id,
+            "name": info.name,
+            "role": info.role,
+            "state": "revoked" if info.revoked_at else "active",
+            "scope": info.scope,
+            "tenant_ids": info.tenant_ids,
+            "created_at": info.created_at,
+            "revoked_at": info.revoked_at,
+        }
+        for info in infos
+    ]
+    columns = TOKEN_COLUMNS if args.format == output.JSON else [c for c in TOKEN_COLUMNS if c.key != "tenant_ids"]
+    output.emit(rows, columns, args.format, empty="(no API tokens)")
     return 0
 
 
@@ -106,10 +115,31 @@ def _add_tokens(sub: argparse._SubParsersAction) -> None:
                         help="viewer (default) reads; operator may also requeue and purge dead letters")  # fmt: skip
     create.set_defaults(func=_tokens_create)
     listing = actions.add_parser("list", help="list tokens (never their secrets)")
+    output.add_format(listing)
     listing.set_defaults(func=_tokens_list)
     revoke = actions.add_parser("revoke", help="revoke a token by id")
     revoke.add_argument("id", type=int, help="the token id shown by `tokens list`")
     revoke.set_defaults(func=_tokens_revoke)
+
+
+SHELLS = ("bash", "zsh", "fish")
+
+
+def _completion(args: argparse.Namespace) -> int:
+    import argcomplete
+
+    print(argcomplete.shellcode(["runwatch"], shell=args.shell))
+    return 0
+
+
+def _add_completion(sub: argparse._SubParsersAction) -> None:
+    completion = sub.add_parser(
+        "completion",
+        help="print the shell completion script to source",
+        description='Prints a completion script; e.g. in ~/.bashrc: eval "$(runwatch completion bash)".',
+    )
+    completion.add_argument("shell", choices=SHELLS)
+    completion.set_defaults(func=_completion, check_settings=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,11 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     migrate = sub.add_parser("migrate", help="create or upgrade the ledger schema (idempotent)")
     migrate.set_defaults(func=_migrate)
-    runs = sub.add_parser("runs", help="print the most recent runs as a table")
-    runs.add_argument("--limit", type=int, default=30, help="how many runs (default 30)")
-    runs.set_defaults(func=_runs)
+    register_runs(sub)
     _add_tokens(sub)
     _add_config(sub)
+    _add_completion(sub)
     for entry in entry_points(group="runwatch.commands"):
         try:
             register = entry.load()
@@ -134,9 +163,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Answer the shell's completion request (``_ARGCOMPLETE`` set) and exit; otherwise do nothing."""
+    if "_ARGCOMPLETE" in os.environ:
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        _complete(parser)
+        args = parser.parse_args(argv)
         logging.basicConfig(
             level=logging.DEBUG if args.verbose else logging.INFO,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -146,12 +185,17 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "check_settings", True):
             # NOTE: every setting, before any command starts: a typo is exit 2 whatever the command reads.
             Settings.from_env()
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # NOTE: a closed pipe shows here, inside the handler below, not at exit
+        return code
     except RunwatchError as exc:
         print(f"runwatch: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `runwatch runs | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # NOTE: or exit flushes into the pipe again
+        return 141
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, exc, text
 
 from .errors import RunwatchError
-from .report import FRESHNESS_SQL
+from .report import FAMILY_OF_MESSAGE, FRESHNESS_SQL, OPERATOR_COLUMNS
 from .settings import DEFAULT_API_STATEMENT_TIMEOUT_MS, normalize_database_url
 
 #: Largest value a bigint column holds; ids and tenant ids beyond it cannot match any row.
@@ -50,6 +50,10 @@ class RunFilters:
     reconciliation_source: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    # The CLI's operator filters (the API does not offer them): exact matches.
+    message_id: str | None = None
+    queue_name: str | None = None
+    actor_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,6 @@ class Position:
 
     created_at: datetime
     id: int
-
-
 
 
 def _rfc3339(column: str) -> str:
@@ -176,6 +178,7 @@ def list_runs(
     filters: RunFilters,
     after: Position | None = None,
     limit: int = 50,
+    operator_columns: bool = False,
 ) -> list[dict[str, Any]]:
     """One page of runs, newest first, strictly after ``after``; ``tenant_ids`` None = all tenants."""
     where: list[str] = []
@@ -224,16 +227,23 @@ def list_runs(
     if filters.created_before is not None:
         where.append("created_at < :created_before")
         params["created_before"] = filters.created_before
+    if filters.message_id is not None:
+        where.append(FAMILY_OF_MESSAGE)
+        params["message_id"] = filters.message_id
+    if filters.queue_name is not None:
+        where.append("queue_name = :queue_name")
+        params["queue_name"] = filters.queue_name
+    if filters.actor_name is not None:
+        where.append("actor_name = :actor_name")
+        params["actor_name"] = filters.actor_name
     if after is not None:
         # Keyset: rows inserted after the first page sort before the cursor and never shift it.
         where.append("(created_at, id) < (:after_created_at, :after_id)")
         params["after_created_at"], params["after_id"] = after.created_at, after.id
     clause = ("WHERE " + " AND ".join(where)) if where else ""
     # NOTE: qualified: a bare "created_at" in ORDER BY would mean the text column of the same name.
-    sql = (
-        f"SELECT {_LIST_COLUMNS} FROM operation_runs r {clause} "
-        "ORDER BY r.created_at DESC, r.id DESC LIMIT :limit"
-    )
+    columns = f"{_LIST_COLUMNS}, {OPERATOR_COLUMNS}" if operator_columns else _LIST_COLUMNS
+    sql = f"SELECT {columns} FROM operation_runs r {clause} ORDER BY r.created_at DESC, r.id DESC LIMIT :limit"
     result = conn.execute(text(sql), params)
     keys = tuple(result.keys())
     # PERF: one fetch, and zip over plain rows: several times cheaper than RowMapping -> dict.

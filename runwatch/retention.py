@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, text
 
 from .errors import ConfigError
+from .output import JSON, Column, add_format, emit, emit_record
 from .settings import Settings
 
 DEFAULT_BATCH = 5000
@@ -80,16 +81,22 @@ def prune_once(
     return result
 
 
+#: Columns of ``prune``'s table, one row per outcome (JSON: one object per pass, see ``_prune``).
+PRUNE_COLUMNS = (Column("outcome"), Column("older_than_days", "older than (days)"), Column("deleted"))
+
+
 def register_prune(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("prune", help="delete terminal runs (and their events) past their retention")
     parser.add_argument("--older-than-days", type=int, help="one age for every outcome (default: configuration)")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=f"rows per transaction ({DEFAULT_BATCH})")
     parser.add_argument("--dry-run", action="store_true", help="count what would be deleted")
+    add_format(parser)
     parser.set_defaults(func=_prune)
 
 
 def _prune(args: argparse.Namespace) -> int:
     from .db import engine_for
+    from .terminal import Progress
 
     settings = Settings.from_env()
     engine = engine_for(settings.require_database_url())
@@ -99,17 +106,35 @@ def _prune(args: argparse.Namespace) -> int:
             raise ConfigError("--older-than-days must be at least 1")
         days = dict.fromkeys(days, args.older_than_days)
     started = time.monotonic()
-    result = prune_once(
-        engine,
-        days,
-        batch=args.batch,
-        dry_run=args.dry_run,
-        progress=lambda outcome, n: print(f"prune: {outcome}: {n} deleted so far"),
-    )
+    with Progress("prune") as progress:  # terminals only: cron mail gets the summary alone
+        result = prune_once(
+            engine,
+            days,
+            batch=args.batch,
+            dry_run=args.dry_run,
+            progress=lambda outcome, n: progress.update(n, label=f"prune: {outcome} runs deleted"),
+        )
+    seconds = time.monotonic() - started
+    verb = "would delete" if args.dry_run else "deleted"
+    if args.format == JSON:
+        emit_record(
+            {
+                "dry_run": result.dry_run,
+                "locked_out": result.locked_out,
+                "deleted": sum(result.deleted.values()),
+                "by_outcome": [
+                    {"outcome": o, "older_than_days": days[o], "deleted": n} for o, n in result.deleted.items()
+                ],
+                "duration_seconds": round(seconds, 3),
+            },
+            JSON,
+        )
+        return 0
     if result.locked_out:
         print("prune: another prune is running; nothing done")
         return 0
-    verb = "would delete" if args.dry_run else "deleted"
+    rows = [{"outcome": o, "older_than_days": days[o], "deleted": n} for o, n in result.deleted.items()]
+    emit(rows, PRUNE_COLUMNS, args.format)
     detail = ", ".join(f"{n} {o} (older than {days[o]} d)" for o, n in result.deleted.items())
-    print(f"prune: {verb} {sum(result.deleted.values())} run(s): {detail} in {time.monotonic() - started:.1f} s")
+    print(f"prune: {verb} {sum(result.deleted.values())} run(s): {detail} in {seconds:.1f} s")
     return 0

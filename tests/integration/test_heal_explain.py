@@ -47,7 +47,7 @@ def test_explain_uses_the_configured_ceiling_margin(
     if margin is not None:
         monkeypatch.setenv("RUNWATCH_CEILING_MARGIN_SECONDS", margin)
 
-    assert main(["heal", "--namespace", namespace, "--explain", str(run_id)]) == 0
+    assert main(["heal", "--namespace", namespace, "--explain", str(run_id), "--format", "json"]) == 0
     explained = json.loads(capsys.readouterr().out)
     assert explained["next"] == next_step
     ceiling = datetime.fromisoformat(explained["evidence_now"]["hard_ceiling_at"])
