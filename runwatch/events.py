@@ -113,6 +113,17 @@ def operator_text(text: object) -> str:
     return " ".join(text.split())[:MAX_TEXT_CHARS]
 
 
+def job_text(text: object, redactor: redact.Redactor | None = None) -> str:
+    """A message a job wrote for operators: ``operator_text`` with secrets masked.
+
+    APPSEC: job authors paste connection strings and keys into messages too; every surface (API,
+    console, CLI) then shows the masked text, because only the masked text is shipped.
+    """
+    if not isinstance(text, str):
+        operator_text(text)  # raises the ValidationError that names the type
+    return sanitize_error(str(text), redactor)
+
+
 def sanitize_error(text: str, redactor: redact.Redactor | None = None) -> str:
     """Exception text for evidence: secrets masked (``runwatch.redact``), one line, capped."""
     # NOTE: joined into one line first (a key and its value may sit on two lines) and masked

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runwatch.events import operator_text, validate_reason_code, validate_summary
+from runwatch.events import job_text, validate_reason_code, validate_summary
 from runwatch.lifecycle import Outcome
 
 from .errors import NotInsideRun
@@ -68,7 +68,7 @@ class Run:
         self.processed = checked.get("processed", self.processed)
         self.total = checked.get("total", self.total)
         if message is not None:
-            self.operator_message = operator_text(message)
+            self.operator_message = job_text(message)
         self._on_progress(self)
 
     def summary(self, counts: Mapping[str, float] | None = None, /, **more: float) -> None:
@@ -77,7 +77,7 @@ class Run:
 
     def message(self, text: str) -> None:
         """Set the operator-safe one-line message shown on monitoring surfaces."""
-        self.operator_message = operator_text(text)
+        self.operator_message = job_text(text)
 
     def partially_succeeded(self, message: str | None = None, **counts: float) -> None:
         """Declare that only part of the work was done; say what in counts and a message."""
@@ -94,9 +94,9 @@ class Run:
 
     def _declare(self, outcome: Outcome, message: str | None, code: str | None = None) -> None:
         if message is not None:
-            self.operator_message = operator_text(message)
+            self.operator_message = job_text(message)
         if code is not None:
-            self.failure_summary = [{"code": validate_reason_code(code), "message": operator_text(message or "")}]
+            self.failure_summary = [{"code": validate_reason_code(code), "message": job_text(message or "")}]
         self.outcome = outcome
 
     def due_for_progress(self, interval_seconds: float) -> bool:

@@ -83,6 +83,23 @@ def test_stored_arguments_are_masked(harness, worker):
     }
 
 
+def test_operator_messages_a_job_writes_are_masked_too(harness, worker):
+    """A job author may paste a connection string into a message: every surface shows it masked."""
+
+    @dramatiq.actor(queue_name="q")
+    def chatty():
+        run = workers.current_run()
+        run.progress(1, 2, message="connecting to redis://:s3cret@cache:6379")
+        run.block("tenant.not_operable", "refused: api_key=k-123 is revoked")
+
+    message = chatty.send()
+    harness.settle("q")
+    run = harness.run(message.message_id)
+    assert run["operator_message"] == "refused: api_key=*** is revoked"
+    assert run["failure_summary"] == [{"code": "tenant.not_operable", "message": "refused: api_key=*** is revoked"}]
+    assert "s3cret" not in ledger_text(harness.engine) and "k-123" not in ledger_text(harness.engine)
+
+
 def test_install_takes_a_python_hook_for_custom_rules(settings, servers, namespace, engine):
     broker = RedisBroker(url=servers.redis_url, namespace=namespace)
     recorder = workers.install(broker, settings=settings, redact=lambda s: s.replace("acct-42", "acct-**"))
