@@ -12,10 +12,14 @@ from runwatch import output
 from runwatch.errors import ConfigError
 from runwatch.terminal import Progress, confirm
 
+from .keys import DEFAULT_NAMESPACE
+
 
 def register_deadletters(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("deadletters", help="list, show, requeue or purge Dramatiq dead letters")
-    parser.add_argument("--namespace", default="dramatiq", help="Dramatiq's Redis namespace (default dramatiq)")
+    parser.add_argument(
+        "--namespace", default=DEFAULT_NAMESPACE, help=f"Dramatiq's Redis namespace (default {DEFAULT_NAMESPACE})"
+    )
     dsub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = dsub.add_parser("list", help="dead letters with their run ids, reason and age")
     _filters(listing)
@@ -44,7 +48,7 @@ def register_bridge(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("bridge", help="reconcile runs from the dead-letter queues")
     bsub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     scan = bsub.add_parser("scan", help="one adapter pass: dead letters whose run is not terminal get reconciled")
-    scan.add_argument("--namespace", default="dramatiq")
+    scan.add_argument("--namespace", default=DEFAULT_NAMESPACE)
     scan.add_argument("--queue", help="only this queue")
     scan.add_argument("--min-age-seconds", type=float, default=None, help="skip younger dead letters (default 60)")
     scan.add_argument("--dry-run", action="store_true", help="report candidates, change nothing")

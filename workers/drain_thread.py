@@ -1,4 +1,4 @@
-"""The drainer as a daemon thread inside a worker process (the default deployment)."""
+"""The drainer as a daemon thread inside each worker process (``RUNWATCH_DRAIN=thread``; the default is a process)."""
 
 from __future__ import annotations
 

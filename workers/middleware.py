@@ -24,9 +24,11 @@ import dramatiq
 from dramatiq.errors import ActorNotFound
 from dramatiq.middleware import Middleware
 from runwatch.bridge.callback import dead_letter_event
+from runwatch.bridge.keys import DEFAULT_NAMESPACE
 
 from runwatch import events as ev
 from runwatch.errors import ValidationError
+from runwatch.options import SEEN_OPTION
 from runwatch.settings import Settings
 
 from . import drain_process
@@ -99,7 +101,7 @@ class Recorder(Middleware):
 
     def before_enqueue(self, broker: dramatiq.Broker, message: dramatiq.Message, delay: int | None) -> None:
         options = message.options
-        if "runwatch_seen" in options:
+        if SEEN_OPTION in options:
             return  # a retry or a delayed message moving queues: the run exists already
         try:
             ev.validate_tenant_id(options.get(m.TENANT_OPTION))
@@ -108,7 +110,7 @@ class Recorder(Middleware):
                 raise ValidationError(f"initiator must be a non-empty string, got {initiator!r}")
         except ValidationError as exc:
             raise InvalidSendOptions(f"cannot send {message.actor_name}: {exc}") from None
-        options["runwatch_seen"] = 1
+        options[SEEN_OPTION] = 1
         self._local.first_enqueue = message.message_id
 
     @_never_raise
@@ -263,7 +265,7 @@ class Recorder(Middleware):
             self.host_drainer = drain_process.HostDrainer(self, self._drain_stop).start()
         elif self.settings.drain_mode == "thread":
             self.drain_thread = start_drain_thread(self, self._drain_stop)
-        namespace = getattr(broker, "namespace", "dramatiq")
+        namespace = getattr(broker, "namespace", DEFAULT_NAMESPACE)
         self.maintenance_thread = start_thread(self.shipper.client, self.settings, namespace, self._drain_stop)
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:

@@ -30,9 +30,8 @@ def test_every_relative_link_resolves(doc: Path) -> None:
             continue  # https:, mailto:
         path, _, anchor = target.partition("#")
         file = (doc.parent / path).resolve() if path else doc
-        if not file.exists():
-            broken.append(target)
-        elif anchor and file.suffix == ".md" and anchor not in _anchors(file.read_text()):
+        missing_anchor = file.exists() and anchor and file.suffix == ".md" and anchor not in _anchors(file.read_text())
+        if not file.exists() or missing_anchor:
             broken.append(target)
     assert broken == [], f"{doc.name}: links to nothing: {broken}"
 
