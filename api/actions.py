@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import falcon
 
 from runwatch import actions
-from runwatch.queries import Position
 
 from . import params
 from .console_store import ConsoleStore
@@ -19,11 +18,6 @@ from .errors import Problem
 
 ACTION_PARAMS = frozenset({"status", "kind", "limit", "cursor"})
 _ACTION_ID = re.compile(r"-?[0-9]{1,4000}")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _position(row: dict[str, Any]) -> Position:
-    return Position(_EPOCH + timedelta(microseconds=row["requested_us"]), row["id"])
 
 
 class ActionsResource:
@@ -40,7 +34,9 @@ class ActionsResource:
         filters = ("actions", status, kind)
         start = after(req, filters, self.store.cursor_key)
         rows = self.store.list_actions(req.context.principal, after=start, limit=limit + 1, status=status, kind=kind)
-        rows, next_link = page(req, rows, limit, filters=filters, key=self.store.cursor_key(), position_of=_position)
+        rows, next_link = page(
+            req, rows, limit, filters=filters, key=self.store.cursor_key(), position_of=actions.position_of
+        )
         resp.media = {"data": [action_body(r) for r in rows], "links": {"next": next_link}}
 
 

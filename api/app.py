@@ -18,6 +18,7 @@ from .deadletters import (
     DeadLetterActionResource,
     DeadLetterGroupsResource,
     DeadLetterPreviewResource,
+    DeadLetterResource,
     DeadLettersResource,
 )
 from .health import LiveResource, ReadyResource
@@ -54,6 +55,7 @@ def create_app(store: Store, *, redis_url: str | None = None) -> falcon.App:
     console = ConsoleStore(store)
     app.add_route("/api/admin/dead-letters", DeadLettersResource(console))
     app.add_route("/api/admin/dead-letters/groups", DeadLetterGroupsResource(console))
+    app.add_route("/api/admin/dead-letters/{letterId}", DeadLetterResource(console))
     app.add_route("/api/admin/dead-letters/preview", DeadLetterPreviewResource(console))
     app.add_route("/api/admin/dead-letters/requeue", DeadLetterActionResource(console, "requeue"))
     app.add_route("/api/admin/dead-letters/purge", DeadLetterActionResource(console, "purge"))

@@ -45,6 +45,11 @@ class ConsoleStore:
                 conn, tenant_ids=principal.tenant_ids, filters=filters, after=after, limit=limit
             )
 
+    def get_letter(self, principal: Principal, letter_id: int) -> dict[str, Any] | None:
+        """The letter, or ``None`` both when it does not exist and when it is outside the caller's scope."""
+        with queries.reading(self.store.engine) as conn:
+            return dead_letters.get_letter(conn, letter_id, tenant_ids=principal.tenant_ids)
+
     def letter_groups(self, principal: Principal, filters: LetterFilters, *, limit: int) -> list[dict[str, Any]]:
         with queries.reading(self.store.engine) as conn:
             return dead_letters.letter_groups(conn, tenant_ids=principal.tenant_ids, filters=filters, limit=limit)

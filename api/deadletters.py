@@ -7,6 +7,7 @@ action (``202`` when new, ``200`` when the Idempotency-Key names one already).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -22,6 +23,7 @@ from .auth import require_operator
 from .console_store import ConsoleStore
 from .errors import Problem, invalid_param
 
+_ID = re.compile(r"-?[0-9]{1,4000}")
 _LETTER_FIELDS = (
     "id", "queue_name", "redis_message_id", "message_id", "actor_name", "exception_type", "exception_message",
     "decode_error", "dead_at", "age_seconds", "tenant_id", "run_id",
@@ -78,6 +80,25 @@ class DeadLettersResource:
             req, rows, limit, filters=filters, key=self.store.cursor_key(), position_of=dead_letters.position_of
         )
         resp.media = {"data": [letter(r) for r in rows], "links": {"next": next_link}}
+
+
+class DeadLetterResource:
+    """``GET /api/admin/dead-letters/{letterId}``: one letter of the mirror."""
+
+    #: Identical bytes whether the letter is missing or outside the caller's scope (no oracle).
+    NOT_FOUND_DETAIL = "Dead letter not found."
+
+    def __init__(self, store: ConsoleStore) -> None:
+        self.store = store
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, letterId: str) -> None:
+        params.reject_unknown(req, ())
+        if not _ID.fullmatch(letterId):
+            raise Problem(400, "Path parameter 'letterId' must be an integer.", parameter="letterId")
+        row = self.store.get_letter(req.context.principal, int(letterId))
+        if row is None:
+            raise Problem(404, self.NOT_FOUND_DETAIL)  # APPSEC: same answer for missing and not yours
+        resp.media = letter(row)
 
 
 class DeadLetterGroupsResource:

@@ -89,6 +89,18 @@ def paths(
                 "responses": {**_ok("A page of dead letters", "DeadLetterPage"), **errors},
             }
         },
+        "/api/admin/dead-letters/{letterId}": {
+            "get": {
+                "summary": "One dead letter of the mirror",
+                "operationId": "getDeadLetter",
+                "parameters": [{"in": "path", "name": "letterId", "required": True, "schema": {"type": "integer"}}],
+                "responses": {
+                    **_ok("The letter", "DeadLetter"),
+                    "404": error("Letter not found (gone from the broker) or outside the token's tenants"),
+                    **errors,
+                },
+            }
+        },
         "/api/admin/dead-letters/groups": {
             "get": {
                 "summary": "Dead letters grouped by queue, actor and exception type, largest group first",

@@ -12,6 +12,7 @@ every action; a scoped token sees the actions of tokens whose scope lies within 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -29,6 +30,7 @@ STATUSES = (PENDING, RUNNING, DONE, FAILED)
 DEFAULT_MAX_LETTERS = 10_000
 #: Items returned with one action.
 MAX_ITEMS = 200
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class SelectionTooLarge(ValidationError):
@@ -147,6 +149,11 @@ def action_items(conn: Connection, action_id: int, *, limit: int = MAX_ITEMS) ->
     """The first ``limit`` letters of an action with what became of each, and whether more exist."""
     rows = [dict(r) for r in conn.execute(_ITEMS, {"id": action_id, "limit": limit + 1}).mappings()]
     return rows[:limit], len(rows) > limit
+
+
+def position_of(row: dict[str, Any]) -> Position:
+    """The keyset position of a row returned by ``list_actions``."""
+    return Position(_EPOCH + timedelta(microseconds=row["requested_us"]), row["id"])
 
 
 def list_actions(

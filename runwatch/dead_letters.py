@@ -118,6 +118,16 @@ def list_letters(
     return [dict(r) for r in conn.execute(text(sql), {**params, "limit": limit}).mappings()]
 
 
+def get_letter(conn: Connection, letter_id: int, *, tenant_ids: frozenset[int] | None) -> dict[str, Any] | None:
+    """One mirrored letter, or ``None`` when missing *or* outside the caller's scope."""
+    found = where(tenant_ids, None, (letter_id,))
+    if found is None:
+        return None
+    clause, params = found
+    row = conn.execute(text(f"SELECT {_COLUMNS} FROM dead_letters d {clause}"), params).mappings().first()
+    return dict(row) if row else None
+
+
 def position_of(row: dict[str, Any]) -> Position:
     """The keyset position of a row returned by ``list_letters``."""
     return Position(_EPOCH + timedelta(microseconds=row["dead_us"]), row["id"])

@@ -175,3 +175,37 @@ def test_maintenance_passes_show_the_last_pass_of_each_job(api, letters, harness
     assert {"dead_letter_mirror", "operator_actions"} <= set(passes)
     assert passes["dead_letter_mirror"]["result"]["added"] == 5.0
     assert all(isinstance(v, float) for p in passes.values() for v in p["result"].values())
+
+
+def test_one_letter_by_id_is_scoped(api, letters):
+    rows = _call(api, "GET", LETTERS, "root").json["data"]
+    other = next(r for r in rows if r["tenant_id"] == 2)
+    one = _call(api, "GET", f"{LETTERS}/{other['id']}", "root").json
+    one.pop("age_seconds"), other.pop("age_seconds")
+    assert one == other
+    hidden = _call(api, "GET", f"{LETTERS}/{other['id']}", "t1")
+    missing = _call(api, "GET", f"{LETTERS}/999999", "t1")
+    assert hidden.status_code == missing.status_code == 404 and hidden.text == missing.text
+    assert _call(api, "GET", f"{LETTERS}/x", "t1").status_code == 400
+
+
+def test_concurrent_requests_with_one_key_make_one_action(api, letters, engine):
+    import threading
+
+    barrier = threading.Barrier(6)
+    answers = []
+
+    def ask() -> None:
+        barrier.wait()
+        answers.append(_call(api, "POST", LETTERS + "/purge", "root", body={"filter": {}}, key="race"))
+
+    threads = [threading.Thread(target=ask) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(a.status_code for a in answers) == [200] * 5 + [202]
+    assert len({a.json["id"] for a in answers}) == 1
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM operator_actions")).scalar() == 1
+        assert conn.execute(text("SELECT count(*) FROM operator_action_items")).scalar() == 5

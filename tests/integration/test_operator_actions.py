@@ -180,3 +180,16 @@ def test_cli_runs_the_mirror_and_the_executor(engine, world, namespace, cli_env,
     assert main(["bridge", "mirror", "--namespace", namespace]) == 0
     assert "0 added, 3 removed" in capsys.readouterr().out
     assert main(["bridge", "mirror", "--namespace", namespace, "--max-new", "0"]) == 2
+
+
+def test_the_workers_maintenance_pass_executes_actions_and_refreshes_the_mirror(harness, engine, settings, world):
+    from runwatch.workers.maintenance import Maintenance
+
+    client, keys, letters = world
+    root = _principal(engine, "root", None)
+    action, _ = _request(engine, root, "purge", Selection(filters=LetterFilters(tenant_id=2)))
+    Maintenance(client, settings, namespace=harness.broker.namespace).run_once()
+    assert _get(engine, action["id"])["status"] == "done"
+    with engine.connect() as conn:
+        tenants = sorted(conn.execute(text("SELECT coalesce(tenant_id, 0) FROM dead_letters")).scalars())
+    assert tenants == [0, 1, 1] and client.zcard(keys.dead_letters("jobs")) == 3
