@@ -11,7 +11,16 @@ from runwatch.errors import ConfigError
 from runwatch.settings import Settings
 
 from . import errors
+from .actions import ActionResource, ActionsResource, MaintenancePassesResource
 from .auth import AuthMiddleware
+from .console_store import ConsoleStore
+from .deadletters import (
+    DeadLetterActionResource,
+    DeadLetterGroupsResource,
+    DeadLetterPreviewResource,
+    DeadLetterResource,
+    DeadLettersResource,
+)
 from .health import LiveResource, ReadyResource
 from .metrics import Metrics, MetricsResource
 from .openapi import document
@@ -43,6 +52,16 @@ def create_app(store: Store, *, redis_url: str | None = None) -> falcon.App:
     errors.install(app)
     app.add_route("/api/admin/operations", OperationsResource(store))
     app.add_route("/api/admin/operations/{operationRun}", OperationResource(store))
+    console = ConsoleStore(store)
+    app.add_route("/api/admin/dead-letters", DeadLettersResource(console))
+    app.add_route("/api/admin/dead-letters/groups", DeadLetterGroupsResource(console))
+    app.add_route("/api/admin/dead-letters/{letterId}", DeadLetterResource(console))
+    app.add_route("/api/admin/dead-letters/preview", DeadLetterPreviewResource(console))
+    app.add_route("/api/admin/dead-letters/requeue", DeadLetterActionResource(console, "requeue"))
+    app.add_route("/api/admin/dead-letters/purge", DeadLetterActionResource(console, "purge"))
+    app.add_route("/api/admin/actions", ActionsResource(console))
+    app.add_route("/api/admin/actions/{actionId}", ActionResource(console))
+    app.add_route("/api/admin/maintenance/passes", MaintenancePassesResource(console))
     app.add_route("/api/openapi.json", OpenApiResource())
     app.add_route("/health/live", LiveResource())
     app.add_route("/health/ready", ReadyResource(store, redis_url))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from . import openapi_console
 from .params import DEFAULT_LIMIT, FRESHNESS_STATES, INCLUDES, MAX_LIMIT, OUTCOMES, SOURCES, STATUSES
 
 _REF = "#/components/schemas/"
@@ -275,6 +276,11 @@ _DOCUMENT: dict[str, Any] = {
         "schemas": _SCHEMAS,
     },
 }
+
+
+# The console's endpoints: dead letters, operator actions (the audit), maintenance passes.
+_SCHEMAS.update(openapi_console.SCHEMAS)
+_DOCUMENT["paths"].update(openapi_console.paths(errors=_ERRORS, error=_error, query=_query))
 
 
 def document() -> dict[str, Any]:

@@ -53,6 +53,9 @@ def register_bridge(sub: argparse._SubParsersAction) -> None:
     scan.add_argument("--min-age-seconds", type=float, default=None, help="skip younger dead letters (default 60)")
     scan.add_argument("--dry-run", action="store_true", help="report candidates, change nothing")
     scan.set_defaults(func=_scan)
+    from .console_commands import register
+
+    register(bsub)
 
 
 def _filters(parser: argparse.ArgumentParser) -> None:

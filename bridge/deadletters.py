@@ -92,6 +92,24 @@ def scan(
                     yield letter
 
 
+def fetch(client: redis.Redis, keys: Keys, queue: str, entries: list[tuple[str, float]]) -> list[DeadLetter]:
+    """The letters of ``(redis id, nack time in ms)`` entries of ``queue``, in one round trip."""
+    if not entries:
+        return []
+    payloads = client.hmget(keys.dead_letter_messages(queue), [rid for rid, _ in entries])
+    return [_decode(queue, rid, score / 1000, p) for (rid, score), p in zip(entries, payloads, strict=True)]
+
+
+def entries(client: redis.Redis, keys: Keys, queue: str) -> list[tuple[str, float]]:
+    """Every ``(redis id, nack time in ms)`` of ``queue``'s dead-letter set, oldest first (ids only, no payloads)."""
+    found: list[tuple[str, float]] = []
+    while True:
+        batch = client.zrange(keys.dead_letters(queue), len(found), len(found) + SCAN_BATCH * 10 - 1, withscores=True)
+        found.extend((rid.decode(), score) for rid, score in batch)
+        if len(batch) < SCAN_BATCH * 10:
+            return found
+
+
 def get(client: redis.Redis, keys: Keys, queue: str, redis_message_id: str) -> DeadLetter | None:
     score = client.zscore(keys.dead_letters(queue), redis_message_id)
     if score is None:

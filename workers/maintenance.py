@@ -1,4 +1,5 @@
-"""Periodic maintenance inside the workers: the healer and the dead-letter scan, no extra process.
+"""Periodic maintenance inside the workers: the healer, the dead-letter scan, and the console's
+dead letters (operator actions executed, the dead-letter mirror refreshed), no extra process.
 
 Every worker process runs one maintenance thread. Each pass takes a PostgreSQL advisory lock,
 so however many processes and hosts run it, one pass runs at a time; the others return at
@@ -19,9 +20,11 @@ import time
 
 import dramatiq
 import redis
+from runwatch.bridge.actions import execute_once
 from runwatch.bridge.adapter import DEFAULT_MIN_AGE_SECONDS, reconcile_once
 from runwatch.bridge.keys import DEFAULT_NAMESPACE, Keys
 from runwatch.bridge.locator import RedisLocator
+from runwatch.bridge.mirror import mirror_once
 
 from runwatch.burstlog import BurstLogger
 from runwatch.db import engine_for
@@ -55,6 +58,9 @@ class Maintenance:
             scanned = reconcile_once(
                 self.client, self.engine, self.keys, self.policy, min_age_seconds=dead_letter_min_age_seconds
             )
+            # The console's dead letters: operators' actions first, so the mirror pass sees their effect.
+            acted = execute_once(self.client, self.engine, self.keys, self.policy)
+            mirror_once(self.client, self.engine, self.keys)
             if prune:
                 prune_once(self.engine, self.settings.retention_days)
         except redis.RedisError as exc:
@@ -68,11 +74,13 @@ class Maintenance:
             self._errors.failure(exc)
             return
         self._errors.success()
-        if healed.reconciled or scanned.reconciled:
+        if healed.reconciled or scanned.reconciled or acted.finished or acted.failed:
             logger.info(
-                "maintenance: healed %d stale run(s), reconciled %d dead letter(s)",
+                "maintenance: healed %d stale run(s), reconciled %d dead letter(s), finished operator action(s) %s%s",
                 healed.reconciled,
                 scanned.reconciled,
+                acted.finished,
+                f", failed {acted.failed}" if acted.failed else "",
             )
 
     def run_forever(self, stop: threading.Event) -> None:
@@ -117,5 +125,7 @@ def declare_actors(broker: dramatiq.Broker, settings: Settings | None = None) ->
     def runwatch_bridge_scan() -> None:
         m = maintenance()
         reconcile_once(m.client, m.engine, m.keys, m.policy)
+        execute_once(m.client, m.engine, m.keys, m.policy)
+        mirror_once(m.client, m.engine, m.keys)
 
     return {"runwatch_heal": runwatch_heal, "runwatch_bridge_scan": runwatch_bridge_scan}

@@ -25,7 +25,6 @@ MAX_EXAMPLES = 40
 PATH = "/api/admin/operations"
 
 
-
 class AppProxy:
     """A WSGI app that forwards to the current test's app.
 
@@ -62,10 +61,10 @@ class BearerToken:
         case.headers = {**(case.headers or {}), **auth(data)}
 
 
-def genuine_cursor(app, token: str, query: dict) -> str | None:
-    """A cursor this API issued for the case's filters, or None when they match at most one run."""
+def genuine_cursor(app, token: str, query: dict, path: str = PATH) -> str | None:
+    """A cursor the endpoint at ``path`` issued for the case's filters, or None when they match at most one row."""
     filters = {k: v for k, v in query.items() if k not in ("cursor", "limit")}
-    page = falcon.testing.TestClient(app).simulate_get(PATH, params={**filters, "limit": "1"}, headers=auth(token))
+    page = falcon.testing.TestClient(app).simulate_get(path, params={**filters, "limit": "1"}, headers=auth(token))
     link = page.json["links"]["next"] if page.status_code == 200 else None
     return parse_qs(urlsplit(link).query)["cursor"][0] if link else None
 
@@ -78,7 +77,7 @@ def test_served_document_holds_under_generated_input(case, app, tokens, world):
     if "cursor" in query and case.meta is not None and not case.meta.is_negative_at(ParameterLocation.QUERY):
         # NOTE: a cursor is valid only as issued by the server (signed); "schema-valid" for it means
         # "one the API handed out", so a positive case gets a genuine one in place of a made-up string.
-        cursor = genuine_cursor(app, tokens.all, query)
+        cursor = genuine_cursor(app, tokens.all, query, case.path)
         if cursor is None:
             del query["cursor"]
         else:

@@ -18,7 +18,7 @@ def test_a_pass_heals_stale_runs_and_records_itself(harness, settings):
     assert row(harness.engine, run_id)["reason_code"] == "run.stale_running"
     with harness.engine.connect() as conn:
         names = set(conn.execute(text("SELECT name FROM maintenance_passes")).scalars())
-    assert names == {"healer", "bridge"}
+    assert names == {"healer", "bridge", "operator_actions", "dead_letter_mirror"}
 
 
 def test_the_worker_runs_maintenance_on_its_own(harness, settings, servers, namespace):

@@ -1,0 +1,139 @@
+"""The action executor: carry out the requeues and purges operators asked for through the API.
+
+The API only writes an action and the letters it selected (``runwatch.actions``); this pass does
+the broker work with the bridge's own code paths: ``requeue.requeue`` (atomic move, idempotent
+requeued message id, the new run recorded) and ``deadletters.remove``. A letter that is no longer
+in Redis (requeued, purged or expired meanwhile) is counted as skipped, not as an error. Work per
+pass is bounded; an action with letters left stays ``running`` and goes on in the next pass. One
+executor at a time across processes (a session advisory lock).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis
+from sqlalchemy import Engine, text
+
+from runwatch import action_steps as steps
+from runwatch import events as ev
+from runwatch.actions import PURGE
+from runwatch.lookups import record_pass
+from runwatch.thresholds import ThresholdPolicy
+
+from . import deadletters as dl
+from . import requeue as rq
+from .keys import Keys
+
+logger = logging.getLogger("runwatch.bridge")
+
+#: Letters handled per pass, over all actions.
+DEFAULT_MAX_LETTERS = 500
+#: Letters read from the ledger per round trip.
+ITEM_BATCH = 100
+ACTIONS_LOCK_KEY = 0x52574441  # "RWDA"
+PASS_NAME = "operator_actions"
+_LOCK = text("SELECT pg_try_advisory_lock(:key)")
+_UNLOCK = text("SELECT pg_advisory_unlock(:key)")
+_GONE = "the dead letter was no longer in Redis (requeued, purged or expired meanwhile)"
+
+
+@dataclass
+class ActionsResult:
+    actions: int = 0
+    requeued: int = 0
+    purged: int = 0
+    skipped: int = 0
+    finished: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    locked_out: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _ClientBroker:
+    """What ``requeue.requeue`` uses of a broker: its Redis client."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+
+def execute_once(
+    client: redis.Redis, engine: Engine, keys: Keys, policy: ThresholdPolicy, *, max_letters: int = DEFAULT_MAX_LETTERS
+) -> ActionsResult:
+    """Work on open actions, oldest first, up to ``max_letters`` letters; returns what was done."""
+    started = time.time()
+    result = ActionsResult()
+    with engine.connect() as lock:
+        if not lock.execute(_LOCK, {"key": ACTIONS_LOCK_KEY}).scalar():
+            result.locked_out = True
+            return result
+        lock.commit()  # NOTE: the session lock outlives the transaction; no transaction stays open.
+        try:
+            budget = max_letters
+            with engine.connect() as conn:
+                actions = steps.open_actions(conn)
+            for action in actions:
+                if budget <= 0:
+                    break
+                result.actions += 1
+                budget = _execute(client, engine, keys, policy, action, budget, result)
+            with engine.begin() as conn:
+                elapsed_ms = (time.time() - started) * 1000
+                record_pass(conn, PASS_NAME, started=started, duration_ms=elapsed_ms, result=result.as_dict())
+        finally:
+            lock.execute(_UNLOCK, {"key": ACTIONS_LOCK_KEY})
+            lock.commit()
+    return result
+
+
+def _execute(client, engine, keys, policy, action: dict[str, Any], budget: int, result: ActionsResult) -> int:
+    with engine.begin() as conn:
+        if not steps.start_action(conn, action["id"]):
+            return budget
+    while budget > 0:
+        with engine.connect() as conn:
+            items = steps.open_items(conn, action["id"], limit=min(budget, ITEM_BATCH))
+        if not items:
+            with engine.begin() as conn:
+                if steps.finish_action(conn, action["id"]):
+                    result.finished.append(action["id"])
+            return budget
+        for item in items:
+            budget -= 1
+            try:
+                outcome, new_run, note = _one(client, engine, keys, policy, action, item)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # NOTE: transient: the action stays running and the next pass resumes at this letter.
+                with engine.begin() as conn:
+                    steps.note_error(conn, action["id"], f"retrying: Redis unavailable ({type(exc).__name__})")
+                raise
+            except Exception as exc:  # a letter Redis refuses to move (wrong key types), or a bug
+                logger.exception("operator action %s failed", action["id"])
+                error = f"{type(exc).__name__}: {ev.sanitize_error(str(exc))}"
+                with engine.begin() as conn:
+                    steps.finish_action(conn, action["id"], error=error)
+                result.failed.append(action["id"])
+                return budget
+            setattr(result, outcome, getattr(result, outcome) + 1)
+            with engine.begin() as conn:
+                steps.finish_item(conn, action, item, outcome, new_run_id=new_run, note=note)
+    return budget
+
+
+def _one(client, engine, keys, policy, action, item) -> tuple[str, int | None, str | None]:
+    """Requeue or purge one selected letter: (result, new run id, note)."""
+    letter = dl.get(client, keys, item["queue_name"], item["redis_message_id"])
+    if letter is None or letter.message_id != item["message_id"]:
+        return steps.SKIPPED, None, _GONE
+    if action["kind"] == PURGE:
+        return (steps.PURGED, None, None) if dl.remove(client, keys, letter) else (steps.SKIPPED, None, _GONE)
+    outcome = rq.requeue(_ClientBroker(client), engine, keys, policy, [letter])  # type: ignore[arg-type]
+    if outcome.requeued:
+        _old, new_run, message_id = outcome.requeued[0]
+        return steps.REQUEUED, new_run, f"requeued as message {message_id}"
+    return steps.SKIPPED, None, ev.sanitize_error("; ".join(outcome.skipped) or _GONE)
