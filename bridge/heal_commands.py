@@ -105,8 +105,8 @@ def _print_pass(result: Any) -> None:
 
 def _explain(engine, locator, run_id: int, options: Any) -> int:
     """What the next pass would do to one run, judged with the options the passes use."""
-    from runwatch.healer import decide
     from runwatch.lookups import run_by_id
+    from runwatch.verdicts import Action, decide
 
     with engine.connect() as conn:
         run = run_by_id(conn, run_id)
@@ -137,10 +137,10 @@ def _explain(engine, locator, run_id: int, options: Any) -> int:
             candidate = {**run, "db_now": now}
             verdict = decide(candidate, locator.observe([candidate])[run_id], options)
             out["next"] = (
-                f"the next pass reconciles it as {verdict['reason_code']}"
-                if verdict["action"] == "reconcile"
-                else f"the next pass leaves it: {verdict['note']}"
+                f"the next pass reconciles it as {verdict.reason.code}"
+                if verdict.reason is not None and verdict.action is Action.RECONCILE
+                else f"the next pass leaves it: {verdict.note}"
             )
-            out["evidence_now"] = verdict
+            out["evidence_now"] = verdict.as_dict()
     print(json.dumps(out, indent=2, default=str))
     return 0

@@ -32,8 +32,8 @@ from runwatch import statements as sql
 from runwatch import wire
 from runwatch.burstlog import BurstLogger
 from runwatch.errors import ValidationError
-from runwatch.healer import DEFAULT_PASS_IDLE_TIMEOUT_SECONDS
 from runwatch.ledger import apply_events
+from runwatch.passes import DEFAULT_IDLE_TIMEOUT_SECONDS as DEFAULT_PASS_IDLE_TIMEOUT_SECONDS
 from runwatch.settings import DEFAULT_DRAIN_CLAIM_IDLE_MS
 from runwatch.thresholds import ThresholdPolicy
 

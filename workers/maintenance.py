@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import threading
 import time
 
@@ -23,6 +22,7 @@ from runwatch.bridge.adapter import DEFAULT_MIN_AGE_SECONDS, reconcile_once
 from runwatch.bridge.keys import DEFAULT_NAMESPACE, Keys
 from runwatch.bridge.locator import RedisLocator
 
+from runwatch import passes
 from runwatch.burstlog import BurstLogger
 from runwatch.db import engine_for
 from runwatch.healer import heal_once, options_from, record_broker_outage
@@ -50,12 +50,15 @@ class Maintenance:
         self._errors = BurstLogger(logger, "maintenance pass failed")
 
     def run_once(self, *, prune: bool = False, dead_letter_min_age_seconds: float = DEFAULT_MIN_AGE_SECONDS) -> None:
+        kind, started = passes.HEALER, time.time()
         try:
             healed = heal_once(self.engine, self.locator, self.policy, options_from(self.settings))
+            kind, started = passes.BRIDGE, time.time()
             scanned = reconcile_once(
                 self.client, self.engine, self.keys, self.policy, min_age_seconds=dead_letter_min_age_seconds
             )
             if prune:
+                kind, started = passes.PRUNE, time.time()
                 prune_once(self.engine, self.settings.retention_days)
         except redis.RedisError as exc:
             self._errors.failure(exc)
@@ -63,9 +66,11 @@ class Maintenance:
             # next pass simply tries again.
             with contextlib.suppress(Exception):
                 record_broker_outage(self.engine, exc)
+            passes.record_error(self.engine, kind, exc, started=started)
             return
         except Exception as exc:  # PostgreSQL down, or a bug: log per burst, try next interval
             self._errors.failure(exc)
+            passes.record_error(self.engine, kind, exc, started=started)
             return
         self._errors.success()
         if healed.reconciled or scanned.reconciled:
@@ -76,14 +81,15 @@ class Maintenance:
             )
 
     def run_forever(self, stop: threading.Event) -> None:
-        interval = self.settings.heal_interval_seconds
-        stop.wait(random.uniform(0, interval))  # NOTE: jitter, so processes do not all wake together
-        last_prune = 0.0
-        while not stop.is_set():
+        last_prune = float("-inf")
+
+        def step() -> None:
+            nonlocal last_prune
             due = time.monotonic() - last_prune >= PRUNE_INTERVAL_SECONDS
             self.run_once(prune=due)
             last_prune = time.monotonic() if due else last_prune
-            stop.wait(interval)
+
+        passes.loop(step, interval_seconds=self.settings.heal_interval_seconds, stop=stop)
 
 
 def start_thread(
