@@ -38,7 +38,9 @@ def register_heal(sub: argparse._SubParsersAction) -> None:
 def _heal(args: argparse.Namespace) -> int:
     import redis
 
+    from runwatch import counters, passes
     from runwatch.db import engine_for
+    from runwatch.exposition import RunwatchCollector, serve
     from runwatch.healer import heal_once, options_from
     from runwatch.thresholds import ThresholdPolicy
 
@@ -51,8 +53,9 @@ def _heal(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ConfigError("--limit must be at least 1")
     engine = engine_for(settings.require_database_url())
+    client = redis.Redis.from_url(settings.redis_url)
     locator = RedisLocator(
-        redis.Redis.from_url(settings.redis_url),
+        client,
         Keys(args.namespace),
         event_stream=settings.event_stream,
         heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
@@ -62,13 +65,22 @@ def _heal(args: argparse.Namespace) -> int:
     options = options_from(settings, dry_run=args.dry_run, types=args.types, tenants=args.tenants, **limit)
     if args.explain is not None:
         return _explain(engine, locator, args.explain, options)
+
+    def step() -> None:
+        result = heal_once(engine, locator, policy, options)
+        counters.record(client, settings.event_stream, result.finished)
+        _print_pass(result)
+
+    if args.once or args.dry_run:
+        step()
+        return 0
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    while True:
-        result = heal_once(engine, locator, policy, options)
-        _print_pass(result)
-        if args.once or args.dry_run or stop.wait(args.interval_seconds):
-            return 0
+    # NOTE: the backstop healer runs where no worker may: it serves the same metrics they do.
+    collector = RunwatchCollector(stream=settings.event_stream, redis_client=client, engine=engine)
+    serve(collector, port=settings.metrics_port, host=settings.metrics_host)
+    passes.loop(step, interval_seconds=args.interval_seconds, stop=stop, jitter=False)
+    return 0
 
 
 def _print_pass(result: Any) -> None:

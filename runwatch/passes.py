@@ -82,9 +82,9 @@ ON CONFLICT (name) DO UPDATE SET started_at = EXCLUDED.started_at, finished_at =
 """)
 _LAST = text("SELECT * FROM maintenance_passes WHERE name = :name")
 _ALL = text("""
-SELECT name, status, extract(epoch FROM finished_at) AS finished_at,
-       extract(epoch FROM last_success_at) AS last_success_at,
-       extract(epoch FROM now() - finished_at) AS age_seconds, duration_ms, result, totals
+SELECT name, status, extract(epoch FROM finished_at)::float8 AS finished_at, duration_ms,
+       extract(epoch FROM last_success_at)::float8 AS last_success_at,
+       extract(epoch FROM now() - finished_at)::float8 AS age_seconds, result, totals
 FROM maintenance_passes ORDER BY name
 """)
 

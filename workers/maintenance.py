@@ -18,14 +18,14 @@ import time
 
 import dramatiq
 import redis
-from runwatch.bridge.adapter import DEFAULT_MIN_AGE_SECONDS, reconcile_once
+from runwatch.bridge.adapter import DEFAULT_MIN_AGE_SECONDS, AdapterResult, reconcile_once
 from runwatch.bridge.keys import DEFAULT_NAMESPACE, Keys
 from runwatch.bridge.locator import RedisLocator
 
-from runwatch import passes
+from runwatch import counters, passes
 from runwatch.burstlog import BurstLogger
 from runwatch.db import engine_for
-from runwatch.healer import heal_once, options_from, record_broker_outage
+from runwatch.healer import HealResult, heal_once, options_from, record_broker_outage
 from runwatch.retention import prune_once
 from runwatch.settings import Settings
 from runwatch.thresholds import ThresholdPolicy
@@ -73,12 +73,17 @@ class Maintenance:
             passes.record_error(self.engine, kind, exc, started=started)
             return
         self._errors.success()
+        self.count(healed, scanned)
         if healed.reconciled or scanned.reconciled:
             logger.info(
                 "maintenance: healed %d stale run(s), reconciled %d dead letter(s)",
                 healed.reconciled,
                 scanned.reconciled,
             )
+
+    def count(self, *results: HealResult | AdapterResult) -> None:
+        """Add the runs these passes ended to the run counters of /metrics (``runwatch.counters``)."""
+        counters.record(self.client, self.settings.event_stream, [run for r in results for run in r.finished])
 
     def run_forever(self, stop: threading.Event) -> None:
         last_prune = float("-inf")
@@ -117,11 +122,11 @@ def declare_actors(broker: dramatiq.Broker, settings: Settings | None = None) ->
     @dramatiq.actor(broker=broker, queue_name="runwatch", runwatch_track=False, max_retries=0)
     def runwatch_heal() -> None:
         m = maintenance()
-        heal_once(m.engine, m.locator, m.policy, options_from(m.settings))
+        m.count(heal_once(m.engine, m.locator, m.policy, options_from(m.settings)))
 
     @dramatiq.actor(broker=broker, queue_name="runwatch", runwatch_track=False, max_retries=0)
     def runwatch_bridge_scan() -> None:
         m = maintenance()
-        reconcile_once(m.client, m.engine, m.keys, m.policy)
+        m.count(reconcile_once(m.client, m.engine, m.keys, m.policy))
 
     return {"runwatch_heal": runwatch_heal, "runwatch_bridge_scan": runwatch_bridge_scan}
