@@ -174,3 +174,28 @@ def test_a_scrape_with_redis_down_says_so_instead_of_failing(harness, settings):
     registry.register(RunwatchCollector(stream=settings.event_stream, redis_client=dead, engine=harness.engine))
     values = samples(generate_latest(registry).decode())
     assert values[("runwatch_redis_up", ())] == 0 and values[("runwatch_ledger_up", ())] == 1
+
+
+def test_every_metric_the_alerts_and_the_dashboard_use_is_exported(harness, worker, settings):
+    from tests.unit.test_monitoring_files import alert_exprs, dashboard_exprs, metric_names
+
+    @dramatiq.actor(queue_name="m2", runwatch_type="metrics.names")
+    def job():
+        pass
+
+    job.send()
+    harness.settle("m2")
+    seed(harness.engine, "queued", age=600)
+    Maintenance(harness.broker.client, settings, namespace=harness.broker.namespace).run_once(prune=True)
+    shipper = EventShipper(
+        harness.broker.client, settings.event_stream, flush_interval_ms=10_000, durable_wait_ms=0, buffer_max_events=100
+    )
+    with shipper._cond:
+        for i in range(101):
+            shipper.emit(ev.new_event(ev.PROGRESS, "m", 1.0 + i, {"queue": "q", "actor": "a", "type": "t"}))
+    assert shipper.flush()
+    shipper.close()
+    exported = {name for name, _ in scrape(harness, settings)}
+    # NOTE: a histogram is used by its _bucket series, a counter by its _total: both appear as samples.
+    used = metric_names(alert_exprs()) | metric_names(dashboard_exprs())
+    assert used and sorted(used - exported) == []
