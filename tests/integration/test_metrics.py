@@ -199,3 +199,17 @@ def test_every_metric_the_alerts_and_the_dashboard_use_is_exported(harness, work
     # NOTE: a histogram is used by its _bucket series, a counter by its _total: both appear as samples.
     used = metric_names(alert_exprs()) | metric_names(dashboard_exprs())
     assert used and sorted(used - exported) == []
+
+
+def test_a_failed_pass_is_recorded_as_an_error_and_keeps_its_last_success(harness, settings):
+    import redis
+
+    Maintenance(harness.broker.client, settings, namespace=harness.broker.namespace).run_once()
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=1)
+    Maintenance(dead, settings, namespace=harness.broker.namespace).run_once()  # the broker is unreachable
+    values = scrape(harness, settings)
+    healer = (("pass", "healer"),)
+    assert values[("runwatch_pass_last_status", (("pass", "healer"), ("status", "error")))] == 1
+    assert values[("runwatch_passes_total", (("pass", "healer"), ("result", "error")))] == 1
+    assert values[("runwatch_passes_total", (("pass", "healer"), ("result", "ok")))] == 1
+    assert values[("runwatch_pass_last_success_timestamp_seconds", healer)] > 0
