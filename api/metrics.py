@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from runwatch.exposition import pass_families
 from runwatch.queries import DatabaseUnavailable
 
 from .store import Store
@@ -60,33 +61,7 @@ class LedgerCollector(Collector):
         for source, reason_code, count in snapshot["reconciliations"]:
             reconciled.add_metric([source, reason_code], count)
         yield reconciled
-        yield from _pass_metrics(snapshot["passes"])
-
-
-def _pass_metrics(passes: list[dict[str, Any]]) -> Iterator[Metric]:
-    """The last pass of each periodic job (healer, dead-letter bridge, ...) as its job recorded it."""
-    finished = GaugeMetricFamily(
-        "runwatch_maintenance_last_pass_timestamp_seconds", "When the job's last pass finished", labels=["job"]
-    )
-    duration = GaugeMetricFamily(
-        "runwatch_maintenance_last_pass_duration_seconds", "How long the job's last pass took", labels=["job"]
-    )
-    age = GaugeMetricFamily(
-        "runwatch_maintenance_last_pass_age_seconds",
-        "Seconds since the job's last pass finished (database clock): the job's lag",
-        labels=["job"],
-    )
-    result = GaugeMetricFamily(
-        "runwatch_maintenance_last_pass_result", "Numeric results of the job's last pass", labels=["job", "key"]
-    )
-    for row in passes:
-        finished.add_metric([row["name"]], row["finished_at"])
-        duration.add_metric([row["name"]], row["duration_ms"] / 1000.0)
-        age.add_metric([row["name"]], row["age_seconds"])
-        for key, value in sorted((row["result"] or {}).items()):
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                result.add_metric([row["name"], key], float(value))
-    yield from (finished, duration, age, result)
+        yield from pass_families(snapshot["passes"])
 
 
 class Metrics:

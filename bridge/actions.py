@@ -20,8 +20,8 @@ from sqlalchemy import Engine, text
 
 from runwatch import action_steps as steps
 from runwatch import events as ev
+from runwatch import passes
 from runwatch.actions import PURGE
-from runwatch.lookups import record_pass
 from runwatch.thresholds import ThresholdPolicy
 
 from . import deadletters as dl
@@ -34,8 +34,7 @@ logger = logging.getLogger("runwatch.bridge")
 DEFAULT_MAX_LETTERS = 500
 #: Letters read from the ledger per round trip.
 ITEM_BATCH = 100
-ACTIONS_LOCK_KEY = 0x52574441  # "RWDA"
-PASS_NAME = "operator_actions"
+PASS_NAME = passes.ACTIONS.name
 _LOCK = text("SELECT pg_try_advisory_lock(:key)")
 _UNLOCK = text("SELECT pg_advisory_unlock(:key)")
 _GONE = "the dead letter was no longer in Redis (requeued, purged or expired meanwhile)"
@@ -69,7 +68,7 @@ def execute_once(
     started = time.time()
     result = ActionsResult()
     with engine.connect() as lock:
-        if not lock.execute(_LOCK, {"key": ACTIONS_LOCK_KEY}).scalar():
+        if not lock.execute(_LOCK, {"key": passes.ACTIONS.lock_key}).scalar():
             result.locked_out = True
             return result
         lock.commit()  # NOTE: the session lock outlives the transaction; no transaction stays open.
@@ -83,10 +82,9 @@ def execute_once(
                 result.actions += 1
                 budget = _execute(client, engine, keys, policy, action, budget, result)
             with engine.begin() as conn:
-                elapsed_ms = (time.time() - started) * 1000
-                record_pass(conn, PASS_NAME, started=started, duration_ms=elapsed_ms, result=result.as_dict())
+                passes.record(conn, PASS_NAME, started=started, status=passes.PassStatus.OK, result=result.as_dict())
         finally:
-            lock.execute(_UNLOCK, {"key": ACTIONS_LOCK_KEY})
+            lock.execute(_UNLOCK, {"key": passes.ACTIONS.lock_key})
             lock.commit()
     return result
 

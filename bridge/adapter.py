@@ -19,12 +19,11 @@ import redis
 from sqlalchemy import Engine
 
 from runwatch import events as ev
-from runwatch import redact, tracebacks
-from runwatch import statements as sql
-from runwatch.healer import DEFAULT_PASS_IDLE_TIMEOUT_SECONDS
+from runwatch import passes, redact, tracebacks
 from runwatch.ledger import apply_events
-from runwatch.lookups import record_pass, statuses
+from runwatch.lookups import statuses
 from runwatch.options import INITIATOR_OPTION, RETRY_OF_OPTION, TENANT_OPTION
+from runwatch.passes import PassStatus
 from runwatch.reasons import ADAPTER_OUT_OF_SYNC
 from runwatch.thresholds import ThresholdPolicy
 
@@ -35,10 +34,9 @@ logger = logging.getLogger("runwatch.bridge")
 
 #: A dead letter younger than this may still have its callback event in flight: leave it.
 DEFAULT_MIN_AGE_SECONDS = 60
-PASS_NAME = "bridge"
+PASS_NAME = passes.BRIDGE.name
 #: How much of a dead letter's own traceback (the previous attempt's) the evidence keeps.
 TRACEBACK_TAIL_CHARS = 500
-ADAPTER_LOCK_KEY = 0x52574442  # "RWDB"
 _NAMESPACE = uuid.UUID("6f1c3c1e-5d0b-4c35-9a49-2a8f6f2b6f00")
 
 
@@ -53,9 +51,16 @@ class AdapterResult:
     oldest_unbridged_age_seconds: float | None = None
     dry_run: bool = False
     locked_out: bool = False  # another scan was running: this one did nothing
+    duration_seconds: float = 0.0
+    #: The runs this pass ended (``statements._FINISHED_COLUMNS``), for the run counters in /metrics.
+    finished: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def status(self) -> PassStatus:
+        return PassStatus.OK
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "finished"}
 
 
 def reconcile_once(
@@ -70,21 +75,13 @@ def reconcile_once(
     queue: str | None = None,
 ) -> AdapterResult:
     """One scan of every dead-letter set; returns what it found and did."""
-    started = time.time()
-    now = started if now is None else now
-    result = AdapterResult(dry_run=dry_run)
-    with engine.begin() as conn:
-        # NOTE: concurrent scans are harmless (event ids dedupe) but wasteful: one at a time.
-        if not conn.execute(sql.TRY_XACT_LOCK, {"key": ADAPTER_LOCK_KEY}).scalar():
-            result.locked_out = True
-            return result
-        conn.execute(sql.PASS_IDLE_TIMEOUT, {"ms": str(int(DEFAULT_PASS_IDLE_TIMEOUT_SECONDS * 1000))})
+    now = time.time() if now is None else now
+
+    # NOTE: concurrent scans are harmless (event ids dedupe) but wasteful: one at a time.
+    def body(conn, result: AdapterResult) -> None:
         _scan(conn, client, keys, policy, result, now=now, min_age_seconds=min_age_seconds, queue=queue)
-        if not dry_run:
-            record_pass(
-                conn, PASS_NAME, started=started, duration_ms=(time.time() - started) * 1000, result=result.as_dict()
-            )
-    return result
+
+    return passes.run_once(engine, passes.BRIDGE, body, AdapterResult(dry_run=dry_run))
 
 
 def _scan(conn, client, keys, policy, result: AdapterResult, *, now, min_age_seconds, queue) -> None:
@@ -112,7 +109,9 @@ def _scan(conn, client, keys, policy, result: AdapterResult, *, now, min_age_sec
     result.too_recent = len(unbridged) - len(due)
     result.candidates = len(due)
     if due and not result.dry_run:
-        result.reconciled = apply_events(conn, [_event(keys, d, now) for d in due], policy).runs_written
+        applied = apply_events(conn, [_event(keys, d, now) for d in due], policy)
+        result.reconciled = applied.runs_written
+        result.finished.extend(applied.finished)
 
 
 def _event(keys: Keys, letter: dl.DeadLetter, now: float) -> dict[str, Any]:

@@ -258,16 +258,19 @@ def _purge(args: argparse.Namespace) -> int:
 
 
 def _scan(args: argparse.Namespace) -> int:
+    from runwatch import counters
+
     from . import deadletters as dl
     from .adapter import DEFAULT_MIN_AGE_SECONDS, reconcile_once
 
-    _, client, engine, keys, policy = _context(args)
+    settings, client, engine, keys, policy = _context(args)
     if args.queue:
         dl.check_queue(client, keys, args.queue)
     min_age = DEFAULT_MIN_AGE_SECONDS if args.min_age_seconds is None else args.min_age_seconds
     result = reconcile_once(
         client, engine, keys, policy, min_age_seconds=min_age, dry_run=args.dry_run, queue=args.queue
     )
+    counters.record(client, settings.event_stream, result.finished)
     for line in result.undecodable:
         print(f"undecodable dead letter skipped: {line}", file=sys.stderr)
     lag = result.oldest_unbridged_age_seconds

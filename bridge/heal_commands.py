@@ -56,7 +56,9 @@ TABLE_DECISIONS = 50
 def _heal(args: argparse.Namespace) -> int:
     import redis
 
+    from runwatch import counters, passes
     from runwatch.db import engine_for
+    from runwatch.exposition import RunwatchCollector, serve
     from runwatch.healer import heal_once, options_from
     from runwatch.terminal import Progress
     from runwatch.thresholds import ThresholdPolicy
@@ -70,8 +72,9 @@ def _heal(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ConfigError("--limit must be at least 1")
     engine = engine_for(settings.require_database_url())
+    client = redis.Redis.from_url(settings.redis_url)
     locator = RedisLocator(
-        redis.Redis.from_url(settings.redis_url),
+        client,
         Keys(args.namespace),
         event_stream=settings.event_stream,
         heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
@@ -81,14 +84,23 @@ def _heal(args: argparse.Namespace) -> int:
     options = options_from(settings, dry_run=args.dry_run, types=args.types, tenants=args.tenants, **limit)
     if args.explain is not None:
         return _explain(engine, locator, args.explain, options, args.format)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    while True:
+
+    def step() -> None:
         with Progress("heal: pass running"):  # a spinner while a large pass works; terminals only
             result = heal_once(engine, locator, policy, options)
+        counters.record(client, settings.event_stream, result.finished)
         _print_pass(result, args.format)
-        if args.once or args.dry_run or stop.wait(args.interval_seconds):
-            return 0
+
+    if args.once or args.dry_run:
+        step()
+        return 0
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # NOTE: the backstop healer runs where no worker may: it serves the same metrics they do.
+    collector = RunwatchCollector(stream=settings.event_stream, redis_client=client, engine=engine)
+    serve(collector, port=settings.metrics_port, host=settings.metrics_host)
+    passes.loop(step, interval_seconds=args.interval_seconds, stop=stop, jitter=False)
+    return 0
 
 
 def _print_pass(result: Any, fmt: str) -> None:
@@ -133,8 +145,8 @@ def _print_pass(result: Any, fmt: str) -> None:
 
 def _explain(engine, locator, run_id: int, options: Any, fmt: str) -> int:
     """What the next pass would do to one run, judged with the options the passes use."""
-    from runwatch.healer import decide
     from runwatch.lookups import run_by_id
+    from runwatch.verdicts import Action, decide
 
     with engine.connect() as conn:
         run = run_by_id(conn, run_id)
@@ -165,10 +177,10 @@ def _explain(engine, locator, run_id: int, options: Any, fmt: str) -> int:
             candidate = {**run, "db_now": now}
             verdict = decide(candidate, locator.observe([candidate])[run_id], options)
             out["next"] = (
-                f"the next pass reconciles it as {verdict['reason_code']}"
-                if verdict["action"] == "reconcile"
-                else f"the next pass leaves it: {verdict['note']}"
+                f"the next pass reconciles it as {verdict.reason.code}"
+                if verdict.reason is not None and verdict.action is Action.RECONCILE
+                else f"the next pass leaves it: {verdict.note}"
             )
-            out["evidence_now"] = verdict
+            out["evidence_now"] = verdict.as_dict()
     output.emit_record(out, fmt)
     return 0

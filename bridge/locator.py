@@ -10,8 +10,8 @@ import redis
 from dramatiq.common import dq_name
 
 from runwatch import wire
-from runwatch.healer import Observation
 from runwatch.settings import DEFAULT_HEARTBEAT_TIMEOUT_MS
+from runwatch.verdicts import Observation
 
 from .keys import Keys
 

@@ -16,20 +16,16 @@ import redis
 from sqlalchemy import Engine
 
 from runwatch import events as ev
-from runwatch import mirror
-from runwatch import statements as sql
+from runwatch import mirror, passes
 from runwatch.errors import ValidationError
-from runwatch.healer import DEFAULT_PASS_IDLE_TIMEOUT_SECONDS
-from runwatch.lookups import record_pass
 from runwatch.options import TENANT_OPTION
 
 from . import deadletters as dl
 from .keys import Keys
 
-PASS_NAME = "dead_letter_mirror"
+PASS_NAME = passes.MIRROR.name
 #: New letters decoded and inserted per pass; a backlog beyond it is mirrored by the next passes.
 DEFAULT_MAX_NEW = 2000
-MIRROR_LOCK_KEY = 0x5257444D  # "RWDM"
 
 
 @dataclass
@@ -50,11 +46,10 @@ def mirror_once(client: redis.Redis, engine: Engine, keys: Keys, *, max_new: int
     """One pass: the mirror follows Redis; returns what changed."""
     started = time.time()
     result = MirrorResult()
-    with engine.begin() as conn:
-        if not conn.execute(sql.TRY_XACT_LOCK, {"key": MIRROR_LOCK_KEY}).scalar():
+    with passes.locked(engine, passes.MIRROR) as conn:
+        if conn is None:
             result.locked_out = True
             return result
-        conn.execute(sql.PASS_IDLE_TIMEOUT, {"ms": str(int(DEFAULT_PASS_IDLE_TIMEOUT_SECONDS * 1000))})
         queues = dl.dead_letter_queues(client, keys)
         result.queues = len(queues)
         for gone in set(mirror.mirrored_queues(conn)) - set(queues):
@@ -72,8 +67,7 @@ def mirror_once(client: redis.Redis, engine: Engine, keys: Keys, *, max_new: int
             letters = dl.fetch(client, keys, queue, take)
             result.added += mirror.add_letters(conn, [mirror_letter(d) for d in letters])
         result.linked = mirror.link_runs(conn)
-        elapsed_ms = (time.time() - started) * 1000
-        record_pass(conn, PASS_NAME, started=started, duration_ms=elapsed_ms, result=result.as_dict())
+        passes.record(conn, PASS_NAME, started=started, status=passes.PassStatus.OK, result=result.as_dict())
     return result
 
 

@@ -25,6 +25,8 @@ class ApplyResult:
     events_duplicate: int = 0
     runs_written: int = 0
     late_events: list[str] = field(default_factory=list)
+    #: The runs these events ended (``statements._FINISHED_COLUMNS``), for the run counters in /metrics.
+    finished: list[dict[str, Any]] = field(default_factory=list)
 
 
 def logged(event: dict[str, Any]) -> bool:
@@ -64,7 +66,11 @@ def apply_events(conn: Connection, events: Sequence[dict[str, Any]], policy: Thr
     if not by_message:
         return result
     deltas = [fold(message_events, policy) for message_events in by_message.values()]
-    written = set(conn.execute(sql.UPSERT_RUNS, {"rows": wire.dumps(deltas).decode()}).scalars())
+    written = set()
+    for row in conn.execute(sql.UPSERT_RUNS, {"rows": wire.dumps(deltas).decode()}).mappings():
+        written.add(row["message_id"])
+        if row["finished"]:
+            result.finished.append(dict(row))
     result.runs_written = len(written)
     late_deliveries = []
     for delta in deltas:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -11,13 +10,6 @@ from sqlalchemy import Connection, text
 _BY_ID = text("SELECT * FROM operation_runs WHERE id = :id")
 _STATUS_BY_MESSAGE = text("SELECT message_id, status, id FROM operation_runs WHERE message_id = ANY(:ids)")
 _RETRIES_OF = text("SELECT id FROM operation_runs WHERE retry_of = :id ORDER BY id")
-_RECORD_PASS = text("""
-INSERT INTO maintenance_passes (name, started_at, finished_at, duration_ms, result)
-VALUES (:name, to_timestamp(:started), now(), :duration_ms, CAST(:result AS jsonb))
-ON CONFLICT (name) DO UPDATE SET started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
-    duration_ms = EXCLUDED.duration_ms, result = EXCLUDED.result
-""")
-_LAST_PASS = text("SELECT * FROM maintenance_passes WHERE name = :name")
 
 
 def run_by_id(conn: Connection, run_id: int) -> dict[str, Any] | None:
@@ -33,15 +25,3 @@ def statuses(conn: Connection, message_ids: Iterable[str]) -> dict[str, tuple[st
 
 def retries_of(conn: Connection, run_id: int) -> list[int]:
     return list(conn.execute(_RETRIES_OF, {"id": run_id}).scalars())
-
-
-def record_pass(conn: Connection, name: str, *, started: float, duration_ms: float, result: dict[str, Any]) -> None:
-    conn.execute(
-        _RECORD_PASS,
-        {"name": name, "started": started, "duration_ms": duration_ms, "result": json.dumps(result, default=str)},
-    )
-
-
-def last_pass(conn: Connection, name: str) -> dict[str, Any] | None:
-    row = conn.execute(_LAST_PASS, {"name": name}).mappings().first()
-    return dict(row) if row else None

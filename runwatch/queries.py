@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, exc, text
 
+from . import passes
 from .errors import RunwatchError
 from .report import FAMILY_OF_MESSAGE, FRESHNESS_SQL, OPERATOR_COLUMNS
 from .settings import DEFAULT_API_STATEMENT_TIMEOUT_MS, normalize_database_url
@@ -307,13 +308,6 @@ SELECT reconciliation_source AS source, reason_code, count(*) AS n
 FROM operation_runs WHERE reconciled_at IS NOT NULL GROUP BY 1, 2
 """)
 
-_MAINTENANCE = text("""
-SELECT name, extract(epoch FROM finished_at)::float8 AS finished_at, duration_ms,
-       extract(epoch FROM now() - finished_at)::float8 AS age_seconds, result
-FROM maintenance_passes ORDER BY name
-""")
-
-
 def runs_by_state(conn: Connection) -> list[tuple[str, str, int]]:
     """(status, freshness, count) for every combination that has runs."""
     return [(r.status, r.freshness, r.n) for r in conn.execute(_RUNS_BY_STATE) if r.n]
@@ -326,4 +320,4 @@ def reconciliations(conn: Connection) -> list[tuple[str, str, int]]:
 
 def maintenance_passes(conn: Connection) -> list[dict[str, Any]]:
     """The last pass of each periodic job (healer, bridge scan, ...), as recorded by the job."""
-    return [dict(r) for r in conn.execute(_MAINTENANCE).mappings()]
+    return passes.every(conn)

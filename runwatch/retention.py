@@ -11,15 +11,17 @@ import argparse
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine, text
 
+from . import passes
 from .errors import ConfigError
 from .output import JSON, Column, add_format, emit, emit_record
+from .passes import PassStatus
 from .settings import Settings
 
 DEFAULT_BATCH = 5000
-PRUNE_LOCK_KEY = 0x52575052  # "RWPR"
 
 _COUNT = text("""
 SELECT count(*) FROM operation_runs
@@ -48,6 +50,14 @@ class PruneResult:
     deleted: dict[str, int] = field(default_factory=dict)
     dry_run: bool = False
     locked_out: bool = False
+    duration_seconds: float = 0.0
+
+    @property
+    def status(self) -> PassStatus:
+        return PassStatus.OK
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"deleted": dict(self.deleted), "deleted_total": sum(self.deleted.values()), "dry_run": self.dry_run}
 
 
 def prune_once(
@@ -58,6 +68,9 @@ def prune_once(
     dry_run: bool = False,
     progress: Callable[[str, int], None] | None = None,
 ) -> PruneResult:
+    """One retention pass: batches of one transaction each, every one under the prune lock (single-flight
+    with other prunes, never holding it for long); recorded like every pass (``passes.record``)."""
+    started = time.time()
     result = PruneResult(dry_run=dry_run)
     for outcome, keep_days in days.items():
         params = {"outcome": outcome, "days": keep_days, "batch": batch}
@@ -67,8 +80,8 @@ def prune_once(
             continue
         total = 0
         while True:
-            with engine.begin() as conn:
-                if not conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": PRUNE_LOCK_KEY}).scalar():
+            with passes.locked(engine, passes.PRUNE) as conn:
+                if conn is None:
                     result.locked_out = True
                     return result
                 deleted = conn.execute(_PRUNE_BATCH, params).rowcount
@@ -78,6 +91,11 @@ def prune_once(
             if deleted < batch:
                 break
         result.deleted[outcome] = total
+    result.duration_seconds = time.time() - started
+    if not dry_run:
+        with passes.locked(engine, passes.PRUNE) as conn:
+            if conn is not None:  # NOTE: another prune started meanwhile: it records its own pass
+                passes.record(conn, passes.PRUNE.name, started=started, status=result.status, result=result.as_dict())
     return result
 
 

@@ -58,6 +58,10 @@ DEFAULT_CEILING_MARGIN_SECONDS = 60
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 60_000
 #: Terminal runs (and their events) older than this many days are pruned, per outcome.
 DEFAULT_RETENTION_DAYS = 90
+#: Where worker hosts' drainers, ``runwatch drain`` and ``runwatch heal`` serve /metrics (Dramatiq's
+#: own Prometheus middleware takes 9191, its documented neighbours 9192-9194 are left free).
+DEFAULT_METRICS_PORT = 9195
+DEFAULT_METRICS_HOST = "0.0.0.0"  # NOTE: a scraper reaches a container from outside it
 #: Where the monitoring API listens.
 DEFAULT_API_BIND = "127.0.0.1:8000"
 #: gunicorn worker processes of the API (sync workers: one request at a time each).
@@ -100,6 +104,8 @@ class Settings:
     outage_grace_seconds: int = DEFAULT_OUTAGE_GRACE_SECONDS
     ceiling_margin_seconds: int = DEFAULT_CEILING_MARGIN_SECONDS
     heartbeat_timeout_ms: int = DEFAULT_HEARTBEAT_TIMEOUT_MS
+    metrics_port: int = DEFAULT_METRICS_PORT
+    metrics_host: str = DEFAULT_METRICS_HOST
     #: Days to keep terminal runs, by outcome value (``"failed"``, ...).
     retention_days: Mapping[str, int] = field(default_factory=_default_retention_days)
     #: Key names masked beyond the default denylist, and an optional ``module:function`` hook.

@@ -29,6 +29,12 @@ _NEWER_REDIS_ID = (
     " AND EXCLUDED.redis_message_id_at >= COALESCE(r.redis_message_id_at, '-infinity'))"
 )
 
+#: What a statement that ends runs returns for /metrics (``runwatch.run_metrics``): who finished how, and when.
+_FINISHED_RETURNING = "r.type, r.queue_name, r.outcome, r.created_at, r.started_at, r.completed_at"
+_FINISHED_COLUMNS = """type, queue_name, outcome, reconciliation_source AS source, reason_code,
+    extract(epoch FROM created_at)::float8 AS created_at, extract(epoch FROM started_at)::float8 AS started_at,
+    extract(epoch FROM completed_at)::float8 AS completed_at"""
+
 #: Fold deltas into runs. Monotonic: status only climbs the rank ladder, a terminal row is
 #: never touched (the DO UPDATE guard), counters merge, the newest progress wins.
 UPSERT_RUNS = text(f"""
@@ -102,7 +108,11 @@ ON CONFLICT (message_id) DO UPDATE SET
                                ELSE r.redis_message_id_at END,
     last_progress_at = GREATEST(r.last_progress_at, EXCLUDED.last_progress_at)
 WHERE r.status <> 'completed'
-RETURNING r.message_id
+-- NOTE: a row written here with status completed just ended (a terminal row is never written):
+-- what /metrics counts and times, from the row, so a start applied in an earlier batch is known.
+RETURNING r.message_id, r.status = 'completed' AS finished, r.type, r.queue_name, r.outcome,
+    r.reconciliation_source AS source, r.reason_code, extract(epoch FROM r.created_at)::float8 AS created_at,
+    extract(epoch FROM r.started_at)::float8 AS started_at, extract(epoch FROM r.completed_at)::float8 AS completed_at
 """)
 
 #: Deliveries that reached the ledger after their run ended (a duplicate delivery, or a start
@@ -144,7 +154,7 @@ FOR UPDATE SKIP LOCKED
 #: Reconcile stale runs and log each in the event log. Guarded: only a run still in the status
 #: the healer saw, still past its deadline; a run that completed (or progressed) meanwhile keeps
 #: its own outcome.
-RECONCILE_STALE = text("""
+RECONCILE_STALE = text(f"""
 WITH done AS (
     UPDATE operation_runs AS r SET
         status = 'completed', outcome = 'failed', completed_at = now(), reconciled_at = now(),
@@ -155,15 +165,17 @@ WITH done AS (
     FROM jsonb_to_recordset(CAST(:rows AS jsonb))
          AS d(id bigint, status text, reason_code text, reason_message text, source text, evidence jsonb)
     WHERE r.id = d.id AND r.status = d.status AND r.stale_at <= now()
-    RETURNING r.message_id, r.reason_code, r.reconciliation_source, r.reconciliation_evidence
+    RETURNING r.message_id, r.reason_code, r.reconciliation_source, r.reconciliation_evidence, {_FINISHED_RETURNING}
+), logged AS (
+    -- PERF: the reconciliation event is written by the same statement; the evidence never
+    -- travels back to Python and out again.
+    INSERT INTO run_events (event_uuid, message_id, kind, at, details)
+    SELECT gen_random_uuid(), message_id, 'reconciled', now(),
+           jsonb_build_object('source', reconciliation_source, 'reason_code', reason_code,
+                              'evidence', reconciliation_evidence)
+    FROM done
 )
--- PERF: the reconciliation event is written by the same statement; the evidence never
--- travels back to Python and out again.
-INSERT INTO run_events (event_uuid, message_id, kind, at, details)
-SELECT gen_random_uuid(), message_id, 'reconciled', now(),
-       jsonb_build_object('source', reconciliation_source, 'reason_code', reason_code,
-                          'evidence', reconciliation_evidence)
-FROM done
+SELECT {_FINISHED_COLUMNS} FROM done
 """)
 
 
@@ -200,7 +212,7 @@ FOR UPDATE OF r SKIP LOCKED
 """)
 
 #: Reconcile a poison pill: guarded on the run still running, whatever its deadline.
-RECONCILE_POISON = text("""
+RECONCILE_POISON = text(f"""
 WITH done AS (
     UPDATE operation_runs AS r SET
         status = 'completed', outcome = 'failed', completed_at = now(), reconciled_at = now(),
@@ -210,12 +222,13 @@ WITH done AS (
             jsonb_build_object('code', 'job.poison_pill', 'message', CAST(:reason_message AS text))),
         healer_checked_at = now(), healer_note = CAST(:evidence AS jsonb)
     WHERE r.id = :id AND r.status = 'running'
-    RETURNING r.message_id, r.reason_code, r.reconciliation_evidence
+    RETURNING r.message_id, r.reason_code, r.reconciliation_source, r.reconciliation_evidence, {_FINISHED_RETURNING}
+), logged AS (
+    INSERT INTO run_events (event_uuid, message_id, kind, at, details)
+    SELECT gen_random_uuid(), message_id, 'reconciled', now(),
+           jsonb_build_object('source', 'scheduled_reconciler', 'reason_code', reason_code,
+                              'evidence', reconciliation_evidence)
+    FROM done
 )
-INSERT INTO run_events (event_uuid, message_id, kind, at, details)
-SELECT gen_random_uuid(), message_id, 'reconciled', now(),
-       jsonb_build_object('source', 'scheduled_reconciler', 'reason_code', reason_code,
-                          'evidence', reconciliation_evidence)
-FROM done
+SELECT {_FINISHED_COLUMNS} FROM done
 """)
-

@@ -99,6 +99,11 @@ VARIABLES: tuple[Variable, ...] = (
              "a message redelivered this many times more than attempted (a crash loop) is dead-lettered"),
     Variable("RUNWATCH_CRASH_WINDOW_SECONDS", "crash_window_seconds", p.integer(minimum=1),
              "... counting only the deliveries within this window"),
+    Variable("RUNWATCH_METRICS_PORT", "metrics_port", p.integer(minimum=0),
+             "port of the Prometheus exposition of worker hosts (their drainer), `runwatch drain` and "
+             "`runwatch heal`; `0` disables"),
+    Variable("RUNWATCH_METRICS_HOST", "metrics_host", p.TEXT,
+             "address that exposition listens on (`127.0.0.1` to keep it off the network)"),
     Variable("RUNWATCH_RETENTION_DAYS", "retention_days", p.integer(minimum=1),
              "days to keep terminal runs and their events (pruned hourly and by `runwatch prune`)",
              keys=RETENTION_OUTCOMES),

@@ -48,6 +48,7 @@ def _drain(args: argparse.Namespace) -> int:
 
     from runwatch.db import engine_for
     from runwatch.errors import ConfigError
+    from runwatch.exposition import RunwatchCollector, serve
     from runwatch.settings import Settings
     from runwatch.thresholds import ThresholdPolicy
 
@@ -56,9 +57,10 @@ def _drain(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     if not settings.redis_url:
         raise ConfigError("RUNWATCH_REDIS_URL is not set")
+    client, engine = redis.Redis.from_url(settings.redis_url), engine_for(settings.require_database_url())
     drainer = Drainer(
-        redis.Redis.from_url(settings.redis_url),
-        engine_for(settings.require_database_url()),
+        client,
+        engine,
         ThresholdPolicy(settings),
         stream=settings.event_stream,
         batch_entries=settings.drain_batch,
@@ -74,6 +76,8 @@ def _drain(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    collector = RunwatchCollector(stream=settings.event_stream, redis_client=client, engine=engine)
+    serve(collector, port=settings.metrics_port, host=settings.metrics_host)
     print(f"runwatch: draining {settings.event_stream!r} into PostgreSQL; Ctrl-C to stop")
     drainer.run(stop)
     return 0

@@ -173,6 +173,7 @@ def stop(child: subprocess.Popen | None, timeout_seconds: float = 10) -> None:
 def main() -> None:
     from runwatch.db import engine_for
     from runwatch.errors import ConfigError
+    from runwatch.exposition import RunwatchCollector, serve
     from runwatch.settings import Settings
     from runwatch.thresholds import ThresholdPolicy
 
@@ -186,14 +187,19 @@ def main() -> None:
         logger.error("drainer not started: %s", exc)
         sys.exit(2)
     parent = int(os.environ.get(_PARENT_ENV, "0"))
+    client = redis.Redis.from_url(settings.redis_url)
+    engine = engine_for(settings.require_database_url(), pool_size=1)
     drainer = Drainer(
-        redis.Redis.from_url(settings.redis_url),
-        engine_for(settings.require_database_url(), pool_size=1),
+        client,
+        engine,
         ThresholdPolicy(settings),
         stream=settings.event_stream,
         batch_entries=settings.drain_batch,
         claim_idle_ms=settings.drain_claim_idle_ms,
     )
+    # NOTE: one drainer per host (the election above): the host's one exposition, on a known port.
+    collector = RunwatchCollector(stream=settings.event_stream, redis_client=client, engine=engine)
+    serve(collector, port=settings.metrics_port, host=settings.metrics_host)
     stop_event = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides

@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import threading
 import time
 
 import dramatiq
 import redis
 from runwatch.bridge.actions import execute_once
-from runwatch.bridge.adapter import DEFAULT_MIN_AGE_SECONDS, reconcile_once
+from runwatch.bridge.adapter import DEFAULT_MIN_AGE_SECONDS, AdapterResult, reconcile_once
 from runwatch.bridge.keys import DEFAULT_NAMESPACE, Keys
 from runwatch.bridge.locator import RedisLocator
 from runwatch.bridge.mirror import mirror_once
 
+from runwatch import counters, passes
 from runwatch.burstlog import BurstLogger
 from runwatch.db import engine_for
-from runwatch.healer import heal_once, options_from, record_broker_outage
+from runwatch.healer import HealResult, heal_once, options_from, record_broker_outage
 from runwatch.retention import prune_once
 from runwatch.settings import Settings
 from runwatch.thresholds import ThresholdPolicy
@@ -53,8 +53,10 @@ class Maintenance:
         self._errors = BurstLogger(logger, "maintenance pass failed")
 
     def run_once(self, *, prune: bool = False, dead_letter_min_age_seconds: float = DEFAULT_MIN_AGE_SECONDS) -> None:
+        kind, started = passes.HEALER, time.time()
         try:
             healed = heal_once(self.engine, self.locator, self.policy, options_from(self.settings))
+            kind, started = passes.BRIDGE, time.time()
             scanned = reconcile_once(
                 self.client, self.engine, self.keys, self.policy, min_age_seconds=dead_letter_min_age_seconds
             )
@@ -62,6 +64,7 @@ class Maintenance:
             acted = execute_once(self.client, self.engine, self.keys, self.policy)
             mirror_once(self.client, self.engine, self.keys)
             if prune:
+                kind, started = passes.PRUNE, time.time()
                 prune_once(self.engine, self.settings.retention_days)
         except redis.RedisError as exc:
             self._errors.failure(exc)
@@ -69,11 +72,14 @@ class Maintenance:
             # next pass simply tries again.
             with contextlib.suppress(Exception):
                 record_broker_outage(self.engine, exc)
+            passes.record_error(self.engine, kind, exc, started=started)
             return
         except Exception as exc:  # PostgreSQL down, or a bug: log per burst, try next interval
             self._errors.failure(exc)
+            passes.record_error(self.engine, kind, exc, started=started)
             return
         self._errors.success()
+        self.count(healed, scanned)
         if healed.reconciled or scanned.reconciled or acted.finished or acted.failed:
             logger.info(
                 "maintenance: healed %d stale run(s), reconciled %d dead letter(s), finished operator action(s) %s%s",
@@ -83,15 +89,20 @@ class Maintenance:
                 f", failed {acted.failed}" if acted.failed else "",
             )
 
+    def count(self, *results: HealResult | AdapterResult) -> None:
+        """Add the runs these passes ended to the run counters of /metrics (``runwatch.counters``)."""
+        counters.record(self.client, self.settings.event_stream, [run for r in results for run in r.finished])
+
     def run_forever(self, stop: threading.Event) -> None:
-        interval = self.settings.heal_interval_seconds
-        stop.wait(random.uniform(0, interval))  # NOTE: jitter, so processes do not all wake together
-        last_prune = 0.0
-        while not stop.is_set():
+        last_prune = float("-inf")
+
+        def step() -> None:
+            nonlocal last_prune
             due = time.monotonic() - last_prune >= PRUNE_INTERVAL_SECONDS
             self.run_once(prune=due)
             last_prune = time.monotonic() if due else last_prune
-            stop.wait(interval)
+
+        passes.loop(step, interval_seconds=self.settings.heal_interval_seconds, stop=stop)
 
 
 def start_thread(
@@ -119,12 +130,12 @@ def declare_actors(broker: dramatiq.Broker, settings: Settings | None = None) ->
     @dramatiq.actor(broker=broker, queue_name="runwatch", runwatch_track=False, max_retries=0)
     def runwatch_heal() -> None:
         m = maintenance()
-        heal_once(m.engine, m.locator, m.policy, options_from(m.settings))
+        m.count(heal_once(m.engine, m.locator, m.policy, options_from(m.settings)))
 
     @dramatiq.actor(broker=broker, queue_name="runwatch", runwatch_track=False, max_retries=0)
     def runwatch_bridge_scan() -> None:
         m = maintenance()
-        reconcile_once(m.client, m.engine, m.keys, m.policy)
+        m.count(reconcile_once(m.client, m.engine, m.keys, m.policy))
         execute_once(m.client, m.engine, m.keys, m.policy)
         mirror_once(m.client, m.engine, m.keys)
 

@@ -32,8 +32,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from runwatch import counters, wire
 from runwatch import events as ev
-from runwatch import wire
 from runwatch.burstlog import BurstLogger
 from runwatch.settings import MAX_EVENTS_PER_ENTRY
 
@@ -78,6 +78,7 @@ class EventShipper:
         self._outcomes: set[int] = set()  # ids of buffered, not yet built, durable events
         self.dropped = 0
         self.dropped_outcomes = 0
+        self._unreported_drops: dict[str, int] = {}  # kind -> drops not yet counted in Redis (/metrics)
 
     def emit(self, event: dict[str, Any] | Callable[[], dict[str, Any]] | tuple, *, durable: bool = False) -> bool:
         """Queue ``event``; with ``durable``, wait until it is in Redis. Never raises.
@@ -104,6 +105,7 @@ class EventShipper:
         by the run's outcome, a lost outcome leaves the run to the healer. Only a buffer holding
         nothing but outcomes loses one.
         """
+        kind = "other"
         for i, item in enumerate(self._buffer):
             if not self._is_outcome(item):
                 del self._buffer[i]
@@ -111,7 +113,9 @@ class EventShipper:
         else:
             self._outcomes.discard(id(self._buffer.pop(0)))
             self.dropped_outcomes += 1
+            kind = "outcome"
         self.dropped += 1
+        self._unreported_drops[kind] = self._unreported_drops.get(kind, 0) + 1
         if self.dropped == 1 or self.dropped % 10_000 == 0:
             logger.warning(
                 "run event buffer full (RUNWATCH_BUFFER_MAX_EVENTS=%d): %d event(s) dropped so far, %d outcomes",
@@ -309,9 +313,25 @@ class EventShipper:
                 with self._cond:
                     self._backoff = 0.0
             self._errors.success()
+            if self._unreported_drops:
+                self._report_drops()
         for waiter in waiters:
             waiter.release()
         return True
+
+    def _report_drops(self) -> None:
+        """Count the events dropped while Redis was away, now that it answers (``runwatch_shipper_dropped_events``)."""
+        with self._cond:
+            drops, self._unreported_drops = self._unreported_drops, {}
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                for kind, n in drops.items():
+                    pipe.hincrbyfloat(counters.hash_key(self._stream), counters.field(counters.DROPPED, kind), n)
+                pipe.execute()
+        except Exception:  # NOTE: keep them for the next successful flush
+            with self._cond:
+                for kind, n in drops.items():
+                    self._unreported_drops[kind] = self._unreported_drops.get(kind, 0) + n
 
 
 def _read_replies(sock: Any, count: int) -> None:

@@ -64,8 +64,11 @@ def test_metrics_count_runs_reconciliations_and_latency(client, tokens, world, e
     assert 'runwatch_runs{freshness="reconciled_failed",status="completed"} 12.0' in body
     assert 'runwatch_runs{freshness="terminal_normal",status="completed"} 16.0' in body
     assert 'runwatch_reconciled_runs{reason_code="run.stale_running",source="scheduled_reconciler"} 4.0' in body
-    assert 'runwatch_maintenance_last_pass_duration_seconds{job="healer"} 1.5' in body
-    assert 'runwatch_maintenance_last_pass_result{job="healer",key="candidates"} 4.0' in body
+    # NOTE: label "pass", not "job": Prometheus sets "job" on every target it scrapes.
+    assert 'runwatch_pass_last_duration_seconds{pass="healer"} 1.5' in body
+    assert 'runwatch_pass_last_result{key="candidates",pass="healer"} 4.0' in body
+    assert 'runwatch_pass_last_status{pass="healer",status="ok"} 1.0' in body
+    assert 'job="' not in body
     assert 'key="note"' not in body and "runwatch_ledger_up 1.0" in body
     latency = 'runwatch_api_request_duration_seconds_count{method="GET",route="/api/admin/operations",status="200"}'
     assert latency in body

@@ -64,3 +64,26 @@ def test_cli_prune_dry_run(engine, database_url, monkeypatch, capsys):
     assert main(["prune", "--dry-run"]) == 0
     assert "would delete 1 run" in capsys.readouterr().out and run_id in _ids(engine)
     assert main(["prune", "--older-than-days", "0"]) == 2
+
+
+def test_a_prune_pass_is_recorded_like_every_pass(engine):
+    _completed(engine, "succeeded", 100)
+    prune_once(engine, retention_days({}))
+    prune_once(engine, retention_days({}))
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT * FROM maintenance_passes WHERE name = 'prune'")).mappings().one()
+    assert row["status"] == "ok" and row["last_success_at"] is not None
+    assert row["result"]["deleted_total"] == 0  # the second pass found nothing left
+    assert row["totals"]["passes.ok"] == 2 and row["totals"]["duration.count"] == 2
+
+
+def test_a_dry_run_or_locked_out_prune_is_not_recorded(engine):
+    from runwatch import passes
+
+    _completed(engine, "succeeded", 100)
+    prune_once(engine, retention_days({}), dry_run=True)
+    with passes.locked(engine, passes.PRUNE) as held:
+        assert held is not None
+        assert prune_once(engine, retention_days({})).locked_out
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM maintenance_passes WHERE name = 'prune'")).scalar() == 0

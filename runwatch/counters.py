@@ -1,0 +1,148 @@
+"""Run counters and histograms for /metrics, kept in one Redis hash beside the event stream.
+
+Runs end in many processes (every host's drainer, the healer and the dead-letter bridge in any
+worker process, ``runwatch heal``), and a pruned ledger cannot be recounted. So whoever commits
+a run's end adds it here, once, after its transaction committed: ``increments(finished)`` turns
+the ended runs (``statements._FINISHED_COLUMNS``) into hash-field increments, the caller sends
+them with ``HINCRBYFLOAT`` (the drainer in the pipeline that acknowledges the entries: no extra
+round trip). Every exporter reads the same hash (``families``), so the values are global: the
+same on every exporter, to be aggregated with ``max``, never ``sum``. At-least-once delivery
+cannot count a run twice (a redelivered event writes no row, so adds nothing); a drainer killed
+between its commit and its acknowledgement loses that batch's increments (an undercount).
+
+Cardinality: label values are operation types, queue names, outcomes, reconciliation sources
+and reason codes: all defined in code (actor options, the reason catalogue), never job data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
+log = logging.getLogger("runwatch.metrics")
+#: Run duration (started -> completed), seconds: jobs take milliseconds to hours.
+RUN_DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0)
+#: Queue wait (enqueued -> started), seconds.
+QUEUE_WAIT_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+_SEP = "\x1f"
+FINISHED, RECONCILED, DROPPED = "finished", "reconciled", "dropped"
+_HISTOGRAMS = {
+    "duration": (
+        "runwatch_run_duration_seconds",
+        "Run duration from start to completion, by type",
+        RUN_DURATION_BUCKETS,
+    ),
+    "wait": ("runwatch_queue_wait_seconds", "Queue wait from enqueue to first start, by type", QUEUE_WAIT_BUCKETS),
+}
+
+
+def hash_key(stream: str) -> str:
+    """The Redis hash that holds the counters of ``stream``'s runs."""
+    return f"{stream}:metrics"
+
+
+def field(*parts: str) -> str:
+    return _SEP.join(parts)
+
+
+def _bucket(buckets: tuple[float, ...], value: float) -> str:
+    return next((f"{b:g}" for b in buckets if value <= b), "+Inf")
+
+
+def increments(finished: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """Hash-field increments for runs that just ended (rows with type, queue_name, outcome, source,
+    reason_code, created_at, started_at, completed_at; times as epoch seconds)."""
+    out: Counter[str] = Counter()
+    for run in finished:
+        out[field(FINISHED, run["type"], run["queue_name"], run["outcome"])] += 1
+        if run.get("source"):
+            out[field(RECONCILED, run["source"], run["reason_code"] or "")] += 1
+        started = run.get("started_at")
+        if started is None:
+            continue  # NOTE: never started (healed from the queue, dead-lettered unknown actor): no duration
+        for name, begin, end in (
+            ("wait", run.get("created_at"), started),
+            ("duration", started, run.get("completed_at")),
+        ):
+            if begin is None or end is None:
+                continue
+            value = max(end - begin, 0.0)
+            out[field(name, run["type"], "le", _bucket(_HISTOGRAMS[name][2], value))] += 1
+            out[field(name, run["type"], "sum")] += value
+    return dict(out)
+
+
+def send(pipe: Any, stream: str, increments_: Mapping[str, float]) -> None:
+    """Queue the increments on a redis-py client or pipeline (``HINCRBYFLOAT`` per field)."""
+    key = hash_key(stream)
+    for name, amount in increments_.items():
+        pipe.hincrbyfloat(key, name, amount)
+
+
+def record(client: Any, stream: str, finished: Iterable[Mapping[str, Any]]) -> None:
+    """Best effort, after the commit: a Redis that does not answer loses these increments, never the pass."""
+    amounts = increments(finished)
+    if not amounts:
+        return
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            send(pipe, stream, amounts)
+            pipe.execute()
+    except Exception as exc:
+        log.warning("metrics: could not count %d ended run(s) in Redis: %s", len(amounts), exc)
+
+
+def families(values: Mapping[Any, Any]) -> Iterator[Metric]:
+    """The metric families of a ``HGETALL`` of the hash (bytes or str keys and values)."""
+    # NOTE: imported here: worker processes import this module to count, not to expose.
+    from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+    from prometheus_client.utils import floatToGoString
+
+    parsed = [(_text(k).split(_SEP), float(_text(v))) for k, v in values.items()]
+    finished = CounterMetricFamily(
+        "runwatch_runs_finished",
+        "Runs that reached completed, by type, queue and outcome",
+        labels=["type", "queue", "outcome"],
+    )
+    reconciled = CounterMetricFamily(
+        "runwatch_reconciliations",
+        "Runs reconciled as failed, by source and reason code",
+        labels=["source", "reason_code"],
+    )
+    dropped = CounterMetricFamily(
+        "runwatch_shipper_dropped_events",
+        "Run events a worker's buffer dropped while Redis was unreachable, by kind (outcome or other)",
+        labels=["kind"],
+    )
+    histograms: dict[str, dict[str, dict[str, float]]] = {name: {} for name in _HISTOGRAMS}
+    for parts, value in sorted(parsed):
+        kind = parts[0]
+        if kind == FINISHED and len(parts) == 4:
+            finished.add_metric(parts[1:], value)
+        elif kind == RECONCILED and len(parts) == 3:
+            reconciled.add_metric(parts[1:], value)
+        elif kind == DROPPED and len(parts) == 2:
+            dropped.add_metric(parts[1:], value)
+        elif kind in histograms and len(parts) in (3, 4):
+            key = "le." + parts[3] if parts[2] == "le" and len(parts) == 4 else parts[2]
+            histograms[kind].setdefault(parts[1], {})[key] = value
+    yield from (finished, reconciled, dropped)
+    for name, by_type in histograms.items():
+        metric, help_text, buckets = _HISTOGRAMS[name]
+        family = HistogramMetricFamily(metric, help_text, labels=["type"])
+        for type_, fields in sorted(by_type.items()):
+            cumulative, points = 0.0, []
+            for bound in [f"{b:g}" for b in buckets] + ["+Inf"]:
+                cumulative += fields.get("le." + bound, 0.0)
+                points.append((bound if bound == "+Inf" else floatToGoString(float(bound)), cumulative))
+            family.add_metric([type_], points, sum_value=fields.get("sum", 0.0))
+        yield family
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
