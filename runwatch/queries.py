@@ -18,10 +18,9 @@ from sqlalchemy import Connection, Engine, create_engine, exc, text
 
 from .errors import RunwatchError
 from .report import FRESHNESS_SQL
+from .run_filters import MAX_BIGINT, RunFilters, filter_clauses
 from .settings import DEFAULT_API_STATEMENT_TIMEOUT_MS, normalize_database_url
 
-#: Largest value a bigint column holds; ids and tenant ids beyond it cannot match any row.
-MAX_BIGINT = 2**63 - 1
 #: Events of one run returned in diagnostics (the newest ones); progress can log thousands.
 MAX_EVENTS = 200
 #: Late outcomes returned in diagnostics.
@@ -37,29 +36,12 @@ class DatabaseUnavailable(RunwatchError):
     """PostgreSQL could not be reached or did not answer in time."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class RunFilters:
-    """List filters, all optional and combined with AND; values are already validated."""
-
-    status: str | None = None
-    outcome: str | None = None
-    type: str | None = None
-    tenant_id: int | None = None
-    freshness_state: str | None = None
-    reconciled: bool | None = None
-    reconciliation_source: str | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-
-
 @dataclass(frozen=True)
 class Position:
     """A keyset position: the last run of a page, in ``(created_at DESC, id DESC)`` order."""
 
     created_at: datetime
     id: int
-
-
 
 
 def _rfc3339(column: str) -> str:
@@ -75,21 +57,6 @@ tenant_id, initiator_name, operator_message, {_rfc3339("created_at")} AS created
 {_rfc3339("started_at")} AS started_at, {_rfc3339("completed_at")} AS completed_at,
 (extract(epoch FROM created_at) * 1000000)::bigint AS created_us
 """
-
-# Freshness filters: FRESHNESS_SQL restated as the single clause the database guarantees to be
-# equivalent, so that the planner estimates it from one column's statistics (a redundant
-# second clause would be multiplied in as if independent, and the estimate would be 50x low)
-# and so that it implies the partial index that serves it (migration 0003):
-#   - the trigger gives every live run a stale_at and clears it on completion (locked by
-#     tests/api/test_list.py), so a deadline comparison alone means "live and fresh/stale";
-#   - CHECK runwatch_state/runwatch_reconciliation_complete make "reconciled" mean
-#     "completed and failed", so reconciled_at alone splits the completed runs.
-_FRESHNESS_WHERE = {
-    "fresh_active": "stale_at > now()",
-    "likely_stale": "stale_at <= now()",
-    "reconciled_failed": "reconciled_at IS NOT NULL",
-    "terminal_normal": "status = 'completed' AND reconciled_at IS NULL",
-}
 
 _DETAIL_COLUMNS = f"""
 {_LIST_COLUMNS}, summary_counts, failure_summary, {_rfc3339("reconciled_at")} AS reconciled_at,
@@ -192,48 +159,15 @@ def list_runs(
         else:
             where.append("tenant_id = ANY(CAST(:scope_tenants AS bigint[]))")  # APPSEC: the token's tenants
             params["scope_tenants"] = scope
-    if filters.tenant_id is not None:
-        if not 0 < filters.tenant_id <= MAX_BIGINT:
-            return []  # no run can have this tenant id (tenant_id > 0, bigint)
-        where.append("tenant_id = :tenant_id")  # APPSEC: narrows within the scope above, never widens it
-        params["tenant_id"] = filters.tenant_id
-    if filters.status is not None:
-        where.append("status = :status")
-        params["status"] = filters.status
-    if filters.outcome == "pending":
-        # PERF: pending is exactly "live" (CHECK runwatch_state); said that way, the live index serves it.
-        where.append("status IN ('queued', 'running')")
-    elif filters.outcome is not None:
-        where.append("outcome = :outcome")
-        params["outcome"] = filters.outcome
-    if filters.type is not None:
-        where.append("type = :type")
-        params["type"] = filters.type
-    if filters.freshness_state is not None:
-        where.append(_FRESHNESS_WHERE[filters.freshness_state])
-    if filters.reconciled is not None:
-        where.append("reconciled_at IS NOT NULL" if filters.reconciled else "reconciled_at IS NULL")
-    if filters.reconciliation_source is not None:
-        # PERF: a source implies reconciled (CHECK); saying so lets the reconciled index serve it.
-        # (Here the redundant clause costs no estimate: reconciliation_source is NULL exactly when it is.)
-        where.append("reconciled_at IS NOT NULL AND reconciliation_source = :source")
-        params["source"] = filters.reconciliation_source
-    if filters.created_after is not None:
-        where.append("created_at >= :created_after")
-        params["created_after"] = filters.created_after
-    if filters.created_before is not None:
-        where.append("created_at < :created_before")
-        params["created_before"] = filters.created_before
+    if not filter_clauses(filters, where, params):
+        return []
     if after is not None:
         # Keyset: rows inserted after the first page sort before the cursor and never shift it.
         where.append("(created_at, id) < (:after_created_at, :after_id)")
         params["after_created_at"], params["after_id"] = after.created_at, after.id
     clause = ("WHERE " + " AND ".join(where)) if where else ""
     # NOTE: qualified: a bare "created_at" in ORDER BY would mean the text column of the same name.
-    sql = (
-        f"SELECT {_LIST_COLUMNS} FROM operation_runs r {clause} "
-        "ORDER BY r.created_at DESC, r.id DESC LIMIT :limit"
-    )
+    sql = f"SELECT {_LIST_COLUMNS} FROM operation_runs r {clause} ORDER BY r.created_at DESC, r.id DESC LIMIT :limit"
     result = conn.execute(text(sql), params)
     keys = tuple(result.keys())
     # PERF: one fetch, and zip over plain rows: several times cheaper than RowMapping -> dict.
