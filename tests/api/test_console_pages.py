@@ -169,9 +169,11 @@ def test_overview_counts_only_the_tokens_tenants(client, tokens, world):
 
 def test_healer_page_shows_passes_and_nearest_deadlines(client, tokens, world, engine):
     with engine.begin() as conn:
-        conn.execute(text("""INSERT INTO maintenance_passes (name, started_at, finished_at, duration_ms, result)
+        conn.execute(
+            text("""INSERT INTO maintenance_passes (name, started_at, finished_at, duration_ms, result)
             VALUES ('healer', now(), now(), 12.5,
-                    '{"candidates": 7, "reconciled": 2, "skipped": {"backlog": 5}, "paused": "redis unreachable"}')"""))
+                    '{"candidates": 7, "reconciled": 2, "skipped": {"backlog": 5}, "paused": "redis unreachable"}')""")
+        )
     html_all = page(client, "/console/healer", sign_in(client, tokens.all)).text
     assert "paused: redis unreachable" in html_all and "<dt>candidates</dt><dd>7</dd>" in html_all
     live_t1 = [r for r in world if r.tenant_id == 1 and r.status != "completed"]
