@@ -114,3 +114,5 @@ def test_the_installed_demo_shows_every_outcome_and_every_reconciliation_source(
     evidence = out[out.find("how each reconciliation was decided"):]
     assert "requeued from run" in evidence and "delivered 2 times, then succeeded" in evidence, evidence
     assert "-> 200, 4 runs" in out  # the API (gunicorn, from the user's directory) served the ledger over HTTP
+    lines = out.rstrip().splitlines()
+    assert "/console/ and sign in with the token" in lines[-2] and lines[-1].strip().startswith("rw_"), lines[-3:]
