@@ -193,3 +193,14 @@ def test_assets_are_served_by_the_app_and_a_page_weighs_under_150_kb(client, tok
     assert total < 150_000
     assert client.simulate_get("/console/static/../app.py").status_code == 404
     assert not re.search(r'(?:src|href)="(?:https?:)?//', html)  # nothing from another origin
+
+
+def test_overview_figures_are_reused_briefly_per_scope(client, tokens, world, engine):
+    total = re.compile(r"All types</th>(?:<td>.*?</td>){4}<td>(\d+)</td>")
+    cookies = sign_in(client, tokens.all)
+    before = int(total.search(page(client, "/console/", cookies).text).group(1))
+    with engine.begin() as conn:
+        insert_run(conn, tenant_id=1)
+    assert int(total.search(page(client, "/console/", cookies).text).group(1)) == before  # cached
+    t1 = int(total.search(page(client, "/console/", sign_in(client, tokens.t1)).text).group(1))
+    assert t1 == len([r for r in world if r.tenant_id == 1]) + 1  # another scope: its own, fresh figures
