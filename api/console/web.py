@@ -44,7 +44,8 @@ NAV: list[tuple[str, str, str]] = [
 ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("runwatch.api.console", "templates"),
     autoescape=True,  # APPSEC: every job-provided text is escaped, whatever the template
-    undefined=jinja2.StrictUndefined,
+    # NOTE: job-provided JSON may lack any key a template reads: a missing one renders empty, never a 500.
+    undefined=jinja2.ChainableUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
 )

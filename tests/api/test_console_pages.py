@@ -172,10 +172,12 @@ def test_healer_page_shows_passes_and_nearest_deadlines(client, tokens, world, e
         conn.execute(
             text("""INSERT INTO maintenance_passes (name, started_at, finished_at, duration_ms, result)
             VALUES ('healer', now(), now(), 12.5,
-                    '{"candidates": 7, "reconciled": 2, "skipped": {"backlog": 5}, "paused": "redis unreachable"}')""")
+                    '{"candidates": 7, "reconciled": 2, "skipped": {"backlog": 5}, "paused": "redis unreachable"}'),
+                   ('bridge', now(), now(), 3.0, '{"scanned": 4}')""")
         )
     html_all = page(client, "/console/healer", sign_in(client, tokens.all)).text
     assert "paused: redis unreachable" in html_all and "<dt>candidates</dt><dd>7</dd>" in html_all
+    assert "<dt>scanned</dt><dd>4</dd>" in html_all  # another job's result, whatever its keys
     live_t1 = [r for r in world if r.tenant_id == 1 and r.status != "completed"]
     html_t1 = page(client, "/console/healer", sign_in(client, tokens.t1)).text
     assert sorted(int(i) for i in re.findall(r'href="/console/runs/(\d+)"', html_t1)) == sorted(r.id for r in live_t1)
