@@ -32,6 +32,16 @@ def read_form(req: falcon.Request) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
 
 
+def require_csrf(req: falcon.Request, form: dict[str, str]) -> None:
+    """Refuse a state-changing console form whose CSRF token is not this session's: 403.
+
+    Every POST of a signed-in page calls this first (with ``read_form``); a page that acts also
+    calls ``auth.require_operator(req)``. Templates get the token as ``csrf``.
+    """
+    if not sessions.csrf_ok(web.cookie(req, web.SESSION_COOKIE), form.get("csrf")):
+        raise Problem(403, "The form's CSRF token does not match this session; reload the page and retry.")
+
+
 def principal_of(store: Store, req: falcon.Request) -> Principal | None:
     secret = web.cookie(req, web.SESSION_COOKIE)
     if not secret:
@@ -95,9 +105,8 @@ class SignOutResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         secret = web.cookie(req, web.SESSION_COOKIE)
         form = read_form(req)
-        if secret and not sessions.csrf_ok(secret, form.get("csrf")):
-            raise Problem(403, "The sign-out form's CSRF token does not match this session.")
         if secret:
+            require_csrf(req, form)
             with queries.reading(self.store.engine) as conn:
                 sessions.end_session(conn, secret)
         web.clear_cookie(req, resp, web.SESSION_COOKIE)
