@@ -8,11 +8,13 @@ import sys
 import falcon
 
 from runwatch.errors import ConfigError
-from runwatch.settings import Settings
+from runwatch.settings import DEFAULT_CONSOLE_SESSION_SECONDS, Settings
 
 from . import errors
 from .actions import ActionResource, ActionsResource, MaintenancePassesResource
 from .auth import AuthMiddleware
+from .console import ConsoleAuth
+from .console import install as install_console
 from .console_store import ConsoleStore
 from .deadletters import (
     DeadLetterActionResource,
@@ -42,11 +44,14 @@ class OpenApiResource:
         resp.media = self.body
 
 
-def create_app(store: Store, *, redis_url: str | None = None) -> falcon.App:
+def create_app(
+    store: Store, *, redis_url: str | None = None, console_session_seconds: int = DEFAULT_CONSOLE_SESSION_SECONDS
+) -> falcon.App:
     """Wire the resources to ``store``; ``redis_url`` is only probed by readiness."""
     metrics = Metrics(store)
     # NOTE: metrics first, so its timer wraps authentication and its response hook runs last.
-    app = falcon.App(middleware=[metrics, AuthMiddleware(store)])
+    # Bearer tokens admit the JSON API, session cookies admit the console's pages: never the other way.
+    app = falcon.App(middleware=[metrics, AuthMiddleware(store), ConsoleAuth(store)])
     # A blank value ("?status=") is a malformed filter, not an absent one: keep it to reject it.
     app.req_options.keep_blank_qs_values = True
     errors.install(app)
@@ -66,6 +71,7 @@ def create_app(store: Store, *, redis_url: str | None = None) -> falcon.App:
     app.add_route("/health/live", LiveResource())
     app.add_route("/health/ready", ReadyResource(store, redis_url))
     app.add_route("/metrics", MetricsResource(metrics))
+    install_console(app, store, session_seconds=console_session_seconds)
     return app
 
 
@@ -85,4 +91,4 @@ def get_app() -> falcon.App:
     except ConfigError as exc:
         print(f"runwatch api: error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(APP_LOAD_ERROR) from None
-    return create_app(store, redis_url=settings.redis_url)
+    return create_app(store, redis_url=settings.redis_url, console_session_seconds=settings.console_session_seconds)

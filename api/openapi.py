@@ -13,7 +13,18 @@ import copy
 from typing import Any
 
 from . import openapi_console
-from .params import DEFAULT_LIMIT, FRESHNESS_STATES, INCLUDES, MAX_LIMIT, OUTCOMES, SOURCES, STATUSES
+from .params import (
+    DEFAULT_LIMIT,
+    FRESHNESS_STATES,
+    INCLUDES,
+    MAX_LIMIT,
+    MAX_TEXT_CHARS,
+    MAX_VALUES,
+    OUTCOMES,
+    REASON_CODES,
+    SOURCES,
+    STATUSES,
+)
 
 _REF = "#/components/schemas/"
 _PROBLEM = {"application/problem+json": {"schema": {"$ref": _REF + "Problem"}}}
@@ -45,16 +56,27 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     return {"in": "query", "name": name, "schema": schema, "description": description}
 
 
+#: A free-text filter: what ``params.text_value`` accepts (no NUL, at most MAX_TEXT_CHARS).
+_TEXT = {"type": "string", "maxLength": MAX_TEXT_CHARS, "pattern": "^[^\\u0000]*$"}
+_SEVERAL = (
+    f" Extension: several values separated by commas (at most {MAX_VALUES}) match any of them;"
+    " the parameter itself is still given once."
+)
+
 _LIST_PARAMETERS = [
-    _query("status", {"type": "string", "enum": list(STATUSES)}, "Lifecycle status."),
-    _query("outcome", {"type": "string", "enum": list(OUTCOMES)}, "Outcome (pending while live)."),
-    _query("type", {"type": "string"}, "Operation type, exact match."),
+    _query("status", {"type": "string", "enum": list(STATUSES)}, "Lifecycle status." + _SEVERAL),
+    _query("outcome", {"type": "string", "enum": list(OUTCOMES)}, "Outcome (pending while live)." + _SEVERAL),
+    _query("type", {"type": "string"}, "Operation type, exact match." + _SEVERAL),
     _query("tenant_id", {"type": "integer"}, "Tenant; narrows within the token's scope, never widens it."),
     _query("freshness_state", {"type": "string", "enum": list(FRESHNESS_STATES)}, "Derived freshness."),
     _query("reconciled", {"type": "boolean"}, "Reconciled by a failure source (true/false, also 1/0)."),
     _query("reconciliation_source", {"type": "string", "enum": list(SOURCES)}, "Extension: who reconciled the run."),
     _query("created_after", {"type": "string", "format": "date-time"}, "Extension: created at or after (RFC 3339)."),
     _query("created_before", {"type": "string", "format": "date-time"}, "Extension: created before (RFC 3339)."),
+    _query("queue_name", _TEXT, "Extension: Dramatiq queue, exact match."),
+    _query("actor_name", _TEXT, "Extension: Dramatiq actor, exact match."),
+    _query("reason_code", {"type": "string", "enum": list(REASON_CODES)}, "Extension: reconciliation reason code."),
+    _query("message_id", _TEXT, "Extension: the Dramatiq message id (a message-id lookup)."),
     _query(
         "limit",
         {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},

@@ -14,7 +14,7 @@ import falcon
 
 from runwatch.lifecycle import Freshness, Outcome, Status
 from runwatch.queries import RunFilters
-from runwatch.reasons import Source
+from runwatch.reasons import CATALOGUE, Source
 
 from .errors import invalid_param
 
@@ -28,13 +28,16 @@ STATUSES = tuple(s.value for s in Status)
 OUTCOMES = tuple(o.value for o in Outcome)
 FRESHNESS_STATES = tuple(f.value for f in Freshness)
 SOURCES = tuple(s.value for s in Source)
+REASON_CODES = tuple(CATALOGUE)
 INCLUDES = ("diagnostics",)
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 LIST_PARAMS = frozenset(
     {"status", "outcome", "type", "tenant_id", "freshness_state", "reconciled", "reconciliation_source",
-     "created_after", "created_before", "limit", "cursor"}
+     "created_after", "created_before", "limit", "cursor", "queue_name", "actor_name", "reason_code", "message_id"}
 )  # fmt: skip
+#: Most values one multi-valued filter (status, outcome, type) may list.
+MAX_VALUES = 20
 DETAIL_PARAMS = frozenset({"include"})
 
 _INTEGER = re.compile(r"-?[0-9]{1,4000}")
@@ -106,6 +109,31 @@ def date_time(req: falcon.Request, name: str) -> datetime | None:
         raise invalid_param(name, "is not a valid date-time") from None
 
 
+def several(
+    req: falcon.Request, name: str, choices: tuple[str, ...] | None = None, *, repeated: bool = False
+) -> tuple[str, ...] | None:
+    """One value or several, comma-separated (``status=queued,running``); any of them matches.
+
+    ``repeated`` also accepts the parameter given several times (HTML forms send checkboxes so).
+    """
+    raw = req.params.get(name)
+    if raw is None:
+        return None
+    if isinstance(raw, list) and not repeated:
+        raise invalid_param(name, "may be given only once (list several values with commas)")
+    items = raw if isinstance(raw, list) else [raw]
+    if any("\x00" in item for item in items):
+        raise invalid_param(name, "must not contain NUL characters")
+    if any(len(item) > MAX_TEXT_CHARS for item in items):
+        raise invalid_param(name, f"must be at most {MAX_TEXT_CHARS} characters")
+    values = tuple(v for item in items for v in (item.split(",") if "," in item else [item]))
+    if len(values) > MAX_VALUES:
+        raise invalid_param(name, f"may list at most {MAX_VALUES} values")
+    if choices is not None and any(v not in choices for v in values):
+        raise invalid_param(name, "must be one of " + ", ".join(choices) + " (or several, comma-separated)")
+    return values
+
+
 def text_value(req: falcon.Request, name: str) -> str | None:
     value = single(req, name)
     if value is not None and len(value) > MAX_TEXT_CHARS:
@@ -113,12 +141,20 @@ def text_value(req: falcon.Request, name: str) -> str | None:
     return value
 
 
-def list_filters(req: falcon.Request) -> RunFilters:
-    """The filters of a list request (the contract's six, plus source and a created-at range)."""
+def list_filters(req: falcon.Request, *, repeated: bool = False) -> RunFilters:
+    """The filters of a list request: the contract's six, several values for status, outcome and
+    type, and the extensions (source, reason code, queue, actor, message id, a created-at range).
+
+    ``repeated`` (the console's forms) also accepts a multi-valued filter given several times.
+    """
     filters = RunFilters(
-        status=choice(req, "status", STATUSES),
-        outcome=choice(req, "outcome", OUTCOMES),
-        type=text_value(req, "type"),
+        status=several(req, "status", STATUSES, repeated=repeated),
+        outcome=several(req, "outcome", OUTCOMES, repeated=repeated),
+        type=several(req, "type", repeated=repeated),
+        queue_name=text_value(req, "queue_name"),
+        actor_name=text_value(req, "actor_name"),
+        reason_code=choice(req, "reason_code", REASON_CODES),
+        message_id=text_value(req, "message_id"),
         tenant_id=integer(req, "tenant_id"),
         freshness_state=choice(req, "freshness_state", FRESHNESS_STATES),
         reconciled=boolean(req, "reconciled"),

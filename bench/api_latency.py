@@ -105,7 +105,7 @@ def seed(server_url: str, runs: int, reseed: bool) -> str:
             conn.execute(text("VACUUM ANALYZE operation_runs"))
             conn.execute(text("CHECKPOINT"))  # flush the load now, not during the measurements
             print(f"seeded {runs:,} runs in {time.monotonic() - started:.1f} s", file=sys.stderr)
-        conn.execute(text("TRUNCATE api_tokens RESTART IDENTITY"))
+        conn.execute(text("TRUNCATE api_tokens RESTART IDENTITY CASCADE"))
     engine.dispose()
     return url
 

@@ -102,7 +102,7 @@ def filters_of(args: argparse.Namespace):
         reconciliation_source=args.source,
         created_after=args.since,
         created_before=args.until,
-        message_id=args.message_id,
+        message_family=args.message_id,
         queue_name=args.queue,
         actor_name=args.actor,
     )

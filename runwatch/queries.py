@@ -18,11 +18,10 @@ from sqlalchemy import Connection, Engine, create_engine, exc, text
 
 from . import passes
 from .errors import RunwatchError
-from .report import FAMILY_OF_MESSAGE, FRESHNESS_SQL, OPERATOR_COLUMNS
+from .report import FRESHNESS_SQL, OPERATOR_COLUMNS
+from .run_filters import MAX_BIGINT, RunFilters, filter_clauses
 from .settings import DEFAULT_API_STATEMENT_TIMEOUT_MS, normalize_database_url
 
-#: Largest value a bigint column holds; ids and tenant ids beyond it cannot match any row.
-MAX_BIGINT = 2**63 - 1
 #: Events of one run returned in diagnostics (the newest ones); progress can log thousands.
 MAX_EVENTS = 200
 #: Late outcomes returned in diagnostics.
@@ -36,25 +35,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 class DatabaseUnavailable(RunwatchError):
     """PostgreSQL could not be reached or did not answer in time."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunFilters:
-    """List filters, all optional and combined with AND; values are already validated."""
-
-    status: str | None = None
-    outcome: str | None = None
-    type: str | None = None
-    tenant_id: int | None = None
-    freshness_state: str | None = None
-    reconciled: bool | None = None
-    reconciliation_source: str | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    # The CLI's operator filters (the API does not offer them): exact matches.
-    message_id: str | None = None
-    queue_name: str | None = None
-    actor_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,21 +58,6 @@ tenant_id, initiator_name, operator_message, {_rfc3339("created_at")} AS created
 {_rfc3339("started_at")} AS started_at, {_rfc3339("completed_at")} AS completed_at,
 (extract(epoch FROM created_at) * 1000000)::bigint AS created_us
 """
-
-# Freshness filters: FRESHNESS_SQL restated as the single clause the database guarantees to be
-# equivalent, so that the planner estimates it from one column's statistics (a redundant
-# second clause would be multiplied in as if independent, and the estimate would be 50x low)
-# and so that it implies the partial index that serves it (migration 0003):
-#   - the trigger gives every live run a stale_at and clears it on completion (locked by
-#     tests/api/test_list.py), so a deadline comparison alone means "live and fresh/stale";
-#   - CHECK runwatch_state/runwatch_reconciliation_complete make "reconciled" mean
-#     "completed and failed", so reconciled_at alone splits the completed runs.
-_FRESHNESS_WHERE = {
-    "fresh_active": "stale_at > now()",
-    "likely_stale": "stale_at <= now()",
-    "reconciled_failed": "reconciled_at IS NOT NULL",
-    "terminal_normal": "status = 'completed' AND reconciled_at IS NULL",
-}
 
 _DETAIL_COLUMNS = f"""
 {_LIST_COLUMNS}, summary_counts, failure_summary, {_rfc3339("reconciled_at")} AS reconciled_at,
@@ -196,47 +161,8 @@ def list_runs(
         else:
             where.append("tenant_id = ANY(CAST(:scope_tenants AS bigint[]))")  # APPSEC: the token's tenants
             params["scope_tenants"] = scope
-    if filters.tenant_id is not None:
-        if not 0 < filters.tenant_id <= MAX_BIGINT:
-            return []  # no run can have this tenant id (tenant_id > 0, bigint)
-        where.append("tenant_id = :tenant_id")  # APPSEC: narrows within the scope above, never widens it
-        params["tenant_id"] = filters.tenant_id
-    if filters.status is not None:
-        where.append("status = :status")
-        params["status"] = filters.status
-    if filters.outcome == "pending":
-        # PERF: pending is exactly "live" (CHECK runwatch_state); said that way, the live index serves it.
-        where.append("status IN ('queued', 'running')")
-    elif filters.outcome is not None:
-        where.append("outcome = :outcome")
-        params["outcome"] = filters.outcome
-    if filters.type is not None:
-        where.append("type = :type")
-        params["type"] = filters.type
-    if filters.freshness_state is not None:
-        where.append(_FRESHNESS_WHERE[filters.freshness_state])
-    if filters.reconciled is not None:
-        where.append("reconciled_at IS NOT NULL" if filters.reconciled else "reconciled_at IS NULL")
-    if filters.reconciliation_source is not None:
-        # PERF: a source implies reconciled (CHECK); saying so lets the reconciled index serve it.
-        # (Here the redundant clause costs no estimate: reconciliation_source is NULL exactly when it is.)
-        where.append("reconciled_at IS NOT NULL AND reconciliation_source = :source")
-        params["source"] = filters.reconciliation_source
-    if filters.created_after is not None:
-        where.append("created_at >= :created_after")
-        params["created_after"] = filters.created_after
-    if filters.created_before is not None:
-        where.append("created_at < :created_before")
-        params["created_before"] = filters.created_before
-    if filters.message_id is not None:
-        where.append(FAMILY_OF_MESSAGE)
-        params["message_id"] = filters.message_id
-    if filters.queue_name is not None:
-        where.append("queue_name = :queue_name")
-        params["queue_name"] = filters.queue_name
-    if filters.actor_name is not None:
-        where.append("actor_name = :actor_name")
-        params["actor_name"] = filters.actor_name
+    if not filter_clauses(filters, where, params):
+        return []
     if after is not None:
         # Keyset: rows inserted after the first page sort before the cursor and never shift it.
         where.append("(created_at, id) < (:after_created_at, :after_id)")

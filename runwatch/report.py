@@ -20,17 +20,6 @@ OPERATOR_COLUMNS = """
 message_id, queue_name, actor_name, attempts, retry_of, reconciliation_source, reason_code
 """
 
-#: A message id finds its run and the family of requeues around it: every run its ``retry_of``
-#: chain leads up to, and every run that retries one of those, however many requeues deep.
-FAMILY_OF_MESSAGE = """r.id IN (
-    WITH RECURSIVE up AS (
-        SELECT id, retry_of FROM operation_runs WHERE message_id = :message_id
-        UNION SELECT p.id, p.retry_of FROM operation_runs p JOIN up ON p.id = up.retry_of
-    ), down AS (
-        SELECT id FROM up
-        UNION SELECT c.id FROM operation_runs c JOIN down ON c.retry_of = down.id
-    ) SELECT id FROM down)"""
-
 _RECENT = f"""
 SELECT id, type, status, outcome, {FRESHNESS_SQL} AS freshness, tenant_id, attempts, deliveries,
        reconciliation_source, reason_code, operator_message

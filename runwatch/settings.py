@@ -74,6 +74,8 @@ DEFAULT_API_TOKEN_CACHE_SECONDS = 5.0
 DEFAULT_API_STATEMENT_TIMEOUT_MS = 5000
 #: gunicorn's log level for the API.
 DEFAULT_API_LOG_LEVEL = "info"
+#: A console sign-in lasts this long (then the browser signs in again).
+DEFAULT_CONSOLE_SESSION_SECONDS = 8 * 3600
 
 
 def _default_retention_days() -> dict[str, int]:
@@ -119,6 +121,7 @@ class Settings:
     api_statement_timeout_ms: int = DEFAULT_API_STATEMENT_TIMEOUT_MS
     api_access_log: str | None = None
     api_log_level: str = DEFAULT_API_LOG_LEVEL
+    console_session_seconds: int = DEFAULT_CONSOLE_SESSION_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -130,6 +130,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("RUNWATCH_API_ACCESS_LOG", "api_access_log", p.LOG_FILE, "gunicorn's access log", default_text="none"),
     Variable("RUNWATCH_API_LOG_LEVEL", "api_log_level", p.choice(*API_LOG_LEVELS),
              "gunicorn's log level"),
+    Variable("RUNWATCH_CONSOLE_SESSION_SECONDS", "console_session_seconds", p.integer(minimum=60),
+             "how long a console sign-in lasts before the browser must sign in again"),
 )
 
 #: ``RUNWATCH_*`` names that are not settings but are used on purpose: never warned about.

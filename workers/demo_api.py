@@ -44,6 +44,12 @@ def serve(settings: Settings, *, wait_for_ctrl_c: bool) -> None:
             f"runwatch demo: GET /api/admin/operations?freshness_state=reconciled_failed -> {response.status}, "
             f"{len(body['data'])} runs: " + ", ".join(f"{r['id']} {r['type']}" for r in body["data"])
         )
+        # NOTE: the console's templates and assets ship as package data; this proves they did.
+        with urllib.request.urlopen(f"{base}/console/sign-in", timeout=10) as page:
+            page.read()
+        # The last lines: where to look with a browser, and what to paste there.
+        print(f"runwatch demo: open the monitoring console at {base}/console/ and sign in with the token:")
+        print(f"  {secret}")
         if wait_for_ctrl_c:
             print("runwatch demo: serving until Ctrl-C ...")
             api.wait()

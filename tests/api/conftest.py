@@ -36,7 +36,7 @@ def store(database_url: str, engine) -> Iterator[Store]:
     # NOTE: no token cache in tests, so that revocation is visible at once.
     yield Store(database_url, token_cache_seconds=0)
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE api_tokens RESTART IDENTITY"))
+        conn.execute(text("TRUNCATE api_tokens RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture

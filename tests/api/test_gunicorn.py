@@ -89,3 +89,22 @@ def test_runwatch_api_serves_the_contract_over_http(served, engine):
         assert request(served, link, token)[0] == 200
     metrics = request(served, "/metrics")[2].decode()
     assert "runwatch_runs{" in metrics and 'route="/api/admin/operations"' in metrics
+
+
+def _sign_in_cookie(port: int, headers: dict[str, str]) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/console/sign-in", headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 200
+        return resp.headers["set-cookie"]
+    finally:
+        conn.close()
+
+
+def test_console_cookies_are_secure_behind_a_trusted_tls_proxy(served):
+    # gunicorn trusts X-Forwarded-Proto from FORWARDED_ALLOW_IPS (default: loopback, as here).
+    assert "secure" in _sign_in_cookie(served, {"X-Forwarded-Proto": "https"}).lower()
+    plain = _sign_in_cookie(served, {}).lower()
+    assert "secure" not in plain and "httponly" in plain and "samesite=strict" in plain

@@ -18,7 +18,7 @@ def cli_env(database_url, monkeypatch, engine):
     monkeypatch.setenv("RUNWATCH_DATABASE_URL", database_url)
     yield
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE api_tokens RESTART IDENTITY"))
+        conn.execute(text("TRUNCATE api_tokens RESTART IDENTITY CASCADE"))
 
 
 def test_create_list_revoke(cli_env, capsys, engine):

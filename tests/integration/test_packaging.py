@@ -118,3 +118,5 @@ def test_the_installed_demo_shows_every_outcome_and_every_reconciliation_source(
     # printed a RuntimeWarning about how it was started).
     for noise in ("Warning:", "Traceback"):
         assert noise not in result.stderr, result.stderr[-3000:]
+    lines = out.rstrip().splitlines()
+    assert "/console/ and sign in with the token" in lines[-2] and lines[-1].strip().startswith("rw_"), lines[-3:]
