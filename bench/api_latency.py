@@ -22,19 +22,19 @@ import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import common  # noqa: E402
 
 from runwatch.migrate import upgrade  # noqa: E402
 from runwatch.queries import Position, RunFilters, get_run, list_runs  # noqa: E402
@@ -141,35 +141,9 @@ def start_gunicorn(url: str, port: int, workers: int) -> subprocess.Popen:
 
 
 def measure(port: int, path: str, token: str, requests: int, connections: int) -> dict:
-    """Closed loop: each of ``connections`` threads sends its share back to back."""
-    per_thread = requests // connections
-    latencies: list[float] = []
-    errors = 0
-    lock = threading.Lock()
-
-    def worker(_: int) -> None:
-        nonlocal errors
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        for _ in range(20):  # warm-up: connection, worker caches, PostgreSQL buffers
-            get(conn, path, token)
-        mine, bad = [], 0
-        for _ in range(per_thread):
-            started = time.perf_counter()
-            status, _body = get(conn, path, token)
-            mine.append(time.perf_counter() - started)
-            bad += status != 200
-        conn.close()
-        with lock:
-            latencies.extend(mine)
-            errors += bad
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(connections) as pool:
-        list(pool.map(worker, range(connections)))
-    elapsed = time.perf_counter() - started
-    q = statistics.quantiles(latencies, n=100)
-    return {"p50": q[49] * 1000, "p95": q[94] * 1000, "p99": q[98] * 1000,
-            "rps": len(latencies) / elapsed, "errors": errors, "n": len(latencies)}  # fmt: skip
+    return common.closed_loop(
+        port, path, {"Authorization": f"Bearer {token}"}, requests=requests, connections=connections, warmup=20
+    )
 
 
 def deep_link(port: int, token: str, pages: int) -> str:

@@ -31,6 +31,7 @@ def build(variant: str, redis_url: str) -> tuple[RedisBroker, dramatiq.Actor, An
     recorder = None
     if variant == "runwatch":
         from runwatch import workers
+
         recorder = workers.install(broker)  # before declaring actors
 
     def noop() -> None:

@@ -19,11 +19,7 @@ import json
 import os
 import re
 import signal
-import statistics
 import sys
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -33,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import api_latency  # noqa: E402
+import common  # noqa: E402
 from api_latency import free_port, seed, start_gunicorn  # noqa: E402
 
 from runwatch import sessions  # noqa: E402
@@ -49,34 +46,9 @@ def fetch(conn: http.client.HTTPConnection, path: str, cookie: str) -> tuple[int
 
 
 def measure(port: int, path: str, cookie: str, requests: int, connections: int) -> dict:
-    per_thread = max(1, requests // connections)
-    latencies: list[float] = []
-    errors = 0
-    lock = threading.Lock()
-
-    def worker(_: int) -> None:
-        nonlocal errors
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        for _ in range(5):
-            fetch(conn, path, cookie)
-        mine, bad = [], 0
-        for _ in range(per_thread):
-            started = time.perf_counter()
-            status, _body = fetch(conn, path, cookie)
-            mine.append(time.perf_counter() - started)
-            bad += status != 200
-        conn.close()
-        with lock:
-            latencies.extend(mine)
-            errors += bad
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(connections) as pool:
-        list(pool.map(worker, range(connections)))
-    elapsed = time.perf_counter() - started
-    q = statistics.quantiles(latencies, n=100)
-    return {"p50": q[49] * 1000, "p95": q[94] * 1000, "p99": q[98] * 1000,
-            "rps": len(latencies) / elapsed, "errors": errors, "n": len(latencies)}  # fmt: skip
+    return common.closed_loop(
+        port, path, {"Cookie": f"rw_session={cookie}"}, requests=requests, connections=connections, warmup=5
+    )
 
 
 def weight(port: int, path: str, cookie: str) -> int:
