@@ -13,7 +13,7 @@ from runwatch import actions
 
 from . import params
 from .console_store import ConsoleStore
-from .deadletters import action_body, after, page
+from .deadletters import action_body, page
 from .errors import Problem
 
 ACTION_PARAMS = frozenset({"status", "kind", "limit", "cursor"})
@@ -32,7 +32,7 @@ class ActionsResource:
         kind = params.choice(req, "kind", actions.KINDS)
         limit = params.limit(req)
         filters = ("actions", status, kind)
-        start = after(req, filters, self.store.cursor_key)
+        start = params.after(req, filters, self.store.cursor_key)
         rows = self.store.list_actions(req.context.principal, after=start, limit=limit + 1, status=status, kind=kind)
         rows, next_link = page(
             req, rows, limit, filters=filters, key=self.store.cursor_key(), position_of=actions.position_of

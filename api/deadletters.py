@@ -21,7 +21,7 @@ from runwatch.queries import Position
 from . import cursor, params, selection
 from .auth import require_operator
 from .console_store import ConsoleStore
-from .errors import Problem, invalid_param
+from .errors import Problem
 
 _ID = re.compile(r"-?[0-9]{1,4000}")
 _LETTER_FIELDS = (
@@ -54,16 +54,6 @@ def page(
     return rows, f"{req.root_path}{req.path}?{urlencode(query, quote_via=quote)}"
 
 
-def after(req: falcon.Request, filters: object, key: Callable[[], bytes]) -> Position | None:
-    raw = params.single(req, "cursor")
-    if raw is None:
-        return None
-    try:
-        return cursor.decode(raw, filters_fingerprint=cursor.fingerprint(filters), key=key())
-    except cursor.InvalidCursor:
-        raise invalid_param("cursor", "is not a cursor this API issued for these filters") from None
-
-
 class DeadLettersResource:
     """``GET /api/admin/dead-letters``: filtered, newest first, keyset-paginated."""
 
@@ -74,7 +64,7 @@ class DeadLettersResource:
         params.reject_unknown(req, selection.LETTER_PARAMS)
         filters = selection.letter_filters(req)
         limit = params.limit(req)
-        start = after(req, filters, self.store.cursor_key)
+        start = params.after(req, filters, self.store.cursor_key)
         rows = self.store.list_letters(req.context.principal, filters, after=start, limit=limit + 1)
         rows, next_link = page(
             req, rows, limit, filters=filters, key=self.store.cursor_key(), position_of=dead_letters.position_of

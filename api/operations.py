@@ -10,7 +10,7 @@ import falcon
 from runwatch.queries import position_of
 
 from . import cursor, params, serialize
-from .errors import Problem, invalid_param
+from .errors import Problem
 from .store import Store
 
 _RUN_ID = re.compile(r"-?[0-9]{1,4000}")
@@ -26,14 +26,8 @@ class OperationsResource:
         params.reject_unknown(req, params.LIST_PARAMS)
         filters = params.list_filters(req)
         limit = params.limit(req)
-        raw_cursor = params.single(req, "cursor")
         fingerprint = cursor.fingerprint(filters)
-        after = None
-        if raw_cursor is not None:
-            try:
-                after = cursor.decode(raw_cursor, filters_fingerprint=fingerprint, key=self.store.cursor_key())
-            except cursor.InvalidCursor:
-                raise invalid_param("cursor", "is not a cursor this API issued for these filters") from None
+        after = params.after(req, filters, self.store.cursor_key)
         # One row more than asked tells whether a next page exists without a COUNT.
         rows = self.store.list_runs(req.context.principal, filters, after=after, limit=limit + 1)
         next_link = None

@@ -7,15 +7,16 @@ out-of-range limits are all a 400 naming the parameter; the raw value is never e
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
 
 import falcon
 
 from runwatch.lifecycle import Freshness, Outcome, Status
-from runwatch.queries import RunFilters
+from runwatch.queries import Position, RunFilters
 from runwatch.reasons import CATALOGUE, Source
 
+from . import cursor
 from .errors import invalid_param
 
 #: Page size when the client names none, and the most it may ask for.
@@ -176,3 +177,15 @@ def limit(req: falcon.Request) -> int:
 
 def include_diagnostics(req: falcon.Request) -> bool:
     return choice(req, "include", INCLUDES) == "diagnostics"
+
+
+def after(req: falcon.Request, filters: object, key: Callable[[], bytes], *, issuer: str = "API") -> Position | None:
+    """The keyset position of the request's ``cursor`` (None without one); a 400 for a cursor this
+    ``issuer`` did not sign for these same filters (garbage, forged, or for other filters)."""
+    raw = single(req, "cursor")
+    if raw is None:
+        return None
+    try:
+        return cursor.decode(raw, filters_fingerprint=cursor.fingerprint(filters), key=key())
+    except cursor.InvalidCursor:
+        raise invalid_param("cursor", f"is not a cursor this {issuer} issued for these filters") from None

@@ -11,7 +11,7 @@ from runwatch import console_queries, queries
 from runwatch.queries import position_of
 
 from .. import cursor, params, serialize
-from ..errors import Problem, invalid_param
+from ..errors import Problem
 from ..operations import OperationResource
 from ..store import Store
 from . import views, web
@@ -61,13 +61,7 @@ class RunsPage:
         filters = params.list_filters(req, repeated=True)
         limit = params.limit(req)
         fingerprint = cursor.fingerprint(filters)
-        raw_cursor = params.single(req, "cursor")
-        after = None
-        if raw_cursor is not None:
-            try:
-                after = cursor.decode(raw_cursor, filters_fingerprint=fingerprint, key=self.store.cursor_key())
-            except cursor.InvalidCursor:
-                raise invalid_param("cursor", "is not a cursor this console issued for these filters") from None
+        after = params.after(req, filters, self.store.cursor_key, issuer="console")
         # APPSEC: list_runs scopes to the session's tenants in SQL, exactly as the JSON API does.
         rows = self.store.list_runs(req.context.principal, filters, after=after, limit=limit + 1)
         query = [(k, v) for k, vs in req.params.items() if k != "cursor" for v in ([vs] if isinstance(vs, str) else vs)]
