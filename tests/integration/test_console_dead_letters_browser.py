@@ -18,7 +18,15 @@ from runwatch.bridge.mirror import mirror_once
 from runwatch.thresholds import ThresholdPolicy
 from runwatch.tokens import OPERATOR, create_token
 from tests.api.live_server import serving
-from tests.api.test_console_browser import WAIT_MS, Watch, browser, pytestmark, sign_in, sync_api  # noqa: F401
+from tests.api.test_console_browser import (  # noqa: F401 - browser is a fixture
+    WAIT_MS,
+    Watch,
+    _tab_through,
+    browser,
+    pytestmark,
+    sign_in,
+    sync_api,
+)
 from tests.integration.letters import make_dead_letters
 
 
@@ -53,6 +61,13 @@ def test_operator_previews_confirms_and_sees_the_action_done_and_on_the_timeline
     rows = page.locator("table.letters tbody tr")
     assert rows.count() == len(letters)
     assert "doomed" in page.inner_text("table.groups") and "RuntimeError" in page.inner_text("table.groups")
+    reached = set(_tab_through(page))  # the keyboard alone reaches every checkbox and button
+    controls = page.evaluate("Array.from(document.querySelectorAll('[data-k]')).filter(e => e.offsetParent !== null"
+                             " || e.classList.contains('skip')).map(e => e.getAttribute('data-k'))")  # fmt: skip
+    # NOTE: a radio group takes one Tab stop (its checked radio); arrow keys move within it.
+    unchecked = page.evaluate("Array.from(document.querySelectorAll('input[type=radio]:not(:checked)'))"
+                              ".map(e => e.getAttribute('data-k'))")  # fmt: skip
+    assert set(controls) - set(unchecked) <= reached
     page.check("table.letters tbody tr:nth-child(1) input[type=checkbox]")
     page.check("table.letters tbody tr:nth-child(2) input[type=checkbox]")
     page.check("input[name=kind][value=requeue]")
