@@ -11,7 +11,7 @@ from runwatch import actions
 from .. import params
 from ..actions import ACTION_PARAMS, ActionResource
 from ..console_store import ConsoleStore
-from ..deadletters import after, page
+from ..deadletters import page
 from ..errors import Problem
 from . import web
 
@@ -35,7 +35,7 @@ class ActionsPage:
         kind = params.choice(req, "kind", actions.KINDS)
         limit = params.limit(req)
         filters = ("actions", status, kind)
-        start = after(req, filters, self.store.cursor_key)
+        start = params.after(req, filters, self.store.cursor_key, issuer="console")
         # APPSEC: a scoped session sees only actions whose requester's scope lies within its own.
         rows = self.store.list_actions(req.context.principal, after=start, limit=limit + 1, status=status, kind=kind)
         rows, next_url = page(

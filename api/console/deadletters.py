@@ -24,7 +24,7 @@ from runwatch.dead_letters import Selection
 from .. import params, selection
 from ..auth import require_operator
 from ..console_store import ConsoleStore
-from ..deadletters import after, page
+from ..deadletters import page
 from ..errors import Problem
 from . import web
 from .session import read_form_lists, require_csrf
@@ -100,7 +100,7 @@ class DeadLettersPage:
         params.reject_unknown(req, selection.LETTER_PARAMS)
         filters = selection.letter_filters(req)
         limit = params.limit(req)
-        start = after(req, filters, self.store.cursor_key)
+        start = params.after(req, filters, self.store.cursor_key, issuer="console")
         principal = req.context.principal
         # APPSEC: both reads scope to the session's tenants in SQL, exactly as the JSON API does.
         groups = self.store.letter_groups(principal, filters, limit=MAX_GROUPS)
