@@ -71,7 +71,7 @@ def create_app(
     app.add_route("/health/live", LiveResource())
     app.add_route("/health/ready", ReadyResource(store, redis_url))
     app.add_route("/metrics", MetricsResource(metrics))
-    install_console(app, store, session_seconds=console_session_seconds)
+    install_console(app, store, session_seconds=console_session_seconds, console=console)
     return app
 
 

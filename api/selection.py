@@ -78,6 +78,11 @@ def selection(req: falcon.Request) -> Selection:
         body = json.loads(raw)
     except (ValueError, RecursionError):
         raise Problem(400, "The request body must be a JSON object.") from None
+    return parse_selection(body)
+
+
+def parse_selection(body: Any) -> Selection:
+    """A selection from its JSON value (the API's body, or the console's frozen form field)."""
     if not isinstance(body, dict):
         raise Problem(400, "The request body must be a JSON object.")
     unknown = sorted(set(body) - {"ids", "filter"})

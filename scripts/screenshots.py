@@ -89,6 +89,20 @@ def seed(conn) -> int:
     return run_id
 
 
+def seed_letters(conn) -> None:
+    """Dead letters in three groups, linked to failed runs of the seed (tenant and exception from them)."""
+    from runwatch.mirror import MirrorLetter, add_letters
+
+    rows = conn.execute(text("SELECT message_id, actor_name, extract(epoch FROM completed_at) FROM operation_runs "
+                             "WHERE outcome = 'failed' ORDER BY id")).all()  # fmt: skip
+    add_letters(conn, [
+        MirrorLetter(queue_name="default", redis_message_id=f"{1700000000000 + n}-0", dead_at=float(at),
+                     message_id=message_id, actor_name=actor, exception_type="TimeoutError",
+                     exception_message="billing API timed out")
+        for n, (message_id, actor, at) in enumerate(rows)
+    ])  # fmt: skip
+
+
 def main() -> int:
     sys.path.insert(0, str(ROOT))
     from playwright.sync_api import sync_playwright
@@ -115,6 +129,7 @@ def main() -> int:
         stack.callback(engine.dispose)
         with engine.begin() as conn:
             run_id = seed(conn)
+            seed_letters(conn)
             token = create_token(conn, name="sre on call", tenant_ids=None, role="operator")[0]
         store = Store(url, token_cache_seconds=0)
         httpd = make_server("127.0.0.1", 0, create_app(store), handler_class=type(
@@ -136,6 +151,15 @@ def main() -> int:
             page.goto(f"/console/runs/{run_id}")
             page.click("details.diagnostics summary")
             page.screenshot(path=OUT / "run-detail.png", full_page=True)
+            page.goto("/console/dead-letters?limit=10")
+            page.check("table.letters tbody tr:nth-child(1) input[type=checkbox]")
+            page.check("table.letters tbody tr:nth-child(2) input[type=checkbox]")
+            page.screenshot(path=OUT / "dead-letters.png", full_page=True)
+            page.click("text=Preview the selected letters")
+            page.screenshot(path=OUT / "dead-letters-preview.png", full_page=True)
+            page.click("button[type=submit] >> text=Confirm")
+            page.wait_for_url("**/console/actions/*")
+            page.screenshot(path=OUT / "action.png", full_page=True)
             page.goto("/console/healer")
             page.screenshot(path=OUT / "healer.png", full_page=True)
             browser.close()

@@ -26,10 +26,15 @@ SIGN_IN = "/console/sign-in"
 
 def read_form(req: falcon.Request) -> dict[str, str]:
     """A small urlencoded form; each field's first value."""
-    if (req.content_length or 0) > MAX_FORM_BYTES:
+    return {k: v[0] for k, v in read_form_lists(req).items()}
+
+
+def read_form_lists(req: falcon.Request, max_bytes: int = MAX_FORM_BYTES) -> dict[str, list[str]]:
+    """An urlencoded form of at most ``max_bytes``; every value of each field (checkboxes repeat)."""
+    if (req.content_length or 0) > max_bytes:
         raise Problem(413, "The form is too large.")
-    raw = req.bounded_stream.read(MAX_FORM_BYTES).decode("utf-8", "replace")
-    return {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+    raw = req.bounded_stream.read(max_bytes).decode("utf-8", "replace")
+    return parse_qs(raw, keep_blank_values=True)
 
 
 def require_csrf(req: falcon.Request, form: dict[str, str]) -> None:

@@ -99,5 +99,20 @@ def timeline(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for e in events:
         details = e.get("details") or {}
         error = details.get("error") or details.get("last_error") if isinstance(details, dict) else None
-        out.append({**e, "label": labels.get(e["kind"], e["kind"].replace("_", " ")), "error": error})
+        label = labels.get(e["kind"], e["kind"].replace("_", " "))
+        out.append({**e, "label": label, "error": error, "operator": _operator_action(e["kind"], details)})
     return out
+
+
+def _operator_action(kind: str, details: Any) -> dict[str, Any] | None:
+    """An ``operator_action`` event's who, what and result, for a readable timeline line."""
+    if kind != "operator_action" or not isinstance(details, dict):
+        return None
+    by = details.get("requested_by")
+    return {
+        "action_id": details.get("action_id") if isinstance(details.get("action_id"), int) else None,
+        "action": details.get("action"),
+        "result": details.get("result"),
+        "by": by.get("token_name") if isinstance(by, dict) else None,
+        "new_run_id": details.get("new_run_id") if isinstance(details.get("new_run_id"), int) else None,
+    }

@@ -38,6 +38,8 @@ SECURITY_HEADERS = {
 NAV: list[tuple[str, str, str]] = [
     ("/console/", "overview", "Overview"),
     ("/console/runs", "runs", "Runs"),
+    ("/console/dead-letters", "dead-letters", "Dead letters"),
+    ("/console/actions", "actions", "Actions"),
     ("/console/healer", "healer", "Healer"),
 ]
 

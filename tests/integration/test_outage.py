@@ -88,6 +88,9 @@ def test_redis_outage_never_blocks_or_fails_the_job_and_ships_later(servers, nam
         wait_for(
             lambda: sum(len(__import__("json").loads(f[b"e"])) for _, f in direct.xrange(stream)) == 49, timeout=20
         )
+        # NOTE: the shipper logs the recovery after its write returns, so a reader may see the
+        # events in Redis first; wait for the line, then count every line.
+        wait_for(lambda: any("recovered" in r.getMessage() for r in caplog.records), timeout=10)
         shipping = [r.getMessage() for r in caplog.records if "could not ship" in r.getMessage()]
         # Once for the outage and once for its end, not once per event.
         assert [("recovered" in m) for m in shipping] == [False, True], shipping
