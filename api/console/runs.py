@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import cast
 from urllib.parse import urlencode
 
 import falcon
@@ -25,7 +24,7 @@ _MULTI = ("status", "outcome")
 
 def _normalise_query(req: falcon.Request) -> None:
     """A submitted form sends every field: blank means "any"; local times are UTC."""
-    query = cast(dict[str, str | list[str]], req.params)  # NOTE: typed read-only; it is the request's own dict
+    query = web.query_params(req)
     for name in [n for n, v in query.items() if v == "" or v == [""]]:
         del query[name]
     for name in ("created_after", "created_before"):
