@@ -83,6 +83,8 @@ def backoff_seconds(
         raise ValueError(f"failures must be >= 1, got {failures}")
     ceiling = min(cap_seconds, base_seconds * 2.0 ** min(failures - 1, _MAX_DOUBLINGS))
     return rng.uniform(0.0, ceiling)
+
+
 #: After a batch that was not full, wait this long before reading again (adds up to this much
 #: ledger lag; in exchange a steady stream is applied in few, large transactions).
 DEFAULT_LINGER_MS = 100
