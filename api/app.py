@@ -51,7 +51,7 @@ def create_app(
     metrics = Metrics(store)
     # NOTE: metrics first, so its timer wraps authentication and its response hook runs last.
     # Bearer tokens admit the JSON API, session cookies admit the console's pages: never the other way.
-    app = falcon.App(middleware=[metrics, AuthMiddleware(store), ConsoleAuth(store)])
+    app = falcon.App(middleware=(metrics, AuthMiddleware(store), ConsoleAuth(store)))
     # A blank value ("?status=") is a malformed filter, not an absent one: keep it to reject it.
     app.req_options.keep_blank_qs_values = True
     errors.install(app)

@@ -19,6 +19,7 @@ import glob
 import os
 import sys
 import tempfile
+from typing import Protocol
 
 from runwatch.errors import ConfigError
 from runwatch.settings import Settings
@@ -55,8 +56,14 @@ def on_starting(server: object) -> None:
         os.remove(path)
 
 
-def child_exit(server: object, worker: object) -> None:
+class _Worker(Protocol):
+    """What ``child_exit`` reads of gunicorn's worker (gunicorn ships no type information)."""
+
+    pid: int
+
+
+def child_exit(server: object, worker: _Worker) -> None:
     """Drop a dead worker's live gauges (its counters and histograms are kept, as they should be)."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+    multiprocess.mark_process_dead(worker.pid)

@@ -98,10 +98,10 @@ def parse_selection(body: Any) -> Selection:
 def _ids(value: Any) -> tuple[int, ...]:
     if not isinstance(value, list) or not 1 <= len(value) <= MAX_IDS:
         raise _bad_body("ids", f"must be an array of 1 to {MAX_IDS} letter ids")
-    ids = tuple(_as_int(i) for i in value)
-    if not all(i is not None and 1 <= i <= MAX_BIGINT for i in ids):
+    ids = tuple(i for i in (_as_int(v) for v in value) if i is not None and 1 <= i <= MAX_BIGINT)
+    if len(ids) != len(value):
         raise _bad_body("ids", "must hold positive integers only")
-    return ids  # type: ignore[return-value]
+    return ids
 
 
 def _filter(value: Any) -> LetterFilters:

@@ -130,7 +130,7 @@ def _one(client, engine, keys, policy, action, item) -> tuple[str, int | None, s
         return steps.SKIPPED, None, _GONE
     if action["kind"] == PURGE:
         return (steps.PURGED, None, None) if dl.remove(client, keys, letter) else (steps.SKIPPED, None, _GONE)
-    outcome = rq.requeue(_ClientBroker(client), engine, keys, policy, [letter])  # type: ignore[arg-type]
+    outcome = rq.requeue(_ClientBroker(client), engine, keys, policy, [letter])
     if outcome.requeued:
         _old, new_run, message_id = outcome.requeued[0]
         return steps.REQUEUED, new_run, f"requeued as message {message_id}"

@@ -86,6 +86,7 @@ def reconcile_once(
 
 def _scan(conn, client, keys, policy, result: AdapterResult, *, now, min_age_seconds, queue) -> None:
     letters: list[dl.DeadLetter] = []
+    message_ids: list[str] = []  # of ``letters``, one each
     for letter in dl.scan(client, keys, queue=queue):
         result.scanned += 1
         if letter.message is None:
@@ -100,8 +101,12 @@ def _scan(conn, client, keys, policy, result: AdapterResult, *, now, min_age_sec
             )
         else:
             letters.append(letter)
-    known = statuses(conn, [d.message_id for d in letters])
-    unbridged = [d for d in letters if known.get(d.message_id, ("missing",))[0] != "completed"]
+            message_ids.append(letter.message.message_id)
+    known = statuses(conn, message_ids)
+    unbridged = [
+        d for d, message_id in zip(letters, message_ids, strict=True)
+        if message_id not in known or known[message_id][0] != "completed"
+    ]  # fmt: skip
     result.already_terminal = len(letters) - len(unbridged)
     if unbridged:
         result.oldest_unbridged_age_seconds = round(now - min(d.dead_at for d in unbridged), 3)

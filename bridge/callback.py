@@ -29,7 +29,10 @@ def failure_code(exception_type: str | None) -> str:
 
 
 def dead_letter_event(
-    broker: dramatiq.Broker, message: dramatiq.Message, run_meta: dict[str, Any], failure: dict[str, Any]
+    broker: dramatiq.Broker,
+    message: dramatiq.Message[Any] | dramatiq.MessageProxy,
+    run_meta: dict[str, Any],
+    failure: dict[str, Any],
 ) -> dict[str, Any]:
     """The ``dead_lettered`` event for ``message``; ``failure`` is the worker-captured evidence.
 

@@ -183,6 +183,7 @@ def _show(args: argparse.Namespace) -> int:
     letter = letter_of_run(client, engine, keys, args.run_id)
     with engine.connect() as conn:
         run = run_by_id(conn, args.run_id)
+    assert run is not None  # letter_of_run raised UnknownRun otherwise
     out = {
         "run": {
             k: run[k]

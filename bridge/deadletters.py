@@ -10,6 +10,7 @@ import redis
 
 from runwatch.errors import RunwatchError
 
+from . import replies
 from .keys import Keys
 
 #: Dead letters fetched per round trip while scanning.
@@ -81,11 +82,13 @@ def scan(
     for name in queues:
         start = 0
         while True:
-            batch = client.zrange(keys.dead_letters(name), start, start + SCAN_BATCH - 1, withscores=True)
+            batch = replies.scored_members(
+                client.zrange(keys.dead_letters(name), start, start + SCAN_BATCH - 1, withscores=True)
+            )
             if not batch:
                 break
             start += len(batch)
-            payloads = client.hmget(keys.dead_letter_messages(name), [rid for rid, _ in batch])
+            payloads = replies.values(client.hmget(keys.dead_letter_messages(name), [rid for rid, _ in batch]))
             for (rid, score), payload in zip(batch, payloads, strict=True):
                 letter = _decode(name, rid.decode(), score / 1000, payload)
                 if actor is None or letter.actor_name == actor:
@@ -96,7 +99,7 @@ def fetch(client: redis.Redis, keys: Keys, queue: str, entries: list[tuple[str, 
     """The letters of ``(redis id, nack time in ms)`` entries of ``queue``, in one round trip."""
     if not entries:
         return []
-    payloads = client.hmget(keys.dead_letter_messages(queue), [rid for rid, _ in entries])
+    payloads = replies.values(client.hmget(keys.dead_letter_messages(queue), [rid for rid, _ in entries]))
     return [_decode(queue, rid, score / 1000, p) for (rid, score), p in zip(entries, payloads, strict=True)]
 
 
@@ -104,7 +107,9 @@ def entries(client: redis.Redis, keys: Keys, queue: str) -> list[tuple[str, floa
     """Every ``(redis id, nack time in ms)`` of ``queue``'s dead-letter set, oldest first (ids only, no payloads)."""
     found: list[tuple[str, float]] = []
     while True:
-        batch = client.zrange(keys.dead_letters(queue), len(found), len(found) + SCAN_BATCH * 10 - 1, withscores=True)
+        batch = replies.scored_members(
+            client.zrange(keys.dead_letters(queue), len(found), len(found) + SCAN_BATCH * 10 - 1, withscores=True)
+        )
         found.extend((rid.decode(), score) for rid, score in batch)
         if len(batch) < SCAN_BATCH * 10:
             return found
@@ -114,7 +119,7 @@ def get(client: redis.Redis, keys: Keys, queue: str, redis_message_id: str) -> D
     score = client.zscore(keys.dead_letters(queue), redis_message_id)
     if score is None:
         return None
-    payload = client.hget(keys.dead_letter_messages(queue), redis_message_id)
+    payload = replies.value(client.hget(keys.dead_letter_messages(queue), redis_message_id))
     return _decode(queue, redis_message_id, score / 1000, payload)
 
 

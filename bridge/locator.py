@@ -13,6 +13,7 @@ from runwatch import wire
 from runwatch.settings import DEFAULT_HEARTBEAT_TIMEOUT_MS
 from runwatch.verdicts import Observation
 
+from . import replies
 from .keys import Keys
 
 #: Past this many unapplied stream entries the ledger is lagging: the healer waits altogether.
@@ -83,7 +84,7 @@ class RedisLocator:
         Under traffic the stream is never empty, so "pause while anything is unapplied" would
         never heal; only runs whose own events are in flight need to wait.
         """
-        entries = self._client.xrange(self._stream, count=max_entries + 1)
+        entries = replies.stream_entries(self._client.xrange(self._stream, count=max_entries + 1))
         if len(entries) > max_entries:
             return None
         ids: set[str] = set()
@@ -106,10 +107,10 @@ class RedisLocator:
             return {}
         # PERF: newest dead workers first (Dramatiq forgets dead heartbeats only now and then), and
         # one SMEMBERS per (worker, queue): in-flight sets are bounded by the prefetch.
-        dead = self._client.zrevrangebyscore(
+        dead = replies.scored_members(self._client.zrevrangebyscore(
             self._keys.heartbeats(), now_ms - self._heartbeat_timeout_ms, "-inf", start=0, num=MAX_DEAD_WORKERS,
             withscores=True,
-        )  # fmt: skip
+        ))  # fmt: skip
         if not dead:
             return {}
         pairs = [(worker.decode(), beat, queue) for worker, beat in dead for queue in sorted({q for _, q in runs})]
@@ -183,7 +184,7 @@ class RedisLocator:
                 holder, age, holder_queue = holders[run["id"]]
                 alive = False
             if run["id"] in found:
-                looked_in = (
+                looked_in: tuple[str, ...] = (
                     self._keys.messages(queue),
                     self._keys.delay_messages(queue),
                     self._keys.dead_letter_messages(queue),

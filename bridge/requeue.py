@@ -32,10 +32,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import dramatiq
 import redis
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import q_name
 from sqlalchemy import Engine
 
@@ -95,8 +95,15 @@ def letter_of_run(client: redis.Redis, engine: Engine, keys: Keys, run_id: int) 
     )
 
 
+class RedisOwner(Protocol):
+    """What ``requeue`` uses of a broker: its Redis client (a ``RedisBroker``, or the bridge's own client)."""
+
+    @property
+    def client(self) -> redis.Redis: ...
+
+
 def requeue(
-    broker: RedisBroker,
+    broker: RedisOwner,
     engine: Engine,
     keys: Keys,
     policy: ThresholdPolicy,

@@ -130,7 +130,7 @@ def _runs(args: argparse.Namespace) -> int:
         # APPSEC: the CLI reads the database directly, so it is not a tenant-scoped principal.
         rows = list_runs(conn, tenant_ids=None, filters=filters_of(args), limit=args.limit, operator_columns=True)
     rows = rows_for_output(rows)
-    columns = COLUMNS
+    columns: tuple[output.Column, ...] = COLUMNS
     if args.format == output.TABLE:
         columns = tuple(c for c in COLUMNS if c.key not in _TABLE_SKIPS)
         for row in rows:  # seconds are enough on a terminal; JSON keeps microseconds

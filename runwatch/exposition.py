@@ -41,7 +41,7 @@ class RunwatchCollector(Collector):
         if self.redis is not None:
             yield from self._from_redis()
         if self.engine is not None:
-            yield from self._from_ledger()
+            yield from self._from_ledger(self.engine)
 
     def _from_redis(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("runwatch_redis_up", "1 if Redis answered this scrape, else 0")
@@ -71,10 +71,10 @@ class RunwatchCollector(Collector):
             "runwatch_drainer_lag_seconds", "Age of the oldest run event not yet applied (0: all applied)", value=lag
         )
 
-    def _from_ledger(self) -> Iterator[Metric]:
+    def _from_ledger(self, engine: Engine) -> Iterator[Metric]:
         up = GaugeMetricFamily("runwatch_ledger_up", "1 if the ledger answered this scrape, else 0")
         try:
-            with self.engine.connect() as conn:  # type: ignore[union-attr]
+            with engine.connect() as conn:
                 rows = passes.every(conn)
                 stale = conn.execute(_STALE).scalar()
         except Exception as exc:

@@ -218,7 +218,7 @@ def _pause_reason(conn: Connection, in_flight: set[str] | None, options: HealOpt
     if previous:
         since = conn.exec_driver_sql(
             "SELECT extract(epoch FROM now() - %(t)s)", {"t": previous["finished_at"]}
-        ).scalar()
+        ).scalar_one()
         if since < options.outage_grace_seconds:
             return f"outage grace: the broker was unreachable {float(since):.0f} s ago"
     return None

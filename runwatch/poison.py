@@ -19,12 +19,16 @@ from .reasons import INFRASTRUCTURE_ENDED
 
 
 class Options(Protocol):
-    """The part of ``healer.HealOptions`` this pass reads."""
+    """The part of ``healer.HealOptions`` this pass reads (read-only: the options are frozen)."""
 
-    dry_run: bool
-    limit: int
-    max_crash_redeliveries: int
-    crash_window_seconds: float
+    @property
+    def dry_run(self) -> bool: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def max_crash_redeliveries(self) -> int: ...
+    @property
+    def crash_window_seconds(self) -> float: ...
 
 
 def stop_poison_pills(

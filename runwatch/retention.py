@@ -76,7 +76,7 @@ def prune_once(
         params = {"outcome": outcome, "days": keep_days, "batch": batch}
         if dry_run:
             with engine.connect() as conn:
-                result.deleted[outcome] = conn.execute(_COUNT, params).scalar()
+                result.deleted[outcome] = conn.execute(_COUNT, params).scalar_one()
             continue
         total = 0
         while True:

@@ -78,7 +78,9 @@ class RunFilters:
             object.__setattr__(self, name, _values(getattr(self, name)))
 
 
-def _one_or_any(column: str, key: str, values: Values, where: list[str], params: dict[str, Any]) -> None:
+def _one_or_any(column: str, key: str, values: str | Values, where: list[str], params: dict[str, Any]) -> None:
+    if isinstance(values, str):  # NOTE: RunFilters normalises its fields to tuples; typed as they are declared
+        values = (values,)
     if len(values) == 1:
         where.append(f"{column} = :{key}")
         params[key] = values[0]

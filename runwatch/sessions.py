@@ -62,4 +62,4 @@ def csrf_token(secret: str) -> str:
 
 
 def csrf_ok(secret: str | None, submitted: str | None) -> bool:
-    return bool(secret and submitted) and hmac.compare_digest(csrf_token(secret), submitted)
+    return bool(secret and submitted and hmac.compare_digest(csrf_token(secret), submitted))

@@ -171,6 +171,11 @@ class Settings:
             )
         return self.database_url
 
+    def require_redis_url(self) -> str:
+        if not self.redis_url:
+            raise ConfigError("RUNWATCH_REDIS_URL is not set (the Redis your Dramatiq broker uses)")
+        return self.redis_url
+
 
 def default_of_field(name: str) -> Any:
     """The default of the ``Settings`` field ``name`` (a fresh copy for a mapping)."""

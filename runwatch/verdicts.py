@@ -23,9 +23,10 @@ DEFAULT_TIME_LIMIT_MS = 600_000
 
 
 class Options(Protocol):
-    """The part of ``healer.HealOptions`` the rules read."""
+    """The part of ``healer.HealOptions`` the rules read (read-only: the options are frozen)."""
 
-    ceiling_margin_seconds: float
+    @property
+    def ceiling_margin_seconds(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def decide(run: dict[str, Any], obs: Observation, options: Options) -> Verdict:
         if (obs.dead_letter_age_seconds or 0) < DEAD_LETTER_GRACE_SECONDS:
             # NOTE: the failure callback's event may be on its way (the nack came first); it has
             # the better evidence (the exception), so give it the time to arrive.
-            note = "dead-lettered moments ago: the failure callback's event may still be on its way"
+            note: str | None = "dead-lettered moments ago: the failure callback's event may still be on its way"
             return Verdict(Action.SKIP, evidence, "dead_letter_fresh", note)
         # NOTE: the failure callback's event never reached the ledger (its worker died right after
         # the nack): the broker's own record of the failure is better evidence than staleness.

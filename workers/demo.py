@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
@@ -28,7 +29,7 @@ QUEUE = "demo"
 
 def declare_actors(broker: dramatiq.Broker) -> dict[str, dramatiq.Actor]:
     """The sample actors; each shows one outcome a job author can produce."""
-    fast = {"broker": broker, "queue_name": QUEUE, "min_backoff": 100, "max_backoff": 200}
+    fast: dict[str, Any] = {"broker": broker, "queue_name": QUEUE, "min_backoff": 100, "max_backoff": 200}
     attempts: dict[str, int] = {}
 
     @dramatiq.actor(runwatch_type="contacts.import", runwatch_label="Import contacts", **fast)
@@ -79,7 +80,7 @@ def declare_actors(broker: dramatiq.Broker) -> dict[str, dramatiq.Actor]:
 
 
 def scenario(actors: dict[str, dramatiq.Actor]) -> list[dramatiq.Message]:
-    who = {"runwatch_initiator": "demo"}
+    who: dict[str, Any] = {"runwatch_initiator": "demo"}
     return [
         actors["import_contacts"].send_with_options(args=(50,), runwatch_tenant_id=1, **who),
         actors["sync_invoices"].send_with_options(runwatch_tenant_id=1, **who),

@@ -23,7 +23,11 @@ def serve(settings: Settings, *, wait_for_ctrl_c: bool) -> None:
     base = f"http://127.0.0.1:{port}"
     api = subprocess.Popen(
         [sys.executable, "-m", "runwatch.cli", "api", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
-        env={**os.environ, "RUNWATCH_DATABASE_URL": settings.database_url, "RUNWATCH_REDIS_URL": settings.redis_url},
+        env={
+            **os.environ,
+            "RUNWATCH_DATABASE_URL": settings.require_database_url(),
+            "RUNWATCH_REDIS_URL": settings.require_redis_url(),
+        },
     )
     try:
         _wait_ready(f"{base}/health/live", api)

@@ -181,7 +181,7 @@ def _kill_worker_mid_run(broker: RedisBroker, engine) -> str:
 def _dead_letter_without_callback(broker: RedisBroker, engine, settings: Settings) -> str:
     """A job that was enqueued and recorded, then nacked by a worker that died before its callback."""
     bare = RedisBroker(url=settings.redis_url, namespace=broker.namespace)
-    message = dramatiq.Message(
+    message: dramatiq.Message[Any] = dramatiq.Message(
         queue_name="demo-legacy", actor_name="export_invoices", args=(), kwargs={}, options={"runwatch_tenant_id": 3}
     )
     enqueued = bare.enqueue(message)

@@ -183,11 +183,12 @@ def main() -> None:
     try:
         settings = Settings.from_env()
         settings.require_database_url()
+        redis_url = settings.require_redis_url()
     except ConfigError as exc:
         logger.error("drainer not started: %s", exc)
         sys.exit(2)
     parent = int(os.environ.get(_PARENT_ENV, "0"))
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis.Redis.from_url(redis_url)
     engine = engine_for(settings.require_database_url(), pool_size=1)
     drainer = Drainer(
         client,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from runwatch.bridge import replies
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
@@ -82,6 +83,8 @@ def backoff_seconds(
         raise ValueError(f"failures must be >= 1, got {failures}")
     ceiling = min(cap_seconds, base_seconds * 2.0 ** min(failures - 1, _MAX_DOUBLINGS))
     return rng.uniform(0.0, ceiling)
+
+
 #: After a batch that was not full, wait this long before reading again (adds up to this much
 #: ledger lag; in exchange a steady stream is applied in few, large transactions).
 DEFAULT_LINGER_MS = 100
@@ -205,7 +208,7 @@ class Drainer:
 
     def _read(self, start: str, block_ms: int | None) -> list[tuple[bytes, dict[bytes, bytes]]]:
         reply = self._client.xreadgroup(GROUP, self._consumer, {self._stream: start}, count=self._batch, block=block_ms)
-        return reply[0][1] if reply else []
+        return replies.read_entries(reply)
 
     def _claim_due(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
         """Claim stale entries, at most every ``claim_idle_ms`` / 4 (PERF: not one XAUTOCLAIM per batch)."""

@@ -19,6 +19,7 @@ import time
 
 import dramatiq
 import redis
+from dramatiq.brokers.redis import RedisBroker
 from runwatch.bridge.actions import execute_once
 from runwatch.bridge.adapter import DEFAULT_MIN_AGE_SECONDS, AdapterResult, reconcile_once
 from runwatch.bridge.keys import DEFAULT_NAMESPACE, Keys
@@ -116,8 +117,8 @@ def start_thread(
     return thread
 
 
-def declare_actors(broker: dramatiq.Broker, settings: Settings | None = None) -> dict[str, dramatiq.Actor]:
-    """The maintenance passes as untracked actors, for an external scheduler to send."""
+def declare_actors(broker: RedisBroker, settings: Settings | None = None) -> dict[str, dramatiq.Actor]:
+    """The maintenance passes as untracked actors, for an external scheduler to send (they read its Redis)."""
     settings = settings or Settings.from_env()
     namespace = getattr(broker, "namespace", DEFAULT_NAMESPACE)
     state: dict[str, Maintenance] = {}

@@ -55,7 +55,7 @@ def actor_profile(broker: dramatiq.Broker, actor: dramatiq.Actor | None, actor_n
     )
 
 
-def message_facts(message: dramatiq.Message) -> tuple[Any, ...]:
+def message_facts(message: dramatiq.Message[Any] | dramatiq.MessageProxy) -> tuple[Any, ...]:
     """The per-message facts the metadata needs, as a flat tuple of scalars.
 
     PERF: a tuple of strings and numbers is untracked by the garbage collector, so holding many
@@ -74,7 +74,9 @@ def message_facts(message: dramatiq.Message) -> tuple[Any, ...]:
 
 
 def message_meta(
-    profile: ActorProfile, message: dramatiq.Message, redactor: redact.Redactor | None = None
+    profile: ActorProfile,
+    message: dramatiq.Message[Any] | dramatiq.MessageProxy,
+    redactor: redact.Redactor | None = None,
 ) -> dict[str, Any]:
     meta = meta_from_facts(profile, message_facts(message))
     if profile.store_args:

@@ -26,10 +26,11 @@ import os
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.backoff import NoBackoff
+from redis.connection import AbstractConnection
 from redis.retry import Retry
 
 from runwatch import counters, wire
@@ -42,6 +43,8 @@ logger = logging.getLogger("runwatch.shipper")
 MIN_SOCKET_TIMEOUT_SECONDS = 0.1
 #: Kept when the buffer overflows: outcomes, and failed attempts (a retry's schedule and Redis id).
 _OUTCOME_KINDS = frozenset({ev.COMPLETED, ev.DEAD_LETTERED, ev.ATTEMPT_FAILED})
+#: What ``emit`` buffers: an event, a function that builds it, or ``(builder name, *args)``.
+Pending = dict[str, Any] | Callable[[], dict[str, Any]] | tuple[Any, ...]
 
 
 class EventShipper:
@@ -60,7 +63,7 @@ class EventShipper:
         self._durable_wait = durable_wait_ms / 1000
         self._max = buffer_max_events
         self._cond = threading.Condition()
-        self._buffer: list[dict[str, Any]] = []
+        self._buffer: list[Pending] = []
         self._deferred: dict[Hashable, tuple[float, Any]] = {}
         #: name -> function: an emitted tuple ``(name, *args)`` is built as ``builders[name](*args)``.
         self.builders: dict[str, Callable[..., dict[str, Any]]] = {}
@@ -80,7 +83,7 @@ class EventShipper:
         self.dropped_outcomes = 0
         self._unreported_drops: dict[str, int] = {}  # kind -> drops not yet counted in Redis (/metrics)
 
-    def emit(self, event: dict[str, Any] | Callable[[], dict[str, Any]] | tuple, *, durable: bool = False) -> bool:
+    def emit(self, event: Pending, *, durable: bool = False) -> bool:
         """Queue ``event``; with ``durable``, wait until it is in Redis. Never raises.
 
         ``event`` may be a callable that builds the event, or a tuple ``(builder name, *args)``: the
@@ -269,7 +272,8 @@ class EventShipper:
         """
         conn = self._conn
         if conn is None:
-            conn = self._conn = self.client.connection_pool.make_connection()
+            # NOTE: typed as redis-py's interface; a pool of a redis.Redis makes AbstractConnection's subclasses.
+            conn = self._conn = cast(AbstractConnection, self.client.connection_pool.make_connection())
             # NOTE: a leader writes on a job's own thread. Bound the write like the durable wait, so
             # a Redis that stops answering (a partition) never holds a job for longer: the events go
             # back to the buffer and the background thread retries them (the drainer dedupes by id).

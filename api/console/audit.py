@@ -29,7 +29,7 @@ class ActionsPage:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         for name in [n for n, v in req.params.items() if v == ""]:
-            del req.params[name]  # a submitted filter form sends blanks for "any"
+            del web.query_params(req)[name]  # a submitted filter form sends blanks for "any"
         params.reject_unknown(req, ACTION_PARAMS)
         status = params.choice(req, "status", actions.STATUSES)
         kind = params.choice(req, "kind", actions.KINDS)

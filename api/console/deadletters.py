@@ -40,7 +40,7 @@ MAX_GROUPS = 100
 def _drop_blanks(req: falcon.Request) -> None:
     """A submitted filter form sends every field: blank means "any"."""
     for name in [n for n, v in req.params.items() if v == "" or v == [""]]:
-        del req.params[name]
+        del web.query_params(req)[name]
 
 
 def _first(form: dict[str, list[str]], name: str) -> str:

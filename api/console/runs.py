@@ -24,7 +24,7 @@ _MULTI = ("status", "outcome")
 
 def _normalise_query(req: falcon.Request) -> None:
     """A submitted form sends every field: blank means "any"; local times are UTC."""
-    query = req.params
+    query = web.query_params(req)
     for name in [n for n, v in query.items() if v == "" or v == [""]]:
         del query[name]
     for name in ("created_after", "created_before"):

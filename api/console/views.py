@@ -82,7 +82,9 @@ def why_not_healed(row: dict[str, Any], now: datetime, last_pass: dict[str, Any]
         out["headline"] = f"past its deadline; the healer has not looked at it yet ({when})"
     else:
         why = note.get("why") if isinstance(note, dict) else None
-        out["headline"] = "past its deadline, left alone: " + _WHY.get(why, str(note.get("note", why or "see below")))
+        out["headline"] = "past its deadline, left alone: " + _WHY.get(
+            str(why), str(note.get("note", why or "see below"))
+        )
     return out
 
 

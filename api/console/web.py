@@ -8,7 +8,7 @@ only: no inline script, no inline event handler, no inline style, no CDN.
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, cast
 
 import falcon
 import jinja2
@@ -54,6 +54,14 @@ ENV = jinja2.Environment(
 ENV.filters.update(filters.FILTERS)
 ENV.globals["asset"] = assets.url
 ENV.globals["nav_items"] = NAV
+
+
+def query_params(req: falcon.Request) -> dict[str, str | list[str]]:
+    """The request's query parameters, for a page to normalise in place (blank form fields, local times).
+
+    NOTE: Falcon types ``req.params`` read-only, but it is the request's own dict, which its param helpers read.
+    """
+    return cast(dict[str, str | list[str]], req.params)
 
 
 def secure_request(req: falcon.Request) -> bool:
