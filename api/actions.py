@@ -90,6 +90,6 @@ class MaintenancePassesResource:
                     "duration_ms": row["duration_ms"],
                     "result": _numbers(row["result"]),
                 }
-                for row in self.store.maintenance_passes()
+                for row in self.store.maintenance_passes(req.context.principal)
             ]
         }

@@ -98,7 +98,20 @@ class ConsoleStore:
             items, truncated = actions.action_items(conn, action_id)
         return ActionView(action, items, truncated)
 
-    def maintenance_passes(self) -> list[dict[str, Any]]:
-        """The last pass of each periodic job (not tenant data: counts only)."""
+    def maintenance_passes(self, principal: Principal) -> list[dict[str, Any]]:
+        """The last pass of each periodic job, its counts only for an all-tenant token."""
         with queries.reading(self.store.engine) as conn:
-            return queries.maintenance_passes(conn)
+            return [{**p, "result": pass_result_for(principal, p["result"])} for p in queries.maintenance_passes(conn)]
+
+
+#: What a tenant-scoped token may see of a pass's result: when and whether, not how many.
+_SCOPED_PASS_KEYS = frozenset({"paused", "locked_out", "dry_run"})
+
+
+def pass_result_for(principal: Principal, result: dict[str, Any] | None) -> dict[str, Any]:
+    """A pass's result as ``principal`` may see it (the API's and the console's one rule)."""
+    result = result or {}
+    if principal.all_tenants:
+        return dict(result)
+    # APPSEC: a pass's counts cover every tenant; a scoped token sees when and whether, not how many.
+    return {k: v for k, v in result.items() if k in _SCOPED_PASS_KEYS}

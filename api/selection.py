@@ -127,8 +127,8 @@ def _filter(value: Any) -> LetterFilters:
         fields[name] = age
     if "tenant_id" in value:
         tenant = _as_int(value["tenant_id"])
-        if tenant is None:
-            raise _bad_body("filter.tenant_id", "must be an integer")
+        if tenant is None or not 1 <= tenant <= MAX_BIGINT:
+            raise _bad_body("filter.tenant_id", "must be a positive integer (a tenant id)")
         fields["tenant_id"] = tenant
     return LetterFilters(**fields)
 

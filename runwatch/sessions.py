@@ -62,4 +62,8 @@ def csrf_token(secret: str) -> str:
 
 
 def csrf_ok(secret: str | None, submitted: str | None) -> bool:
-    return bool(secret and submitted and hmac.compare_digest(csrf_token(secret), submitted))
+    """Whether ``submitted`` is the CSRF token of ``secret``; any other text (non-ASCII included) is not."""
+    if not (secret and submitted):
+        return False
+    # NOTE: bytes: compare_digest raises TypeError on a str with non-ASCII characters (a 500).
+    return hmac.compare_digest(csrf_token(secret).encode(), submitted.encode("utf-8", "surrogatepass"))

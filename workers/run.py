@@ -52,6 +52,13 @@ class Run:
     processed: float | None = None
     total: float | None = None
     last_progress_sent: float = 0.0
+    _last_text: tuple[str, str] | None = None  # (as written, as masked): a progress loop repeats its message
+
+    def _masked(self, text: str) -> str:
+        """``text`` through the redaction layer, once per distinct text (PERF: a regex pass per call)."""
+        if self._last_text is None or self._last_text[0] != text:
+            self._last_text = (text, job_text(text))
+        return self._last_text[1]
 
     @functools.cached_property
     def meta(self) -> dict[str, Any]:
@@ -68,7 +75,7 @@ class Run:
         self.processed = checked.get("processed", self.processed)
         self.total = checked.get("total", self.total)
         if message is not None:
-            self.operator_message = job_text(message)
+            self.operator_message = self._masked(message)
         self._on_progress(self)
 
     def summary(self, counts: Mapping[str, float] | None = None, /, **more: float) -> None:
@@ -77,7 +84,7 @@ class Run:
 
     def message(self, text: str) -> None:
         """Set the operator-safe one-line message shown on monitoring surfaces."""
-        self.operator_message = job_text(text)
+        self.operator_message = self._masked(text)
 
     def partially_succeeded(self, message: str | None = None, **counts: float) -> None:
         """Declare that only part of the work was done; say what in counts and a message."""

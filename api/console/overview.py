@@ -10,6 +10,7 @@ import falcon
 
 from runwatch import console_queries, queries
 
+from ..console_store import pass_result_for
 from ..store import Store
 from . import views, web
 
@@ -28,13 +29,9 @@ def _passes(conn, principal) -> list[dict]:
     """Each periodic job's last pass; counts span every tenant, so only all-tenant tokens see them."""
     out = []
     for p in queries.maintenance_passes(conn):
-        result = p["result"] or {}
+        result = pass_result_for(principal, p["result"])
         first = {k: result[k] for k in PASS_KEYS if k in result}
-        shown = first | {k: v for k, v in result.items() if k not in PASS_KEYS}
-        if not principal.all_tenants:
-            # APPSEC: a pass's counts cover every tenant; a scoped token sees when and whether, not how many.
-            shown = {k: v for k, v in shown.items() if k in ("paused", "locked_out", "dry_run")}
-        out.append({**p, "result": shown})
+        out.append({**p, "result": first | {k: v for k, v in result.items() if k not in PASS_KEYS}})
     return out
 
 

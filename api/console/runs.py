@@ -11,6 +11,7 @@ from runwatch import console_queries, queries
 from runwatch.queries import position_of
 
 from .. import cursor, params, serialize
+from ..console_store import pass_result_for
 from ..errors import Problem
 from ..operations import OperationResource
 from ..store import Store
@@ -105,7 +106,8 @@ class RunPage:
         with queries.reading(self.store.engine) as conn:
             lineage = console_queries.lineage(conn, run, principal.tenant_ids)
             now = console_queries.db_now(conn)
-            passes = {p["name"]: p for p in queries.maintenance_passes(conn)}
+            passes = {p["name"]: {**p, "result": pass_result_for(principal, p["result"])}
+                      for p in queries.maintenance_passes(conn)}  # fmt: skip
         req.context.nav = "runs"
         web.render(
             req, resp, "run.html", run=run, lineage=lineage, timeline=views.timeline(view.events),

@@ -93,6 +93,9 @@ class SignInResource:
         if principal is None:
             return self.on_get(req, resp, error="That token is not valid.", status=401)
         with queries.reading(self.store.engine) as conn:
+            # A new sign-in replaces this browser's session: the old cookie value stops working too.
+            if previous := web.cookie(req, web.SESSION_COOKIE):
+                sessions.end_session(conn, previous)
             secret = sessions.create_session(conn, principal, ttl_seconds=self.session_seconds)
         web.set_cookie(req, resp, web.SESSION_COOKIE, secret, max_age=self.session_seconds)
         web.clear_cookie(req, resp, web.SIGN_IN_COOKIE)

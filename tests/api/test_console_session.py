@@ -47,6 +47,27 @@ def test_sign_in_without_the_matching_csrf_token_is_refused(client, tokens, engi
         assert conn.execute(text("SELECT count(*) FROM console_sessions")).scalar() == 0
 
 
+@pytest.mark.parametrize("csrf", ["é", "\u2603" * 64, "\ufffd", "0" * 10_000])
+def test_a_csrf_value_of_any_shape_is_refused_not_a_500(client, tokens, csrf):
+    nonce, _ = sign_in_form(client)
+    assert post_sign_in(client, tokens.all, nonce=nonce, csrf=csrf).status_code == 403
+    cookies = sign_in(client, tokens.all)
+    forged = client.simulate_post("/console/sign-out", body=urlencode({"csrf": csrf}), headers=FORM, cookies=cookies)
+    assert forged.status_code == 403
+
+
+def test_signing_in_again_ends_the_previous_session(client, tokens, engine):
+    first = sign_in(client, tokens.all)
+    nonce, csrf = sign_in_form(client)
+    body = urlencode({"token": tokens.all, "csrf": csrf})
+    again = client.simulate_post("/console/sign-in", body=body, headers=FORM, cookies={"rw_sign_in": nonce, **first})
+    assert again.status_code == 303
+    assert page(client, "/console/runs", first).status_code == 303  # the old cookie value no longer works
+    assert page(client, "/console/runs", {"rw_session": again.cookies["rw_session"].value}).status_code == 200
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM console_sessions")).scalar() == 1
+
+
 def test_sign_in_with_a_bad_token_is_refused(client, tokens):
     nonce, csrf = sign_in_form(client)
     result = post_sign_in(client, "rw_not-a-token", nonce=nonce, csrf=csrf)
