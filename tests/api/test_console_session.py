@@ -47,7 +47,7 @@ def test_sign_in_without_the_matching_csrf_token_is_refused(client, tokens, engi
         assert conn.execute(text("SELECT count(*) FROM console_sessions")).scalar() == 0
 
 
-@pytest.mark.parametrize("csrf", ["é", "\u2603" * 64, "\ufffd", "0" * 10_000])
+@pytest.mark.parametrize("csrf", ["é", "\u2603" * 64, "\ufffd", "0" * 200])
 def test_a_csrf_value_of_any_shape_is_refused_not_a_500(client, tokens, csrf):
     nonce, _ = sign_in_form(client)
     assert post_sign_in(client, tokens.all, nonce=nonce, csrf=csrf).status_code == 403
