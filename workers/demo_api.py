@@ -12,13 +12,14 @@ import urllib.request
 
 from runwatch.db import engine_for
 from runwatch.settings import Settings
-from runwatch.tokens import create_token
+from runwatch.tokens import OPERATOR, create_token
 
 
 def serve(settings: Settings, *, wait_for_ctrl_c: bool) -> None:
     """Start ``runwatch api`` (gunicorn), print how to call it, show one call, then stop it."""
     with engine_for(settings.require_database_url()).begin() as conn:
-        secret, _ = create_token(conn, name=f"demo-{int(time.time())}", tenant_ids=None)
+        # An operator: the console's dead-letter page then shows its requeue and purge controls too.
+        secret, _ = create_token(conn, name=f"demo-{int(time.time())}", tenant_ids=None, role=OPERATOR)
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     api = subprocess.Popen(
@@ -32,7 +33,8 @@ def serve(settings: Settings, *, wait_for_ctrl_c: bool) -> None:
     try:
         _wait_ready(f"{base}/health/live", api)
         auth = f"Authorization: Bearer {secret}"
-        print(f"runwatch demo: the monitoring API is up at {base} (gunicorn, 2 workers); an all-tenants token:")
+        print(f"runwatch demo: the monitoring API is up at {base} (gunicorn, 2 workers); an all-tenants operator")
+        print("  token (it may requeue and purge):")
         print(f"  export RUNWATCH_TOKEN={secret}")
         print("  try:")
         curl = f'  curl -s -H "Authorization: Bearer $RUNWATCH_TOKEN" "{base}/api/admin/operations'
