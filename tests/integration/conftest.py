@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,18 +46,6 @@ class Harness:
             return [dict(r) for r in rows.mappings()]
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.02) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail loudly at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
-
-
 @pytest.fixture
 def settings(database_url: str, servers, namespace: str) -> Settings:
     return Settings(
@@ -90,3 +77,21 @@ def worker(harness: Harness) -> Iterator[dramatiq.Worker]:
     worker.start()
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def bare(servers, namespace):
+    """A broker *without* the recorder: its dead letters have no callback, as if it were lost."""
+    broker = RedisBroker(url=servers.redis_url, namespace=namespace)
+    broker.emit_after("process_boot")
+    worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=2)
+    worker.start()
+    yield broker
+    worker.stop()
+    broker.close()
+
+
+@pytest.fixture
+def cli_env(monkeypatch, database_url, servers):
+    monkeypatch.setenv("RUNWATCH_DATABASE_URL", database_url)
+    monkeypatch.setenv("RUNWATCH_REDIS_URL", servers.redis_url)

@@ -34,8 +34,8 @@ from runwatch import redact
 from runwatch.ledger import apply_events
 from runwatch.redact import DEFAULT_KEYS, MASK, RedactingFilter
 from runwatch.thresholds import ThresholdPolicy
+from tests.support.waiting import wait_for
 
-from .conftest import wait_for
 from .leaks import LIST, api, api_text, cli_text, ledger_text, stream_text  # noqa: F401  (api is a fixture)
 
 QUEUE = "leaks"
