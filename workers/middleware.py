@@ -31,12 +31,10 @@ from runwatch.errors import ValidationError
 from runwatch.options import SEEN_OPTION
 from runwatch.settings import Settings
 
-from . import drain_process
 from . import meta as m
 from . import run as run_api
-from .drain_thread import start_drain_thread
+from . import services as background
 from .errors import InvalidSendOptions
-from .maintenance import start_thread
 from .shipper import EventShipper
 
 logger = logging.getLogger("runwatch.recorder")
@@ -88,10 +86,7 @@ class Recorder(Middleware):
         shipper.builders[ENQUEUED_BUILDER] = self._build_enqueued
         shipper.builders["moved"] = self._build_moved
         self._progress_interval = settings.progress_interval_ms / 1000
-        self.drain_thread: threading.Thread | None = None
-        self.host_drainer: drain_process.HostDrainer | None = None
-        self.maintenance_thread: threading.Thread | None = None
-        self._drain_stop = threading.Event()
+        self.services: background.Services | None = None  # started once the worker has booted
 
     @property
     def actor_options(self) -> set[str]:
@@ -261,25 +256,23 @@ class Recorder(Middleware):
     # -- process lifecycle ---------------------------------------------------------------
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        if self.settings.drain_mode == "process":
-            self.host_drainer = drain_process.HostDrainer(self, self._drain_stop).start()
-        elif self.settings.drain_mode == "thread":
-            self.drain_thread = start_drain_thread(self, self._drain_stop)
         namespace = getattr(broker, "namespace", DEFAULT_NAMESPACE)
-        self.maintenance_thread = start_thread(self.shipper.client, self.settings, namespace, self._drain_stop)
+        self.services = background.start(self.settings, self.shipper.client, namespace)
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self.shipper.flush()
-        self._drain_stop.set()
-        if self.drain_thread is not None:
-            self.drain_thread.join(timeout=10)
-        if self.host_drainer is not None:
-            self.host_drainer.join(timeout_seconds=15)
+        if self.services is not None:
+            self.services.shutdown()
 
     @property
     def drain_process(self) -> subprocess.Popen | None:
         """The drainer child this process runs (None unless it holds the host's drain lock)."""
-        return self.host_drainer.child if self.host_drainer is not None else None
+        return self.services.drain_process if self.services is not None else None
+
+    @property
+    def drain_thread(self) -> threading.Thread | None:
+        """The drainer thread this process runs (``RUNWATCH_DRAIN=thread``)."""
+        return self.services.drain_thread if self.services is not None else None
 
     # -- helpers -------------------------------------------------------------------------
 
