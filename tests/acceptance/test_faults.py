@@ -23,7 +23,7 @@ from tests.support.net import free_port
 from . import api_probe, fleet
 from . import scenario_checks as checks
 from .actors import QUEUE, read_journal
-from .conftest import HEARTBEAT_TIMEOUT_MS, World
+from .world import HEARTBEAT_TIMEOUT_MS, World
 
 #: PostgreSQL stays down at least this long (issue 6 asks for >= 10 s).
 OUTAGE_SECONDS = 10
