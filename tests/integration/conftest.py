@@ -1,4 +1,4 @@
-"""A Redis broker with the recorder installed, a worker, and a drainer, per test."""
+"""Integration fixtures: a Redis broker with the recorder, a worker and a drainer per test; a bare broker; the API."""
 
 from __future__ import annotations
 
@@ -7,14 +7,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+import falcon.testing
 import pytest
 from dramatiq.brokers.redis import RedisBroker
+from runwatch.api.app import create_app
+from runwatch.api.store import Store
 from runwatch.workers.drainer import Drainer
 from sqlalchemy import text
 
 from runwatch import workers
+from runwatch.queries import dispose_api_engines
 from runwatch.settings import Settings
 from runwatch.thresholds import ThresholdPolicy
+from runwatch.tokens import create_token
+from tests.support.leaks import Api
 
 
 @dataclass
@@ -95,3 +101,12 @@ def bare(servers, namespace):
 def cli_env(monkeypatch, database_url, servers):
     monkeypatch.setenv("RUNWATCH_DATABASE_URL", database_url)
     monkeypatch.setenv("RUNWATCH_REDIS_URL", servers.redis_url)
+
+
+@pytest.fixture
+def api(database_url: str, engine, servers) -> Iterator[Api]:
+    """The monitoring API over the test ledger, with an all-tenants token."""
+    with engine.begin() as conn:
+        token = create_token(conn, name="leak check", tenant_ids=None)[0]
+    yield Api(falcon.testing.TestClient(create_app(Store(database_url, token_cache_seconds=0))), token)
+    dispose_api_engines()
