@@ -83,10 +83,12 @@ def engine(database_url: str):
     engine = engine_for(database_url)
     yield engine
     with engine.begin() as conn:  # every table but the migration bookkeeping, so new tables are covered
-        tables = conn.execute(text(
-            "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables "
-            "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-        )).scalar()
+        tables = conn.execute(
+            text(
+                "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables "
+                "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+            )
+        ).scalar()
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
@@ -105,3 +107,12 @@ def namespace(redis_client: redis.Redis, session_token: str) -> Iterator[str]:
     keys = list(redis_client.scan_iter(match=f"{ns}*", count=1000))
     if keys:
         redis_client.delete(*keys)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Headless Chromium, one per test module (the console's browser tests)."""
+    from tests.support.browser import launched
+
+    with launched() as browser:
+        yield browser

@@ -50,7 +50,6 @@ def _drain(args: argparse.Namespace) -> int:
     from runwatch.errors import ConfigError
     from runwatch.exposition import RunwatchCollector, serve
     from runwatch.settings import Settings
-    from runwatch.thresholds import ThresholdPolicy
 
     from .drainer import Drainer
 
@@ -58,14 +57,7 @@ def _drain(args: argparse.Namespace) -> int:
     if not settings.redis_url:
         raise ConfigError("RUNWATCH_REDIS_URL is not set")
     client, engine = redis.Redis.from_url(settings.redis_url), engine_for(settings.require_database_url())
-    drainer = Drainer(
-        client,
-        engine,
-        ThresholdPolicy(settings),
-        stream=settings.event_stream,
-        batch_entries=settings.drain_batch,
-        claim_idle_ms=settings.drain_claim_idle_ms,
-    )
+    drainer = Drainer.from_settings(settings, client, engine)
     if args.once:
         result = drainer.drain_until_empty(max_seconds=600)
         print(

@@ -22,13 +22,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import redis
 
-if TYPE_CHECKING:
-    from .middleware import Recorder
+from runwatch.settings import Settings
 
 logger = logging.getLogger("runwatch.drainer")
 _PARENT_ENV = "RW_DRAIN_PARENT_PID"
@@ -46,8 +44,7 @@ def redis_url_of(client: redis.Redis) -> str:
     return f"{scheme}://{auth}{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
 
 
-def spawn(recorder: Recorder) -> subprocess.Popen | None:
-    settings = recorder.settings
+def spawn(settings: Settings, client: redis.Redis) -> subprocess.Popen | None:
     if not settings.database_url:
         logger.error(
             "RUNWATCH_DATABASE_URL is not set: run events wait in the Redis stream %r until a drainer "
@@ -60,7 +57,7 @@ def spawn(recorder: Recorder) -> subprocess.Popen | None:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("RUNWATCH_")},
         **settings.as_env(),
-        "RUNWATCH_REDIS_URL": redis_url_of(recorder.shipper.client),
+        "RUNWATCH_REDIS_URL": redis_url_of(client),
         _PARENT_ENV: str(os.getpid()),
     }
     return subprocess.Popen([sys.executable, "-m", "runwatch.workers.drain_process_main"], env=env)
@@ -83,11 +80,18 @@ def lock_path(client: redis.Redis, stream: str) -> Path:
 class HostDrainer:
     """Run the drainer child in whichever worker process of this host holds the drain lock."""
 
-    def __init__(self, recorder: Recorder, stop_event: threading.Event, *, retry_seconds: float = RETRY_SECONDS):
-        self._recorder = recorder
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis,
+        stop_event: threading.Event,
+        *,
+        retry_seconds: float = RETRY_SECONDS,
+    ) -> None:
+        self._settings, self._client = settings, client
         self._stop = stop_event
         self._retry = retry_seconds
-        self._path = lock_path(recorder.shipper.client, recorder.settings.event_stream)
+        self._path = lock_path(client, settings.event_stream)
         self._spare_path = self._path.with_suffix(".spare.lock")
         self._fd: int | None = None
         self._spare = False  # we hold the spare lock: the holder looks frozen
@@ -112,7 +116,7 @@ class HostDrainer:
                 if self._fd is not None and (self.child is None or self.child.poll() is not None):
                     if self.child is not None:
                         logger.warning("the drainer process exited with %s; starting another", self.child.returncode)
-                    self.child = spawn(self._recorder)
+                    self.child = spawn(self._settings, self._client)
                     if self.child is None:
                         return  # no database: spawn() said why; nothing to elect for
                 if self._stop.wait(self._retry):
@@ -174,8 +178,6 @@ def main() -> None:
     from runwatch.db import engine_for
     from runwatch.errors import ConfigError
     from runwatch.exposition import RunwatchCollector, serve
-    from runwatch.settings import Settings
-    from runwatch.thresholds import ThresholdPolicy
 
     from .drainer import Drainer
 
@@ -190,14 +192,7 @@ def main() -> None:
     parent = int(os.environ.get(_PARENT_ENV, "0"))
     client = redis.Redis.from_url(redis_url)
     engine = engine_for(settings.require_database_url(), pool_size=1)
-    drainer = Drainer(
-        client,
-        engine,
-        ThresholdPolicy(settings),
-        stream=settings.event_stream,
-        batch_entries=settings.drain_batch,
-        claim_idle_ms=settings.drain_claim_idle_ms,
-    )
+    drainer = Drainer.from_settings(settings, client, engine)
     # NOTE: one drainer per host (the election above): the host's one exposition, on a known port.
     collector = RunwatchCollector(stream=settings.event_stream, redis_client=client, engine=engine)
     serve(collector, port=settings.metrics_port, host=settings.metrics_host)

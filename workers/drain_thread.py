@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+
+import redis
 
 from runwatch.db import engine_for
-from runwatch.thresholds import ThresholdPolicy
+from runwatch.settings import Settings
 
 from .drainer import Drainer
-
-if TYPE_CHECKING:
-    from .middleware import Recorder
 
 logger = logging.getLogger("runwatch.drainer")
 
 
-def start_drain_thread(recorder: Recorder, stop: threading.Event) -> threading.Thread | None:
-    settings = recorder.settings
+def start_drain_thread(settings: Settings, client: redis.Redis, stop: threading.Event) -> threading.Thread | None:
     if not settings.database_url:
         logger.error(
             "RUNWATCH_DATABASE_URL is not set: run events are kept in the Redis stream %r until a "
@@ -26,14 +23,7 @@ def start_drain_thread(recorder: Recorder, stop: threading.Event) -> threading.T
             settings.event_stream,
         )
         return None
-    drainer = Drainer(
-        recorder.shipper.client,
-        engine_for(settings.database_url, pool_size=1),
-        ThresholdPolicy(settings),
-        stream=settings.event_stream,
-        batch_entries=settings.drain_batch,
-        claim_idle_ms=settings.drain_claim_idle_ms,
-    )
+    drainer = Drainer.from_settings(settings, client, engine_for(settings.database_url, pool_size=1))
     thread = threading.Thread(target=drainer.run, args=(stop,), name="runwatch-drainer", daemon=True)
     thread.start()
     return thread

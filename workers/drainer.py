@@ -35,7 +35,7 @@ from runwatch.burstlog import BurstLogger
 from runwatch.errors import ValidationError
 from runwatch.ledger import apply_events
 from runwatch.passes import DEFAULT_IDLE_TIMEOUT_SECONDS as DEFAULT_PASS_IDLE_TIMEOUT_SECONDS
-from runwatch.settings import DEFAULT_DRAIN_CLAIM_IDLE_MS
+from runwatch.settings import DEFAULT_DRAIN_CLAIM_IDLE_MS, Settings
 from runwatch.thresholds import ThresholdPolicy
 
 logger = logging.getLogger("runwatch.drainer")
@@ -130,6 +130,12 @@ class Drainer:
         self._redis_errors = BurstLogger(logger, "could not read the run event stream from Redis")
         self._backlog_checked = False
         self._rng = random.Random()  # NOTE: seeded from os.urandom: drainers must not share a sequence
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: redis.Redis, engine: Engine) -> Drainer:
+        """The drainer ``settings`` describe (stream, batch, claim idle, thresholds) over ``client`` and ``engine``."""
+        return cls(client, engine, ThresholdPolicy(settings), stream=settings.event_stream,
+                   batch_entries=settings.drain_batch, claim_idle_ms=settings.drain_claim_idle_ms)  # fmt: skip
 
     def drain_once(self, *, block_ms: int | None = None) -> DrainResult:
         """Apply one batch: first entries this consumer already holds, then stale ones, then new."""

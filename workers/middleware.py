@@ -31,12 +31,11 @@ from runwatch.errors import ValidationError
 from runwatch.options import SEEN_OPTION
 from runwatch.settings import Settings
 
-from . import drain_process
+from . import hook_events as built
 from . import meta as m
 from . import run as run_api
-from .drain_thread import start_drain_thread
+from . import services as background
 from .errors import InvalidSendOptions
-from .maintenance import start_thread
 from .shipper import EventShipper
 
 logger = logging.getLogger("runwatch.recorder")
@@ -59,21 +58,6 @@ def _never_raise(hook):
 ENQUEUED_BUILDER = "enqueued"
 
 
-def _enqueued_event(profile: m.ActorProfile, message: dramatiq.Message, delay: int | None) -> dict:
-    """Built by the shipper thread, not on the producer's path."""
-    meta = m.message_meta(profile, message)
-    redis_id = message.options.get("redis_message_id")
-    # NOTE: stamped with the message's own timestamp: a worker may start it before this hook runs.
-    at = message.message_timestamp / 1000
-    return ev.new_event(ev.ENQUEUED, message.message_id, at, meta, delay_ms=delay, redis_message_id=redis_id)
-
-
-def _started_event(run: run_api.Run) -> dict:
-    start = run.start or {}
-    fields = {k: v for k, v in start.items() if k != "at"}
-    return ev.new_event(ev.STARTED, run.message_id, start["at"], run.meta, **fields)
-
-
 class Recorder(Middleware):
     """Records every run of tracked actors (all actors unless ``runwatch_track=False``)."""
 
@@ -88,10 +72,7 @@ class Recorder(Middleware):
         shipper.builders[ENQUEUED_BUILDER] = self._build_enqueued
         shipper.builders["moved"] = self._build_moved
         self._progress_interval = settings.progress_interval_ms / 1000
-        self.drain_thread: threading.Thread | None = None
-        self.host_drainer: drain_process.HostDrainer | None = None
-        self.maintenance_thread: threading.Thread | None = None
-        self._drain_stop = threading.Event()
+        self.services: background.Services | None = None  # started once the worker has booted
 
     @property
     def actor_options(self) -> set[str]:
@@ -141,7 +122,7 @@ class Recorder(Middleware):
         if profile.store_args:
             # NOTE: built now, not on the shipper thread: the arguments as sent, even if the caller
             # mutates them after send(). Opt-in and rare, so the cost stays off the common path.
-            self.shipper.emit(_enqueued_event(profile, message, delay))
+            self.shipper.emit(built.enqueued_event(profile, message, delay))
             return
         # PERF: a flat tuple of scalars (GC-untracked) instead of a closure over the message;
         # the shipper thread builds the event from it (see _build_enqueued).
@@ -182,7 +163,7 @@ class Recorder(Middleware):
         run.start_key = id(run)
         # PERF: held back one flush interval (and built only then); a job that ends sooner ships
         # one event, not two.
-        self.shipper.defer(run.start_key, functools.partial(_started_event, run))
+        self.shipper.defer(run.start_key, functools.partial(built.started_event, run))
 
     @_never_raise
     def after_process_message(
@@ -199,7 +180,7 @@ class Recorder(Middleware):
         now = time.time()
         if exception is None:
             # PERF: built by the shipper thread while this one waits for the flush anyway.
-            self.shipper.emit(lambda: self._with_start(run, self._completed(run, now)), durable=True)
+            self.shipper.emit(lambda: self._with_start(run, built.completed_event(run, now)), durable=True)
             return
         error = m.error_evidence(exception)
         attempt = run.attempt
@@ -207,22 +188,11 @@ class Recorder(Middleware):
         if message.failed:
             run.failure = {**error, "retries": attempt}
         summary = {k: v for k, v in error.items() if k != "traceback"}
-        self.shipper.emit(
-            self._with_start(
-                run,
-                ev.new_event(
-                    ev.ATTEMPT_FAILED,
-                    message.message_id,
-                    now,
-                    run.meta,
-                    attempt=attempt,
-                    error=summary,
-                    next_retry_at=next_retry,
-                    redis_message_id=None if message.failed else run.retry_redis_message_id,
-                ),
-            ),
-            durable=not message.failed,
+        redis_id = None if message.failed else run.retry_redis_message_id
+        failed = built.attempt_failed_event(
+            run, now, attempt=attempt, error=summary, next_retry_at=next_retry, redis_message_id=redis_id
         )
+        self.shipper.emit(self._with_start(run, failed), durable=not message.failed)
 
     @_never_raise
     def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
@@ -237,7 +207,7 @@ class Recorder(Middleware):
         # blocked run does; without this event the run would wait for the healer as stale.
         run.block("job.skipped", "Skipped by a middleware before it ran")
         now = time.time()
-        self.shipper.emit(lambda: self._with_start(run, self._completed(run, now)), durable=True)
+        self.shipper.emit(lambda: self._with_start(run, built.completed_event(run, now)), durable=True)
 
     @_never_raise
     def after_nack(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
@@ -261,41 +231,25 @@ class Recorder(Middleware):
     # -- process lifecycle ---------------------------------------------------------------
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        if self.settings.drain_mode == "process":
-            self.host_drainer = drain_process.HostDrainer(self, self._drain_stop).start()
-        elif self.settings.drain_mode == "thread":
-            self.drain_thread = start_drain_thread(self, self._drain_stop)
         namespace = getattr(broker, "namespace", DEFAULT_NAMESPACE)
-        self.maintenance_thread = start_thread(self.shipper.client, self.settings, namespace, self._drain_stop)
+        self.services = background.start(self.settings, self.shipper.client, namespace)
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self.shipper.flush()
-        self._drain_stop.set()
-        if self.drain_thread is not None:
-            self.drain_thread.join(timeout=10)
-        if self.host_drainer is not None:
-            self.host_drainer.join(timeout_seconds=15)
+        if self.services is not None:
+            self.services.shutdown()
 
     @property
     def drain_process(self) -> subprocess.Popen | None:
         """The drainer child this process runs (None unless it holds the host's drain lock)."""
-        return self.host_drainer.child if self.host_drainer is not None else None
+        return self.services.drain_process if self.services is not None else None
+
+    @property
+    def drain_thread(self) -> threading.Thread | None:
+        """The drainer thread this process runs (``RUNWATCH_DRAIN=thread``)."""
+        return self.services.drain_thread if self.services is not None else None
 
     # -- helpers -------------------------------------------------------------------------
-
-    def _completed(self, run: run_api.Run, now: float) -> dict[str, Any]:
-        return ev.new_event(
-            ev.COMPLETED,
-            run.message_id,
-            now,
-            run.meta,
-            outcome=run.outcome.value,
-            summary=run.counts,
-            operator_message=run.operator_message,
-            failure_summary=run.failure_summary,
-            progress_processed=run.processed,
-            progress_total=run.total,
-        )
 
     def _with_start(self, run: run_api.Run, event: dict[str, Any]) -> dict[str, Any]:
         """Fold the run's start into ``event`` if it is still held back (``events.expand`` unfolds it)."""
@@ -311,30 +265,16 @@ class Recorder(Middleware):
         self, actor_name: str, message_id: str, delay: int | None, redis_id: str | None, *facts: Any
     ) -> dict[str, Any]:
         """The enqueue event from the facts ``after_enqueue`` kept (runs in the shipper thread)."""
-        meta = m.meta_from_facts(self._profiles[actor_name], facts)
-        at = facts[1] / 1000  # the message's own timestamp
-        return ev.new_event(ev.ENQUEUED, message_id, at, meta, delay_ms=delay, redis_message_id=redis_id)
+        return built.enqueued_from_facts(self._profiles[actor_name], message_id, delay, redis_id, facts)
 
     def _build_moved(
         self, at: float, message_id: str, redis_id: str | None, actor_name: str, *facts: Any
     ) -> dict[str, Any]:
-        meta = m.meta_from_facts(self._profiles[actor_name], facts)
-        return ev.new_event(ev.ENQUEUED, message_id, at, meta, redis_message_id=redis_id, moved_out_of_delay_queue=True)
+        return built.moved_from_facts(self._profiles[actor_name], at, message_id, redis_id, facts)
 
     def _on_progress(self, run: run_api.Run) -> None:
         if run.due_for_progress(self._progress_interval):
-            self.shipper.emit(
-                ev.new_event(
-                    ev.PROGRESS,
-                    run.message_id,
-                    time.time(),
-                    run.meta,
-                    summary=dict(run.counts),
-                    operator_message=run.operator_message,
-                    progress_processed=run.processed,
-                    progress_total=run.total,
-                )
-            )
+            self.shipper.emit(built.progress_event(run, time.time()))
 
     def _profile(self, broker: dramatiq.Broker, actor_name: str) -> m.ActorProfile:
         profile = self._profiles.get(actor_name)

@@ -26,21 +26,18 @@ import os
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import Any, cast
+from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.connection import AbstractConnection
-from redis.retry import Retry
 
 from runwatch import counters, wire
 from runwatch import events as ev
 from runwatch.burstlog import BurstLogger
 from runwatch.settings import MAX_EVENTS_PER_ENTRY
 
+from .stream_writer import StreamWriter
+
 logger = logging.getLogger("runwatch.shipper")
-#: The shortest socket timeout of the shipper's own connection (``durable_wait_ms`` may be 0).
-MIN_SOCKET_TIMEOUT_SECONDS = 0.1
 #: Kept when the buffer overflows: outcomes, and failed attempts (a retry's schedule and Redis id).
 _OUTCOME_KINDS = frozenset({ev.COMPLETED, ev.DEAD_LETTERED, ev.ATTEMPT_FAILED})
 #: What ``emit`` buffers: an event, a function that builds it, or ``(builder name, *args)``.
@@ -70,9 +67,7 @@ class EventShipper:
         self._urgent = False
         self._waiters: list[threading.Lock] = []  # durable emitters waiting for the next flush
         self._leading = False  # a thread is shipping (an emitter, or the background thread)
-        self._conn: Any = None  # the shipper's own Redis connection (see _xadd)
-        name = stream.encode()
-        self._xadd_head = b"*5\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n$1\r\n*\r\n$1\r\ne\r\n" % (len(name), name)
+        self._writer = StreamWriter(client, stream, timeout_seconds=self._durable_wait)  # its own connection
         self._backoff = 0.0  # seconds: Redis failed; only the background thread writes until it works
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -244,7 +239,7 @@ class EventShipper:
         self._outcomes = set()
         self._waiters = []
         self._leading, self._backoff = False, 0.0
-        self._conn = None  # NOTE: never share the parent's socket
+        self._writer.reset()  # NOTE: never share the parent's socket
 
     def _run(self) -> None:
         while True:
@@ -261,49 +256,14 @@ class EventShipper:
                 self._leading = True
             self._ship_rounds(background=True)
 
-    def _xadd(self, payloads: list[bytes]) -> None:
-        """XADD each payload as one entry, pipelined, on this shipper's own connection.
-
-        PERF: redis-py's ``xadd()`` cost ~180 us of CPU a call here (pool checkout, retry wrapper,
-        command packing, RESP3 parsing), paid once per flush on a worker's GIL, against ~40 us for
-        the socket calls themselves. The connection is redis-py's (connect, auth, TLS, HELLO);
-        the command is framed and its reply read here. Only one thread ships at a time
-        (``_leading``), so one connection is enough.
-        """
-        conn = self._conn
-        if conn is None:
-            # NOTE: typed as redis-py's interface; a pool of a redis.Redis makes AbstractConnection's subclasses.
-            conn = self._conn = cast(AbstractConnection, self.client.connection_pool.make_connection())
-            # NOTE: a leader writes on a job's own thread. Bound the write like the durable wait, so
-            # a Redis that stops answering (a partition) never holds a job for longer: the events go
-            # back to the buffer and the background thread retries them (the drainer dedupes by id).
-            bound = max(self._durable_wait, MIN_SOCKET_TIMEOUT_SECONDS)
-            for attribute in ("socket_timeout", "socket_connect_timeout"):
-                if getattr(conn, attribute, None) is None or getattr(conn, attribute) > bound:
-                    setattr(conn, attribute, bound)
-            conn.retry = Retry(NoBackoff(), 0)  # NOTE: one try: the background thread is the retry
-        try:
-            if conn._sock is None:
-                conn.connect()
-            sock = conn._sock
-            sock.sendall(b"".join(self._xadd_head + b"$%d\r\n%s\r\n" % (len(p), p) for p in payloads))
-            _read_replies(sock, len(payloads))
-        except BaseException:
-            conn.disconnect()  # NOTE: a reply may still be in flight; the next write reconnects
-            raise
-
     def _ship(self, batch: list[Any], waiters: list[threading.Lock]) -> bool:
         """Write ``batch`` to the stream and release ``waiters``; on failure keep both for a retry."""
         events = self._materialize(batch) if batch else []
         if events:
             try:
                 # NOTE: entries are capped so a drainer's batch (and its memory) stays bounded.
-                self._xadd(
-                    [
-                        wire.dumps(events[i : i + MAX_EVENTS_PER_ENTRY])
-                        for i in range(0, len(events), MAX_EVENTS_PER_ENTRY)
-                    ]
-                )
+                starts = range(0, len(events), MAX_EVENTS_PER_ENTRY)
+                self._writer.write([wire.dumps(events[i : i + MAX_EVENTS_PER_ENTRY]) for i in starts])
             except Exception as exc:  # redis down, or anything else: keep the events, retry later
                 self._errors.failure(exc, len(events))
                 with self._cond:
@@ -336,24 +296,3 @@ class EventShipper:
             with self._cond:
                 for kind, n in drops.items():
                     self._unreported_drops[kind] = self._unreported_drops.get(kind, 0) + n
-
-
-def _read_replies(sock: Any, count: int) -> None:
-    """Read ``count`` XADD replies (entry ids, as RESP bulk strings); raise on an error reply."""
-    buf, pos, seen = b"", 0, 0
-    while seen < count:
-        end = buf.find(b"\r\n", pos)
-        if end < 0 or (buf[pos : pos + 1] == b"$" and len(buf) < end + 2 + int(buf[pos + 1 : end]) + 2):
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise redis.ConnectionError("Redis closed the connection")
-            buf += chunk
-            continue
-        kind = buf[pos : pos + 1]
-        if kind == b"$":
-            pos = end + 2 + int(buf[pos + 1 : end]) + 2
-        elif kind in (b"-", b"!"):
-            raise redis.ResponseError(buf[pos + 1 : end].decode(errors="replace"))
-        else:
-            raise redis.ResponseError(f"unexpected reply to XADD: {buf[pos:end]!r}")
-        seen += 1

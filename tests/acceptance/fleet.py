@@ -7,7 +7,6 @@ import contextlib
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -129,12 +128,6 @@ def worker(name: str, env: dict[str, str], log_dir: Path, *, threads: int = 4, s
 
 def runwatch(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Process:
     return Process(name, [sys.executable, "-m", "runwatch.cli", *args], env, log_dir)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http_get(port: int, path: str, token: str | None = None) -> tuple[int, dict[str, str], bytes]:

@@ -18,11 +18,12 @@ from sqlalchemy import text
 
 from runwatch import embedded
 from runwatch.tokens import create_token
+from tests.support.net import free_port
 
 from . import api_probe, fleet
 from . import scenario_checks as checks
 from .actors import QUEUE, read_journal
-from .conftest import HEARTBEAT_TIMEOUT_MS, World
+from .world import HEARTBEAT_TIMEOUT_MS, World
 
 #: PostgreSQL stays down at least this long (issue 6 asks for >= 10 s).
 OUTAGE_SECONDS = 10
@@ -247,7 +248,7 @@ def test_sigterm_during_long_jobs(world: World) -> None:
 
 def test_api_under_load(world: World, tmp_path: Path) -> None:
     """8. The API over HTTP while workers write: no 5xx, no cross-tenant leak, consistent pagination."""
-    port = fleet.free_port()
+    port = free_port()
     world.worker("a")
     world.worker("b")
     world.runwatch("api", ["api", "--bind", f"127.0.0.1:{port}", "--workers", "2"],

@@ -14,7 +14,7 @@ import pytest
 
 from . import netns
 from .checker import History, Ledger, Verdict
-from .test_partition import Round, partition_checks
+from .partition_checks import Round, partition_checks
 
 
 def _held_history(**change: Any) -> tuple[Any, Ledger, Round]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import falcon.testing
 import pytest
@@ -14,8 +13,7 @@ from sqlalchemy import text
 
 from runwatch.queries import dispose_api_engines
 from runwatch.tokens import create_token
-
-from .seed import Run, seed_world
+from tests.support.seed import Run, seed_world
 
 
 @dataclass(frozen=True)
@@ -63,11 +61,3 @@ def tokens(store: Store, engine) -> Tokens:
 def world(engine) -> list[Run]:
     with engine.begin() as conn:
         return seed_world(conn)
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def get(client: falcon.testing.TestClient, path: str, token: str | None, **params: Any) -> falcon.testing.Result:
-    return client.simulate_get(path, params=params or None, headers=auth(token) if token else None)

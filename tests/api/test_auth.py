@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runwatch.tokens import create_token, revoke_token
-
-from .conftest import auth, get
+from tests.support.api_client import auth, get
 
 LIST = "/api/admin/operations"
 

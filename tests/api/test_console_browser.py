@@ -7,53 +7,23 @@ reaches every control.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import text
 
-from .live_server import serving
-from .seed import insert_run
-from .test_detail import add_event
+from tests.support.browser import WAIT_MS, Watch, needs_chromium, sign_in, sync_api, tab_through
+from tests.support.live_server import serving
+from tests.support.run_events import add_event
+from tests.support.seed import insert_run
 
-CHROMIUM = os.environ.get("RUNWATCH_CHROMIUM", "/usr/bin/chromium")
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra")
-# NOTE: in CI a missing browser fails the tests instead of skipping them unseen.
-pytestmark = pytest.mark.skipif(
-    not shutil.which(CHROMIUM) and not os.environ.get("CI"),
-    reason=f"{CHROMIUM} missing: scripts/bootstrap installs Debian's chromium",
-)
-#: Longest wait for something the page does by itself (a poll every few seconds).
-WAIT_MS = 30_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield browser
-        browser.close()
+pytestmark = needs_chromium
 
 
 @pytest.fixture
 def base_url(app) -> Iterator[str]:
     with serving(app) as url:
         yield url
-
-
-class Watch:
-    """Every request, console message and dialog of a page: the evidence of the origin/CSP checks."""
-
-    def __init__(self, page) -> None:
-        self.requests: list[str] = []
-        self.errors: list[str] = []
-        self.dialogs: list[str] = []
-        page.on("request", lambda r: self.requests.append(r.url))
-        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
-        page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
 
 
 @pytest.fixture
@@ -64,14 +34,6 @@ def page(browser, base_url) -> Iterator[object]:
     page.watch = Watch(page)
     yield page
     context.close()
-
-
-def sign_in(page, token: str) -> None:
-    page.goto("/console/runs")
-    assert page.url.endswith("/console/sign-in")
-    page.fill("#token", token)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/console/")
 
 
 def test_sign_in_filter_page_detail_diagnostics_sign_out(page, base_url, tokens, world):
@@ -156,28 +118,11 @@ def test_a_live_run_updates_without_a_reload(page, tokens, engine):
     assert page.evaluate("window.marker") == "same page"  # updated in place, not reloaded
 
 
-def _tab_through(page, limit: int = 300) -> list[str]:
-    """Press Tab until focus comes back round; the identity of each focused control, in order."""
-    page.evaluate("document.querySelectorAll('a,button,input,select,summary,textarea').forEach("
-                  "(e, i) => e.setAttribute('data-k', String(i)))")  # fmt: skip
-    seen: list[str] = []
-    for _ in range(limit):
-        page.keyboard.press("Tab")
-        key = page.evaluate("document.activeElement && document.activeElement.getAttribute('data-k')")
-        if seen and key == seen[-1]:
-            continue  # a date-time input takes one Tab per part (day, month, year, ...)
-        if (key is None and seen) or key in seen:
-            break
-        if key is not None:
-            seen.append(key)
-    return seen
-
-
 def test_the_keyboard_alone_reaches_every_control(page, tokens, world):
     sign_in(page, tokens.all)
     for path in ("/console/runs?limit=5", f"/console/runs/{world[9].id}", "/console/", "/console/healer"):
         page.goto(path)
-        reached = set(_tab_through(page))
+        reached = set(tab_through(page))
         controls = page.evaluate(
             "Array.from(document.querySelectorAll('[data-k]')).filter(e => e.offsetParent !== null "
             "|| e.classList.contains('skip')).map(e => e.getAttribute('data-k'))"

@@ -12,10 +12,9 @@ from sqlalchemy import text
 
 from runwatch.mirror import MirrorLetter, add_letters
 from runwatch.tokens import OPERATOR, create_token
-
-from .console_client import FORM, csrf_of, page, sign_in
-from .seed import insert_run
-from .test_detail import add_event
+from tests.support.console_client import FORM, csrf_of, page, sign_in
+from tests.support.run_events import add_event
+from tests.support.seed import insert_run
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 _LETTER_ROWS = re.compile(r'<tr data-letter="(\d+)">')

@@ -8,9 +8,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import text
 
-from .console_client import page, sign_in
-from .seed import insert_run, newest_first
-from .test_detail import add_event
+from tests.support.console_client import page, sign_in
+from tests.support.run_events import add_event
+from tests.support.seed import insert_run, newest_first
 
 _ROW_IDS = re.compile(r'<a href="/console/runs/(\d+)">#')
 _NEXT = re.compile(r'<a href="([^"]+)" rel="next">')

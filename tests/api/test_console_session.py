@@ -10,9 +10,8 @@ from runwatch.api.app import create_app
 from sqlalchemy import text
 
 from runwatch.tokens import create_token
-
-from .conftest import auth
-from .console_client import FORM, csrf_of, page, post_sign_in, sign_in, sign_in_form
+from tests.support.api_client import auth
+from tests.support.console_client import FORM, csrf_of, page, post_sign_in, sign_in, sign_in_form
 
 PAGES = ["/console/", "/console/runs", "/console/healer"]
 

@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 from sqlalchemy import text
 
-from .conftest import get
-from .seed import insert_run
+from tests.support.api_client import get
+from tests.support.run_events import add_event
+from tests.support.seed import insert_run
 
 LIST = "/api/admin/operations"
-
-_EVENT = text("""
-INSERT INTO run_events (event_uuid, message_id, kind, at, late, details)
-VALUES (:uuid, :message_id, :kind, now() - make_interval(secs => :ago), :late, CAST(:details AS jsonb))
-""")
-
-
-def message_id(engine, run_id: int) -> str:
-    with engine.connect() as conn:
-        return conn.execute(text("SELECT message_id FROM operation_runs WHERE id = :id"), {"id": run_id}).scalar_one()
-
-
-def add_event(engine, run_id: int, kind: str, ago: float, *, late: bool = False, **details) -> None:
-    with engine.begin() as conn:
-        conn.execute(_EVENT, {"uuid": uuid.uuid4(), "message_id": message_id(engine, run_id), "kind": kind,
-                              "ago": ago, "late": late, "details": json.dumps(details)})  # fmt: skip
 
 
 def test_detail_of_a_normal_run_has_no_reconciliation_and_no_diagnostics(client, tokens, engine):
@@ -101,9 +85,13 @@ def test_diagnostics_say_why_a_stale_run_is_not_healed_yet(client, tokens, engin
     with engine.begin() as conn:
         stale = insert_run(conn, status="queued", outcome="pending", age=7200)
         never_looked = insert_run(conn, status="queued", outcome="pending", age=7200)
-        conn.execute(text("UPDATE operation_runs SET healer_checked_at = now(), healer_note = CAST(:n AS jsonb) "
-                          "WHERE id = :id"), {"n": json.dumps(note), "id": stale})
+        conn.execute(
+            text("UPDATE operation_runs SET healer_checked_at = now(), healer_note = CAST(:n AS jsonb) WHERE id = :id"),
+            {"n": json.dumps(note), "id": stale},
+        )
     healer = get(client, f"{LIST}/{stale}", tokens.all, include="diagnostics").json["diagnostics"]["healer"]
     assert healer["last_found"] == note and healer["checked_at"]
     assert get(client, f"{LIST}/{never_looked}", tokens.all, include="diagnostics").json["diagnostics"]["healer"] == {
-        "checked_at": None, "last_found": None}
+        "checked_at": None,
+        "last_found": None,
+    }

@@ -10,7 +10,7 @@ import pytest
 from runwatch.api.app import create_app
 from runwatch.api.store import Store
 
-from .conftest import auth, get
+from tests.support.api_client import auth, get
 
 LIST = "/api/admin/operations"
 

@@ -6,7 +6,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,12 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from runwatch.tokens import create_token
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.net import free_port
 
 
 def request(port: int, path: str, token: str | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
@@ -69,7 +63,7 @@ def served(database_url: str, servers, tmp_path) -> Iterator[int]:
 
 
 def test_runwatch_api_serves_the_contract_over_http(served, engine):
-    from .seed import insert_run
+    from tests.support.seed import insert_run
 
     with engine.begin() as conn:
         token, _ = create_token(conn, name="http", tenant_ids=None)

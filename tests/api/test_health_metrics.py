@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import falcon.testing
 from runwatch.api.app import create_app
@@ -11,13 +10,8 @@ from runwatch.api.health import redis_ping
 from runwatch.api.store import Store
 from sqlalchemy import text
 
-from .conftest import get
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.api_client import get
+from tests.support.net import free_port
 
 
 def test_live_is_always_200(client):

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from .conftest import get
-from .seed import TENANTS, TYPES, Run, newest_first
+from tests.support.api_client import get
+from tests.support.seed import TENANTS, TYPES, Run, newest_first
 
 PATH = "/api/admin/operations"
 SCOPES: dict[str, frozenset[int] | None] = {"all": None, "t1": frozenset({1}), "t13": frozenset({1, 3})}

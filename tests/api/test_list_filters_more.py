@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from .conftest import get
-from .seed import newest_first
+from tests.support.api_client import get
+from tests.support.seed import newest_first
 
 LIST = "/api/admin/operations"
 

@@ -6,8 +6,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from .conftest import get
-from .seed import insert_run
+from tests.support.api_client import get
+from tests.support.seed import insert_run
 
 PATH = "/api/admin/operations"
 

@@ -18,7 +18,7 @@ from runwatch.api.openapi import document
 from runwatch.api.store import Store
 from schemathesis.core.parameters import ParameterLocation
 
-from .conftest import auth
+from tests.support.api_client import auth
 
 #: Examples per operation: enough to hit every enum and edge, quick enough for CI.
 MAX_EXAMPLES = 40

@@ -1,21 +1,26 @@
-"""A Redis broker with the recorder installed, a worker, and a drainer, per test."""
+"""Integration fixtures: a Redis broker with the recorder, a worker and a drainer per test; a bare broker; the API."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+import falcon.testing
 import pytest
 from dramatiq.brokers.redis import RedisBroker
+from runwatch.api.app import create_app
+from runwatch.api.store import Store
 from runwatch.workers.drainer import Drainer
 from sqlalchemy import text
 
 from runwatch import workers
+from runwatch.queries import dispose_api_engines
 from runwatch.settings import Settings
 from runwatch.thresholds import ThresholdPolicy
+from runwatch.tokens import create_token
+from tests.support.leaks import Api
 
 
 @dataclass
@@ -45,18 +50,6 @@ class Harness:
                 text("SELECT * FROM run_events WHERE message_id = :m ORDER BY at, id"), {"m": message_id}
             )
             return [dict(r) for r in rows.mappings()]
-
-
-def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.02) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail loudly at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 @pytest.fixture
@@ -90,3 +83,30 @@ def worker(harness: Harness) -> Iterator[dramatiq.Worker]:
     worker.start()
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def bare(servers, namespace):
+    """A broker *without* the recorder: its dead letters have no callback, as if it were lost."""
+    broker = RedisBroker(url=servers.redis_url, namespace=namespace)
+    broker.emit_after("process_boot")
+    worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=2)
+    worker.start()
+    yield broker
+    worker.stop()
+    broker.close()
+
+
+@pytest.fixture
+def cli_env(monkeypatch, database_url, servers):
+    monkeypatch.setenv("RUNWATCH_DATABASE_URL", database_url)
+    monkeypatch.setenv("RUNWATCH_REDIS_URL", servers.redis_url)
+
+
+@pytest.fixture
+def api(database_url: str, engine, servers) -> Iterator[Api]:
+    """The monitoring API over the test ledger, with an all-tenants token."""
+    with engine.begin() as conn:
+        token = create_token(conn, name="leak check", tenant_ids=None)[0]
+    yield Api(falcon.testing.TestClient(create_app(Store(database_url, token_cache_seconds=0))), token)
+    dispose_api_engines()

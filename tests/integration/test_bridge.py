@@ -3,72 +3,32 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import dramatiq
 import pytest
-from dramatiq.brokers.redis import RedisBroker
 from runwatch.bridge.adapter import reconcile_once
 from runwatch.bridge.keys import Keys
 from runwatch.bridge.requeue import NotDeadLettered, UnknownRun, letter_of_run, requeue
 from sqlalchemy import text
 
-from runwatch import events as ev
 from runwatch.cli import main
-from runwatch.ledger import apply_events
 from runwatch.thresholds import ThresholdPolicy
-
-
-def _explode():
-    raise RuntimeError("lost callback")
-
-
-@pytest.fixture
-def bare(servers, namespace):
-    """A broker *without* the recorder: its dead letters have no callback, as if it were lost."""
-    broker = RedisBroker(url=servers.redis_url, namespace=namespace)
-    broker.emit_after("process_boot")
-    worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=2)
-    worker.start()
-    yield broker
-    worker.stop()
-    broker.close()
-
-
-def _dead_letter_without_callback(bare, engine, settings, *, queue="jobs"):
-    explode = bare.actors.get("_explode") or dramatiq.actor(_explode, broker=bare, queue_name=queue, max_retries=0)
-    message = explode.send()
-    bare.join(queue, timeout=10_000)
-    meta = {"queue": queue, "actor": "explode", "type": "explode", "created_at": message.message_timestamp / 1000}
-    with engine.begin() as conn:  # the recorder saw the start, never the failure
-        apply_events(
-            conn,
-            [ev.new_event(ev.STARTED, message.message_id, time.time(), meta, attempt=1)],
-            ThresholdPolicy(settings),
-        )
-    return message
-
-
-def _run(engine, message_id):
-    with engine.connect() as conn:
-        return (
-            conn.execute(text("SELECT * FROM operation_runs WHERE message_id = :m"), {"m": message_id}).mappings().one()
-        )
+from tests.support.letters import dead_letter_without_callback, run_of
 
 
 def test_lost_callback_is_reconciled_once_by_the_adapter(bare, engine, settings, namespace):
-    message = _dead_letter_without_callback(bare, engine, settings)
+    message = dead_letter_without_callback(bare, engine, settings)
     keys, policy = Keys(namespace), ThresholdPolicy(settings)
     early = reconcile_once(bare.client, engine, keys, policy)
     assert (early.candidates, early.too_recent, early.reconciled) == (0, 1, 0)  # callback may still be in flight
-    assert _run(engine, message.message_id)["status"] == "running"
+    assert run_of(engine, message.message_id)["status"] == "running"
 
     dry = reconcile_once(bare.client, engine, keys, policy, min_age_seconds=0, dry_run=True)
-    assert (dry.candidates, dry.reconciled) == (1, 0) and _run(engine, message.message_id)["status"] == "running"
+    assert (dry.candidates, dry.reconciled) == (1, 0) and run_of(engine, message.message_id)["status"] == "running"
 
     result = reconcile_once(bare.client, engine, keys, policy, min_age_seconds=0)
     assert result.reconciled == 1 and result.oldest_unbridged_age_seconds is not None
-    run = _run(engine, message.message_id)
+    run = run_of(engine, message.message_id)
     assert (run["outcome"], run["reconciliation_source"], run["reason_code"]) == (
         "failed",
         "adapter_reconciler",
@@ -78,11 +38,11 @@ def test_lost_callback_is_reconciled_once_by_the_adapter(bare, engine, settings,
     assert evidence["dead_letter_key"] == f"{namespace}:jobs.XQ" and evidence["redis_message_id"]
     again = reconcile_once(bare.client, engine, keys, policy, min_age_seconds=0)
     assert (again.already_terminal, again.reconciled) == (1, 0)
-    assert _run(engine, message.message_id) == run
+    assert run_of(engine, message.message_id) == run
 
 
 def test_concurrent_scans_reconcile_each_dead_letter_exactly_once(bare, engine, settings, namespace):
-    messages = [_dead_letter_without_callback(bare, engine, settings) for _ in range(5)]
+    messages = [dead_letter_without_callback(bare, engine, settings) for _ in range(5)]
     keys, policy = Keys(namespace), ThresholdPolicy(settings)
     results, barrier = [], threading.Barrier(4)
 
@@ -98,7 +58,7 @@ def test_concurrent_scans_reconcile_each_dead_letter_exactly_once(bare, engine, 
     assert sum(results) == 5
     with engine.connect() as conn:
         events = conn.execute(text("SELECT count(*) FROM run_events WHERE kind = 'dead_lettered'")).scalar()
-    assert events == 5 and {_run(engine, m.message_id)["outcome"] for m in messages} == {"failed"}
+    assert events == 5 and {run_of(engine, m.message_id)["outcome"] for m in messages} == {"failed"}
 
 
 def test_a_dead_letter_with_no_run_at_all_gets_one(bare, engine, settings, namespace):
@@ -109,18 +69,18 @@ def test_a_dead_letter_with_no_run_at_all_gets_one(bare, engine, settings, names
     message = orphan.send_with_options(runwatch_tenant_id=9)
     bare.join("orphans", timeout=10_000)
     reconcile_once(bare.client, engine, Keys(namespace), ThresholdPolicy(settings), min_age_seconds=0)
-    run = _run(engine, message.message_id)
+    run = run_of(engine, message.message_id)
     assert run["reason_code"] == "run.adapter_out_of_sync" and run["tenant_id"] == 9
 
 
 def test_undecodable_dead_letter_is_reported_with_its_key_and_skipped(bare, engine, settings, namespace):
-    message = _dead_letter_without_callback(bare, engine, settings)
+    message = dead_letter_without_callback(bare, engine, settings)
     keys = Keys(namespace)
     bare.client.zadd(keys.dead_letters("jobs"), {"garbage-id": 1})
     bare.client.hset(keys.dead_letter_messages("jobs"), "garbage-id", b"\x00not json")
     result = reconcile_once(bare.client, engine, keys, ThresholdPolicy(settings), min_age_seconds=0)
     assert len(result.undecodable) == 1 and f"{namespace}:jobs.XQ/garbage-id" in result.undecodable[0]
-    assert result.reconciled == 1 and _run(engine, message.message_id)["outcome"] == "failed"
+    assert result.reconciled == 1 and run_of(engine, message.message_id)["outcome"] == "failed"
 
 
 def test_requeue_creates_a_linked_run_and_removes_the_dead_letter_after_enqueue(harness, worker, settings):
@@ -175,15 +135,9 @@ def test_requeue_refuses_runs_that_are_not_dead_lettered(harness, worker):
         letter_of_run(harness.broker.client, harness.engine, keys, 999999)
 
 
-@pytest.fixture
-def cli_env(monkeypatch, database_url, servers):
-    monkeypatch.setenv("RUNWATCH_DATABASE_URL", database_url)
-    monkeypatch.setenv("RUNWATCH_REDIS_URL", servers.redis_url)
-
-
 def test_cli_lists_shows_and_purges_dead_letters(bare, engine, settings, namespace, cli_env, capsys):
-    message = _dead_letter_without_callback(bare, engine, settings)
-    run_id = _run(engine, message.message_id)["id"]
+    message = dead_letter_without_callback(bare, engine, settings)
+    run_id = run_of(engine, message.message_id)["id"]
     assert main(["deadletters", "--namespace", namespace, "list", "--queue", "jobs"]) == 0
     out = capsys.readouterr().out
     assert str(run_id) in out and "explode" in out and "1 dead letter" in out
@@ -200,18 +154,18 @@ def test_cli_lists_shows_and_purges_dead_letters(bare, engine, settings, namespa
 
 
 def test_cli_bad_input_is_a_clear_error_and_changes_nothing(bare, engine, settings, namespace, cli_env, capsys):
-    message = _dead_letter_without_callback(bare, engine, settings)
+    message = dead_letter_without_callback(bare, engine, settings)
     assert main(["deadletters", "--namespace", namespace, "list", "--queue", "nope"]) == 2
     assert "unknown queue 'nope'" in capsys.readouterr().err
     assert main(["deadletters", "--namespace", namespace, "requeue", "424242"]) == 2
     assert "no run with id 424242" in capsys.readouterr().err
     assert main(["bridge", "scan", "--namespace", namespace, "--queue", "nope"]) == 2
     assert bare.client.zcard(Keys(namespace).dead_letters("jobs")) == 1
-    assert _run(engine, message.message_id)["status"] == "running"
+    assert run_of(engine, message.message_id)["status"] == "running"
 
 
 def test_cli_scan_reports_counts(bare, engine, settings, namespace, cli_env, capsys):
-    _dead_letter_without_callback(bare, engine, settings)
+    dead_letter_without_callback(bare, engine, settings)
     assert main(["bridge", "scan", "--namespace", namespace, "--min-age-seconds", "0"]) == 0
     out = capsys.readouterr().out
     assert "1 to reconcile" in out and "reconciled 1" in out

@@ -11,12 +11,7 @@ from runwatch.bridge.commands import LETTER_COLUMNS
 from runwatch.bridge.keys import Keys
 
 from runwatch.cli import main
-
-from . import test_bridge
-from .test_bridge import _dead_letter_without_callback, _run
-
-# The bridge tests' fixtures: a broker without the recorder (its dead letters have no callback), and the CLI's env.
-bare, cli_env = test_bridge.bare, test_bridge.cli_env
+from tests.support.letters import dead_letter_without_callback, run_of
 
 
 class Terminal(io.StringIO):
@@ -29,8 +24,8 @@ def _letters(bare, namespace, queue="jobs"):
 
 
 def test_list_as_json_lines(bare, engine, settings, namespace, cli_env, capsys):
-    message = _dead_letter_without_callback(bare, engine, settings)
-    run_id = _run(engine, message.message_id)["id"]
+    message = dead_letter_without_callback(bare, engine, settings)
+    run_id = run_of(engine, message.message_id)["id"]
     assert main(["deadletters", "--namespace", namespace, "list", "--format", "json"]) == 0
     captured = capsys.readouterr()
     (line,) = captured.out.splitlines()
@@ -43,7 +38,7 @@ def test_list_as_json_lines(bare, engine, settings, namespace, cli_env, capsys):
 
 
 def test_list_table_in_a_pipe_has_no_escape_codes(bare, engine, settings, namespace, cli_env, capsys):
-    _dead_letter_without_callback(bare, engine, settings)
+    dead_letter_without_callback(bare, engine, settings)
     assert main(["deadletters", "--namespace", namespace, "list"]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and out.splitlines()[0].split()[:4] == ["run", "queue", "actor", "dead"]
@@ -59,18 +54,18 @@ def test_a_bulk_requeue_off_a_terminal_refuses_without_yes_and_loses_nothing(
     capsys,
     argv,
 ):
-    message = _dead_letter_without_callback(bare, engine, settings)
+    message = dead_letter_without_callback(bare, engine, settings)
     assert main(["deadletters", "--namespace", namespace, "requeue", *argv]) == 2
     err = capsys.readouterr().err
     assert "requeue 1 dead letter(s)" in err and "pass --yes" in err and "not a terminal" in err
     assert _letters(bare, namespace) == 1
-    assert _run(engine, message.message_id)["status"] == "running"
+    assert run_of(engine, message.message_id)["status"] == "running"
     assert main(["runs", "--message-id", message.message_id, "--format", "json"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1  # no new run was recorded
 
 
 def test_a_terminal_is_asked_before_a_bulk_requeue(bare, engine, settings, namespace, cli_env, capsys, monkeypatch):
-    message = _dead_letter_without_callback(bare, engine, settings)
+    message = dead_letter_without_callback(bare, engine, settings)
     monkeypatch.setattr("sys.stdin", Terminal("n\n"))
     assert main(["deadletters", "--namespace", namespace, "requeue", "--all"]) == 2
     assert "[y/N]" in capsys.readouterr().err and _letters(bare, namespace) == 1
@@ -91,8 +86,8 @@ def test_requeue_with_yes_shows_progress_on_a_terminal_only(
     capsys,
     monkeypatch,
 ):
-    _dead_letter_without_callback(bare, engine, settings)
-    _dead_letter_without_callback(bare, engine, settings)
+    dead_letter_without_callback(bare, engine, settings)
+    dead_letter_without_callback(bare, engine, settings)
     terminal = Terminal()
     monkeypatch.setattr("sys.stderr", terminal)
     assert main(["deadletters", "--namespace", namespace, "requeue", "--all", "--yes"]) == 0
@@ -101,16 +96,16 @@ def test_requeue_with_yes_shows_progress_on_a_terminal_only(
 
 
 def test_a_dry_run_and_run_ids_need_no_confirmation(bare, engine, settings, namespace, cli_env, capsys):
-    message = _dead_letter_without_callback(bare, engine, settings)
+    message = dead_letter_without_callback(bare, engine, settings)
     assert main(["deadletters", "--namespace", namespace, "requeue", "--all", "--dry-run"]) == 0
     assert "would requeue 1" in capsys.readouterr().out and _letters(bare, namespace) == 1
-    run_id = _run(engine, message.message_id)["id"]
+    run_id = run_of(engine, message.message_id)["id"]
     assert main(["deadletters", "--namespace", namespace, "requeue", str(run_id)]) == 0
     assert "requeued 1 dead letter(s)" in capsys.readouterr().out
 
 
 def test_purge_asks_a_terminal_too(bare, engine, settings, namespace, cli_env, capsys, monkeypatch):
-    _dead_letter_without_callback(bare, engine, settings)
+    dead_letter_without_callback(bare, engine, settings)
     monkeypatch.setattr("sys.stdin", Terminal("no\n"))
     assert main(["deadletters", "--namespace", namespace, "purge", "--all"]) == 2 and _letters(bare, namespace) == 1
     monkeypatch.setattr("sys.stdin", Terminal("y\n"))

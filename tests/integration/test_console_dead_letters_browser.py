@@ -17,17 +17,11 @@ from runwatch.bridge.mirror import mirror_once
 
 from runwatch.thresholds import ThresholdPolicy
 from runwatch.tokens import OPERATOR, create_token
-from tests.api.live_server import serving
-from tests.api.test_console_browser import (  # noqa: F401 - browser is a fixture
-    WAIT_MS,
-    Watch,
-    _tab_through,
-    browser,
-    pytestmark,
-    sign_in,
-    sync_api,
-)
-from tests.integration.letters import make_dead_letters
+from tests.support.browser import WAIT_MS, Watch, needs_chromium, sign_in, sync_api, tab_through
+from tests.support.letters import make_dead_letters
+from tests.support.live_server import serving
+
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -38,7 +32,7 @@ def base_url(database_url, servers, engine) -> Iterator[str]:
 
 
 @pytest.fixture
-def page(browser, base_url) -> Iterator[object]:  # noqa: F811 - the browser fixture is imported above
+def page(browser, base_url) -> Iterator[object]:
     context = browser.new_context(base_url=base_url)
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
@@ -61,7 +55,7 @@ def test_operator_previews_confirms_and_sees_the_action_done_and_on_the_timeline
     rows = page.locator("table.letters tbody tr")
     assert rows.count() == len(letters)
     assert "doomed" in page.inner_text("table.groups") and "RuntimeError" in page.inner_text("table.groups")
-    reached = set(_tab_through(page))  # the keyboard alone reaches every checkbox and button
+    reached = set(tab_through(page))  # the keyboard alone reaches every checkbox and button
     controls = page.evaluate("Array.from(document.querySelectorAll('[data-k]')).filter(e => e.offsetParent !== null"
                              " || e.classList.contains('skip')).map(e => e.getAttribute('data-k'))")  # fmt: skip
     # NOTE: a radio group takes one Tab stop (its checked radio); arrow keys move within it.

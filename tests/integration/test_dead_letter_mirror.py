@@ -8,7 +8,7 @@ from runwatch.bridge.keys import Keys
 from runwatch.bridge.mirror import mirror_once
 from sqlalchemy import text
 
-from tests.integration.letters import make_dead_letters
+from tests.support.letters import make_dead_letters
 
 
 def _mirror(engine) -> dict[str, dict]:

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from runwatch.thresholds import ThresholdPolicy
 from runwatch.tokens import OPERATOR, create_token
-from tests.integration.letters import make_dead_letters
+from tests.support.letters import make_dead_letters
 
 LETTERS = "/api/admin/dead-letters"
 

@@ -13,7 +13,7 @@ import pytest
 from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import text
 
-from tests.integration.conftest import wait_for
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

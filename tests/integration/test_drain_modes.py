@@ -10,7 +10,7 @@ from dramatiq.brokers.redis import RedisBroker
 from runwatch.workers.drain_process import redis_url_of
 
 from runwatch import workers
-from tests.integration.conftest import wait_for
+from tests.support.waiting import wait_for
 
 
 @pytest.mark.parametrize("mode", ["process", "thread"])

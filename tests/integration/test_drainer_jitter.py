@@ -21,8 +21,8 @@ from sqlalchemy import create_engine, text
 from runwatch import events as ev
 from runwatch import wire
 from runwatch.thresholds import ThresholdPolicy
-from tests.integration.conftest import wait_for
 from tests.support.proxy import CuttableProxy
+from tests.support.waiting import wait_for
 
 DRAINERS = 6
 RETRIES = 5  # compared per index: the k-th retry of every drainer, k = 1..RETRIES

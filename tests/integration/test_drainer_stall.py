@@ -19,7 +19,7 @@ from sqlalchemy import text
 from runwatch import events as ev
 from runwatch import wire
 from runwatch.thresholds import ThresholdPolicy
-from tests.integration.conftest import wait_for
+from tests.support.waiting import wait_for
 
 
 def _entry(client, stream: str, event: dict) -> None:

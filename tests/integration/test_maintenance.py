@@ -8,8 +8,8 @@ import dramatiq
 from runwatch.workers.maintenance import Maintenance, declare_actors
 from sqlalchemy import text
 
-from tests.integration.conftest import wait_for
-from tests.integration.test_healer import row, seed
+from tests.support.ledger import row, seed
+from tests.support.waiting import wait_for
 
 
 def test_a_pass_heals_stale_runs_and_records_itself(harness, settings):

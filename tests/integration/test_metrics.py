@@ -21,9 +21,9 @@ from runwatch.exposition import RunwatchCollector
 from runwatch.healer import HealOptions, heal_once
 from runwatch.retention import prune_once
 from runwatch.thresholds import ThresholdPolicy
-from tests.api.test_health_metrics import free_port
-from tests.integration.conftest import wait_for
-from tests.integration.test_healer import seed
+from tests.support.ledger import seed
+from tests.support.net import free_port
+from tests.support.waiting import wait_for
 
 
 def scrape(harness, settings) -> dict[tuple[str, tuple], float]:
@@ -177,7 +177,7 @@ def test_a_scrape_with_redis_down_says_so_instead_of_failing(harness, settings):
 
 
 def test_every_metric_the_alerts_and_the_dashboard_use_is_exported(harness, worker, settings):
-    from tests.unit.test_monitoring_files import alert_exprs, dashboard_exprs, metric_names
+    from tests.support.monitoring import alert_exprs, dashboard_exprs, metric_names
 
     @dramatiq.actor(queue_name="m2", runwatch_type="metrics.names")
     def job():

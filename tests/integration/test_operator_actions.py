@@ -14,7 +14,7 @@ from runwatch import actions
 from runwatch.dead_letters import LetterFilters, Selection
 from runwatch.thresholds import ThresholdPolicy
 from runwatch.tokens import OPERATOR, Principal, create_token
-from tests.integration.letters import make_dead_letters
+from tests.support.letters import make_dead_letters
 
 
 def _principal(engine, name: str, tenants: list[int] | None) -> Principal:

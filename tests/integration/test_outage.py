@@ -14,8 +14,8 @@ from runwatch.workers.shipper import EventShipper
 from sqlalchemy import create_engine, text
 
 from runwatch.thresholds import ThresholdPolicy
-from tests.integration.conftest import wait_for
 from tests.support.proxy import CuttableProxy
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture

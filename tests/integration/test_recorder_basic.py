@@ -117,7 +117,7 @@ def test_the_run_knows_the_redis_id_of_its_current_delivery(harness, worker):
         rid = harness.run(message.message_id)["redis_message_id"]
         return rid if rid != first else None
 
-    from tests.integration.conftest import wait_for
+    from tests.support.waiting import wait_for
 
     retry_id = wait_for(retried)
     assert client.hexists(f"{ns}:rid.DQ.msgs", retry_id)  # the retry waits in the delay queue
@@ -152,7 +152,7 @@ def test_a_slow_job_ships_its_start_while_it_runs(harness, worker):
 
     from sqlalchemy import text
 
-    from tests.integration.conftest import wait_for
+    from tests.support.waiting import wait_for
 
     release = threading.Event()
 

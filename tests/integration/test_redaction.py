@@ -19,8 +19,7 @@ from runwatch import events as ev
 from runwatch import redact, workers
 from runwatch.ledger import apply_events
 from runwatch.thresholds import ThresholdPolicy
-
-from .leaks import LIST, api, cli_text, ledger_text  # noqa: F401  (api is a fixture)
+from tests.support.leaks import LIST, cli_text, ledger_text
 
 FAST_RETRY = {"min_backoff": 10, "max_backoff": 20}
 HERE = "tests/integration/test_redaction.py"
@@ -39,7 +38,7 @@ def cli_env(monkeypatch, database_url, servers, settings):
     monkeypatch.setenv("RUNWATCH_EVENT_STREAM", settings.event_stream)
 
 
-def test_the_default_detail_has_no_traceback_and_diagnostics_a_masked_one(harness, worker, api):  # noqa: F811
+def test_the_default_detail_has_no_traceback_and_diagnostics_a_masked_one(harness, worker, api):
     @dramatiq.actor(queue_name="q", max_retries=1, **FAST_RETRY)
     def leaky(i):
         raise RuntimeError(f"boom {i} password=hunter2")
@@ -144,7 +143,7 @@ def _leak(note):
 
 
 def test_what_the_adapter_and_the_cli_copy_from_a_dead_letter_is_masked(
-    bare, engine, settings, namespace, api, cli_env, capsys  # noqa: F811
+    bare, engine, settings, namespace, api, cli_env, capsys
 ):
     explode = dramatiq.actor(_leak, broker=bare, queue_name="jobs", max_retries=1, **FAST_RETRY)
     message = explode.send("hunter8 token=hunter9")

@@ -34,9 +34,8 @@ from runwatch import redact
 from runwatch.ledger import apply_events
 from runwatch.redact import DEFAULT_KEYS, MASK, RedactingFilter
 from runwatch.thresholds import ThresholdPolicy
-
-from .conftest import wait_for
-from .leaks import LIST, api, api_text, cli_text, ledger_text, stream_text  # noqa: F401  (api is a fixture)
+from tests.support.leaks import LIST, api_text, cli_text, ledger_text, stream_text
+from tests.support.waiting import wait_for
 
 QUEUE = "leaks"
 EXAMPLES = 40
@@ -217,7 +216,7 @@ def private_randomness(monkeypatch):
 
 
 def test_no_secret_leaves_a_failed_job_unmasked(
-    private_randomness, harness, worker, api, cli_env, logs, capsys, namespace  # noqa: F811
+    private_randomness, harness, worker, api, cli_env, logs, capsys, namespace
 ):
     raw, caplog = logs
     options = {"queue_name": QUEUE, "max_retries": 1, "min_backoff": 10, "max_backoff": 20, "runwatch_store_args": True}

@@ -8,7 +8,7 @@ from sqlalchemy import text
 from runwatch.cli import main
 from runwatch.errors import ConfigError
 from runwatch.retention import prune_once, retention_days
-from tests.integration.test_healer import seed
+from tests.support.ledger import seed
 
 
 def _completed(engine, outcome, days):

@@ -1,7 +1,5 @@
 """The drain child process gets the worker's settings, whatever the inherited environment says."""
 
-from types import SimpleNamespace
-
 import redis
 from runwatch.workers import drain_process
 
@@ -18,7 +16,7 @@ def test_the_child_environment_carries_the_settings_given_in_code(monkeypatch):
         database_url="postgresql+psycopg://u:pw@db/ledger", queued_stale_seconds=77, drain_batch=9, event_stream="s"
     )
     client = redis.Redis(host="cache", port=6380, db=3, password="pw")  # NOTE: never connects
-    drain_process.spawn(SimpleNamespace(settings=settings, shipper=SimpleNamespace(client=client)))
+    drain_process.spawn(settings, client)
 
     [(argv, env)] = started
     assert argv[-2:] == ["-m", "runwatch.workers.drain_process_main"]

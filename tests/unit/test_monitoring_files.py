@@ -3,31 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
-from pathlib import Path
 
 import yaml
 
-from tests.unit.test_prometheus_rules import _promtool, needs_promtool
-
-ROOT = Path(__file__).resolve().parents[2]
-DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "runwatch.json"
-#: A metric name in a PromQL expression (label names and functions never start with "runwatch_").
-METRIC = re.compile(r"\brunwatch_[a-z0-9_]+\b")
-
-
-def dashboard_exprs() -> list[str]:
-    dashboard = json.loads(DASHBOARD.read_text())
-    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
-
-
-def alert_exprs() -> list[str]:
-    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
-    return [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
-
-
-def metric_names(exprs: list[str]) -> set[str]:
-    return {name for expr in exprs for name in METRIC.findall(expr)}
+from tests.support.monitoring import DASHBOARD, ROOT, dashboard_exprs, needs_promtool, run_promtool
 
 
 def test_the_monitoring_profile_mounts_files_that_exist():
@@ -57,5 +36,5 @@ def test_every_dashboard_query_is_valid_promql(tmp_path):
     ]}]}  # fmt: skip
     path = tmp_path / "dashboard-rules.yml"
     path.write_text(yaml.safe_dump(rules))
-    result = _promtool("check", "rules", str(path))
+    result = run_promtool("check", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr

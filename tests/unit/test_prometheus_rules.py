@@ -2,43 +2,26 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
-
-import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-PROMETHEUS = ROOT / "deploy" / "prometheus"
-
-#: Debian's `prometheus` package ships promtool (scripts/bootstrap installs it with apt where it can).
-promtool = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(
-    promtool is None, reason="promtool not installed (apt-get install prometheus; scripts/bootstrap tries)"
-)
-
-
-def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    assert promtool is not None
-    return subprocess.run([promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=120)
+from tests.support.monitoring import PROMETHEUS, needs_promtool, run_promtool
 
 
 @needs_promtool
 def test_the_alert_rules_are_valid():
-    result = _promtool("check", "rules", "alerts.yml")
+    result = run_promtool("check", "rules", "alerts.yml")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @needs_promtool
 def test_the_scrape_config_is_valid():
-    result = _promtool("check", "config", "prometheus.yml")
+    result = run_promtool("check", "config", "prometheus.yml")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @needs_promtool
 def test_the_alerts_pass_their_unit_tests():
-    result = _promtool("test", "rules", "alerts.test.yml")
+    result = run_promtool("test", "rules", "alerts.test.yml")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import redis
-from runwatch.workers.shipper import _read_replies
+from runwatch.workers.stream_writer import read_replies as _read_replies
 
 
 class _Socket:

@@ -1,13 +1,18 @@
-"""Real dead letters for console tests: a worker with the recorder runs jobs that fail for good."""
+"""Real dead letters: a worker with the recorder runs jobs that fail for good, or one without it loses the callback."""
 
 from __future__ import annotations
+
+import time
 
 import dramatiq
 from runwatch.bridge import deadletters as dl
 from runwatch.bridge.keys import Keys
 from sqlalchemy import text
 
-from tests.integration.conftest import wait_for
+from runwatch import events as ev
+from runwatch.ledger import apply_events
+from runwatch.thresholds import ThresholdPolicy
+from tests.support.waiting import wait_for
 
 
 def _doomed(n, why):
@@ -49,3 +54,29 @@ def _all_failed(harness, message_ids) -> bool:
             {"ids": message_ids},
         ).scalar()
     return failed == len(message_ids)
+
+
+def _explode():
+    raise RuntimeError("lost callback")
+
+
+def dead_letter_without_callback(bare, engine, settings, *, queue="jobs"):
+    """A dead letter whose run the recorder saw start but never fail (``bare`` is a broker without it)."""
+    explode = bare.actors.get("_explode") or dramatiq.actor(_explode, broker=bare, queue_name=queue, max_retries=0)
+    message = explode.send()
+    bare.join(queue, timeout=10_000)
+    meta = {"queue": queue, "actor": "explode", "type": "explode", "created_at": message.message_timestamp / 1000}
+    with engine.begin() as conn:  # the recorder saw the start, never the failure
+        apply_events(
+            conn,
+            [ev.new_event(ev.STARTED, message.message_id, time.time(), meta, attempt=1)],
+            ThresholdPolicy(settings),
+        )
+    return message
+
+
+def run_of(engine, message_id):
+    with engine.connect() as conn:
+        return (
+            conn.execute(text("SELECT * FROM operation_runs WHERE message_id = :m"), {"m": message_id}).mappings().one()
+        )

@@ -7,18 +7,13 @@ API (list, detail, detail with diagnostics), and the SRE commands that print a r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import falcon.testing
-import pytest
-from runwatch.api.app import create_app
-from runwatch.api.store import Store
 from sqlalchemy import text
 
 from runwatch.cli import main
-from runwatch.queries import dispose_api_engines
-from runwatch.tokens import create_token
 
 LIST = "/api/admin/operations"
 _DUMP = "SELECT coalesce(string_agg(row_to_json(t)::text, E'\\n'), '') FROM {table} t"
@@ -34,15 +29,6 @@ class Api:
         result = self.client.simulate_get(path, params=params or None, headers=headers)
         assert result.status_code == 200, result.text
         return result
-
-
-@pytest.fixture
-def api(database_url: str, engine, servers) -> Iterator[Api]:
-    """The monitoring API over the test ledger, with an all-tenants token."""
-    with engine.begin() as conn:
-        token = create_token(conn, name="leak check", tenant_ids=None)[0]
-    yield Api(falcon.testing.TestClient(create_app(Store(database_url, token_cache_seconds=0))), token)
-    dispose_api_engines()
 
 
 def ledger_text(engine) -> str:
