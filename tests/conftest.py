@@ -116,3 +116,17 @@ def browser() -> Iterator[object]:
 
     with launched() as browser:
         yield browser
+
+
+@pytest.fixture
+def page(browser, base_url) -> Iterator[object]:
+    """A fresh browser tab on the module's ``base_url`` (its own cookies), watched for off-origin
+    requests and console errors (``page.watch``)."""
+    from tests.support.browser import WAIT_MS, Watch
+
+    context = browser.new_context(base_url=base_url)
+    tab = context.new_page()
+    tab.set_default_timeout(WAIT_MS)
+    tab.watch = Watch(tab)
+    yield tab
+    context.close()

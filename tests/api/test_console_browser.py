@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import text
 
-from tests.support.browser import WAIT_MS, Watch, needs_chromium, sign_in, sync_api, tab_through
+from tests.support.browser import WAIT_MS, needs_chromium, sign_in, sync_api, tab_through
 from tests.support.live_server import serving
 from tests.support.run_events import add_event
 from tests.support.seed import insert_run
@@ -24,16 +24,6 @@ pytestmark = needs_chromium
 def base_url(app) -> Iterator[str]:
     with serving(app) as url:
         yield url
-
-
-@pytest.fixture
-def page(browser, base_url) -> Iterator[object]:
-    context = browser.new_context(base_url=base_url)
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    page.watch = Watch(page)
-    yield page
-    context.close()
 
 
 def test_sign_in_filter_page_detail_diagnostics_sign_out(page, base_url, tokens, world):

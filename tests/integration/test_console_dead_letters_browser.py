@@ -17,7 +17,7 @@ from runwatch.bridge.mirror import mirror_once
 
 from runwatch.thresholds import ThresholdPolicy
 from runwatch.tokens import OPERATOR, create_token
-from tests.support.browser import WAIT_MS, Watch, needs_chromium, sign_in, sync_api, tab_through
+from tests.support.browser import WAIT_MS, needs_chromium, sign_in, sync_api, tab_through
 from tests.support.letters import make_dead_letters
 from tests.support.live_server import serving
 
@@ -29,16 +29,6 @@ def base_url(database_url, servers, engine) -> Iterator[str]:
     app = create_app(Store(database_url, token_cache_seconds=0), redis_url=servers.redis_url)
     with serving(app) as url:
         yield url
-
-
-@pytest.fixture
-def page(browser, base_url) -> Iterator[object]:
-    context = browser.new_context(base_url=base_url)
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    page.watch = Watch(page)
-    yield page
-    context.close()
 
 
 def test_operator_previews_confirms_and_sees_the_action_done_and_on_the_timeline(
