@@ -83,7 +83,7 @@ SCHEMAS: dict[str, Any] = {
             "queue": TEXT,
             "actor": TEXT,
             "exception_type": TEXT,
-            "tenant_id": {"type": "integer"},
+            "tenant_id": {"type": "integer", "minimum": 1, "maximum": MAX_BIGINT},
             "min_age_seconds": AGE,
             "max_age_seconds": AGE,
         },
