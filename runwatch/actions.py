@@ -12,14 +12,13 @@ every action; a scoped token sees the actions of tokens whose scope lies within 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, text
 
 from .dead_letters import Selection, where
 from .errors import ValidationError
-from .queries import MAX_BIGINT, Position
+from .queries import MAX_BIGINT, Position, position_at, rfc3339
 from .tokens import Principal
 
 REQUEUE, PURGE = "requeue", "purge"
@@ -30,7 +29,6 @@ STATUSES = (PENDING, RUNNING, DONE, FAILED)
 DEFAULT_MAX_LETTERS = 10_000
 #: Items returned with one action.
 MAX_ITEMS = 200
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class SelectionTooLarge(ValidationError):
@@ -41,14 +39,10 @@ class IdempotencyConflict(ValidationError):
     """The Idempotency-Key was used by this token for a different request."""
 
 
-def _rfc3339(column: str) -> str:
-    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
-
-
 _COLUMNS = f"""
 a.id, a.kind, a.token_id, a.token_name, a.tenant_ids, a.idempotency_key, a.selection, a.status, a.matched, a.done,
-a.skipped, {_rfc3339("a.requested_at")} AS requested_at, {_rfc3339("a.started_at")} AS started_at,
-{_rfc3339("a.finished_at")} AS finished_at, a.error,
+a.skipped, {rfc3339("a.requested_at")} AS requested_at, {rfc3339("a.started_at")} AS started_at,
+{rfc3339("a.finished_at")} AS finished_at, a.error,
 (extract(epoch FROM a.requested_at) * 1000000)::bigint AS requested_us
 """
 # APPSEC: an all-tenant token sees every action; a scoped one only actions within its tenants.
@@ -63,9 +57,9 @@ RETURNING id
 """)
 _MATCHED = text("UPDATE operator_actions SET matched = :matched WHERE id = :id")
 _BY_ID = text(f"SELECT {_COLUMNS} FROM operator_actions a WHERE a.id = :id AND {_SCOPE}")
-_ITEMS = text("""
+_ITEMS = text(f"""
 SELECT position, queue_name, redis_message_id, message_id, run_id, tenant_id, result, new_run_id, note,
-       to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS finished_at
+       {rfc3339("finished_at")} AS finished_at
 FROM operator_action_items WHERE action_id = :id ORDER BY position LIMIT :limit
 """)
 
@@ -153,7 +147,7 @@ def action_items(conn: Connection, action_id: int, *, limit: int = MAX_ITEMS) ->
 
 def position_of(row: dict[str, Any]) -> Position:
     """The keyset position of a row returned by ``list_actions``."""
-    return Position(_EPOCH + timedelta(microseconds=row["requested_us"]), row["id"])
+    return position_at(row["requested_us"], row["id"])
 
 
 def list_actions(

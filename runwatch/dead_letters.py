@@ -9,16 +9,14 @@ only what the token sees. Ages use the database clock. The list is a keyset walk
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, text
 
-from .queries import MAX_BIGINT, Position
+from .queries import MAX_BIGINT, Position, position_at, rfc3339
 
 #: Rows a preview returns besides the count.
 PREVIEW_ROWS = 20
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,13 +47,9 @@ class Selection:
         return {"filter": (self.filters or LetterFilters()).as_dict()}
 
 
-def _rfc3339(column: str) -> str:
-    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
-
-
 _COLUMNS = f"""
 d.id, d.queue_name, d.redis_message_id, d.message_id, d.actor_name, d.exception_type, d.exception_message,
-d.decode_error, {_rfc3339("d.dead_at")} AS dead_at, extract(epoch FROM now() - d.dead_at)::float8 AS age_seconds,
+d.decode_error, {rfc3339("d.dead_at")} AS dead_at, extract(epoch FROM now() - d.dead_at)::float8 AS age_seconds,
 d.tenant_id, d.run_id, (extract(epoch FROM d.dead_at) * 1000000)::bigint AS dead_us
 """
 
@@ -130,7 +124,7 @@ def get_letter(conn: Connection, letter_id: int, *, tenant_ids: frozenset[int] |
 
 def position_of(row: dict[str, Any]) -> Position:
     """The keyset position of a row returned by ``list_letters``."""
-    return Position(_EPOCH + timedelta(microseconds=row["dead_us"]), row["id"])
+    return position_at(row["dead_us"], row["id"])
 
 
 def letter_groups(
@@ -143,7 +137,7 @@ def letter_groups(
     clause, params = found
     sql = f"""
     SELECT d.queue_name, d.actor_name, d.exception_type, count(*) AS count,
-           {_rfc3339("min(d.dead_at)")} AS oldest_dead_at, {_rfc3339("max(d.dead_at)")} AS newest_dead_at,
+           {rfc3339("min(d.dead_at)")} AS oldest_dead_at, {rfc3339("max(d.dead_at)")} AS newest_dead_at,
            extract(epoch FROM now() - min(d.dead_at))::float8 AS oldest_age_seconds,
            extract(epoch FROM now() - max(d.dead_at))::float8 AS newest_age_seconds
     FROM dead_letters d {clause}

@@ -45,7 +45,7 @@ class Position:
     id: int
 
 
-def _rfc3339(column: str) -> str:
+def rfc3339(column: str) -> str:
     """SQL rendering ``column`` as RFC 3339 text in UTC, e.g. ``2026-01-31T12:00:00.000000Z``."""
     return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 
@@ -54,13 +54,13 @@ def _rfc3339(column: str) -> str:
 # Python only to format them again); created_us carries the exact keyset position for cursors.
 _LIST_COLUMNS = f"""
 id, type, type_label, status, outcome, {FRESHNESS_SQL} AS freshness_state, reconciled_at IS NOT NULL AS reconciled,
-tenant_id, initiator_name, operator_message, {_rfc3339("created_at")} AS created_at,
-{_rfc3339("started_at")} AS started_at, {_rfc3339("completed_at")} AS completed_at,
+tenant_id, initiator_name, operator_message, {rfc3339("created_at")} AS created_at,
+{rfc3339("started_at")} AS started_at, {rfc3339("completed_at")} AS completed_at,
 (extract(epoch FROM created_at) * 1000000)::bigint AS created_us
 """
 
 _DETAIL_COLUMNS = f"""
-{_LIST_COLUMNS}, summary_counts, failure_summary, {_rfc3339("reconciled_at")} AS reconciled_at,
+{_LIST_COLUMNS}, summary_counts, failure_summary, {rfc3339("reconciled_at")} AS reconciled_at,
 reconciliation_source, reason_code, reason_message, reconciliation_evidence
 """
 # PERF: diagnostics columns (jsonb last_error, timestamps) are read only when asked for.
@@ -177,9 +177,14 @@ def list_runs(
     return [dict(zip(keys, row, strict=True)) for row in result.all()]
 
 
+def position_at(microseconds: int, row_id: int) -> Position:
+    """A keyset position from a row's epoch microseconds (the ``*_us`` column every list selects)."""
+    return Position(_EPOCH + timedelta(microseconds=microseconds), row_id)
+
+
 def position_of(row: dict[str, Any]) -> Position:
     """The keyset position of a row returned by ``list_runs``."""
-    return Position(_EPOCH + timedelta(microseconds=row["created_us"]), row["id"])
+    return position_at(row["created_us"], row["id"])
 
 
 def get_run(
@@ -233,6 +238,7 @@ _RECONCILIATIONS = text("""
 SELECT reconciliation_source AS source, reason_code, count(*) AS n
 FROM operation_runs WHERE reconciled_at IS NOT NULL GROUP BY 1, 2
 """)
+
 
 def runs_by_state(conn: Connection) -> list[tuple[str, str, int]]:
     """(status, freshness, count) for every combination that has runs."""

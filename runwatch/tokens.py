@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from .errors import ValidationError
+from .run_filters import MAX_BIGINT
 
 #: Prefix of every token secret: makes leaked tokens easy to grep for in logs and repos.
 TOKEN_PREFIX = "rw_"
@@ -24,8 +25,6 @@ TOKEN_PREFIX = "rw_"
 TOKEN_BYTES = 32
 #: Longest token we bother hashing; anything longer cannot be one of ours.
 MAX_TOKEN_CHARS = 200
-#: PostgreSQL bigint: tenant ids beyond it cannot exist.
-MAX_BIGINT = 2**63 - 1
 #: Token roles, least privilege first (the CHECK of migration 0005 lists the same).
 VIEWER, OPERATOR = "viewer", "operator"
 ROLES = (VIEWER, OPERATOR)

@@ -289,8 +289,7 @@ class EventShipper:
             drops, self._unreported_drops = self._unreported_drops, {}
         try:
             with self.client.pipeline(transaction=False) as pipe:
-                for kind, n in drops.items():
-                    pipe.hincrbyfloat(counters.hash_key(self._stream), counters.field(counters.DROPPED, kind), n)
+                counters.send(pipe, self._stream, {counters.field(counters.DROPPED, k): n for k, n in drops.items()})
                 pipe.execute()
         except Exception:  # NOTE: keep them for the next successful flush
             with self._cond:
