@@ -19,6 +19,7 @@ from sqlalchemy import Connection, text
 from .dead_letters import Selection, where
 from .errors import ValidationError
 from .queries import MAX_BIGINT, Position, position_at, rfc3339
+from .run_filters import scope_params
 from .tokens import Principal
 
 REQUEUE, PURGE = "requeue", "purge"
@@ -62,10 +63,6 @@ SELECT position, queue_name, redis_message_id, message_id, run_id, tenant_id, re
        {rfc3339("finished_at")} AS finished_at
 FROM operator_action_items WHERE action_id = :id ORDER BY position LIMIT :limit
 """)
-
-
-def _scope_params(tenant_ids: frozenset[int] | None) -> dict[str, Any]:
-    return {"all_tenants": tenant_ids is None, "tenants": sorted(t for t in (tenant_ids or ()) if 0 < t <= MAX_BIGINT)}
 
 
 def request_action(
@@ -135,7 +132,7 @@ def get_action(conn: Connection, action_id: int, *, tenant_ids: frozenset[int] |
     """One action, or ``None`` when missing *or* outside the caller's scope."""
     if not 0 < action_id <= MAX_BIGINT:
         return None
-    row = conn.execute(_BY_ID, {"id": action_id, **_scope_params(tenant_ids)}).mappings().first()
+    row = conn.execute(_BY_ID, {"id": action_id, **scope_params(tenant_ids)}).mappings().first()
     return dict(row) if row else None
 
 
@@ -161,7 +158,7 @@ def list_actions(
 ) -> list[dict[str, Any]]:
     """The audit: actions newest first (``requested_at``, ``id``), strictly after ``after``."""
     clauses = [_SCOPE]
-    params: dict[str, Any] = {**_scope_params(tenant_ids), "limit": limit}
+    params: dict[str, Any] = {**scope_params(tenant_ids), "limit": limit}
     if status is not None:
         clauses.append("a.status = :status")
         params["status"] = status

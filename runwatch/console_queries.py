@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from .report import FRESHNESS_SQL
-from .run_filters import MAX_BIGINT
+from .run_filters import scope_params
 
 #: The overview's window, in hours.
 WINDOW_HOURS = 24
@@ -67,14 +67,6 @@ WHERE id = :id AND {_SCOPE}
 """)
 
 _DB_NOW = text("SELECT now()")
-
-
-def scope_params(tenant_ids: frozenset[int] | None) -> dict[str, Any]:
-    """The bind parameters of ``_SCOPE`` for a caller (``None``: every tenant)."""
-    return {
-        "all_tenants": tenant_ids is None,  # APPSEC: only an all-tenant token skips the tenant check
-        "tenants": sorted(t for t in (tenant_ids or ()) if 0 < t <= MAX_BIGINT),
-    }
 
 
 def _rows(conn: Connection, statement: Any, params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, create_engine, exc, text
 from . import passes
 from .errors import RunwatchError
 from .report import FRESHNESS_SQL, OPERATOR_COLUMNS
-from .run_filters import MAX_BIGINT, RunFilters, filter_clauses
+from .run_filters import MAX_BIGINT, RunFilters, filter_clauses, scope_params
 from .settings import DEFAULT_API_STATEMENT_TIMEOUT_MS, normalize_database_url
 
 #: Events of one run returned in diagnostics (the newest ones); progress can log thousands.
@@ -193,11 +193,7 @@ def get_run(
     """One run with its detail (and diagnostics) columns, or ``None`` when missing *or* out of scope."""
     if not 0 < run_id <= MAX_BIGINT:
         return None
-    params = {
-        "id": run_id,
-        "all_tenants": tenant_ids is None,  # APPSEC: only an all-tenant token skips the tenant check
-        "tenants": sorted(t for t in (tenant_ids or ()) if 0 < t <= MAX_BIGINT),
-    }
+    params = {"id": run_id, **scope_params(tenant_ids)}
     result = conn.execute(_DETAIL_WITH_DIAGNOSTICS if diagnostics else _DETAIL, params)
     row = result.first()
     return dict(zip(result.keys(), row, strict=True)) if row else None

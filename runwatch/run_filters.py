@@ -31,6 +31,15 @@ FRESHNESS_WHERE = {
 
 Values = tuple[str, ...]
 
+
+def scope_params(tenant_ids: frozenset[int] | None) -> dict[str, Any]:
+    """Bind parameters of a tenant-scope clause (``:all_tenants OR ... :tenants``); ``None``: every tenant."""
+    return {
+        "all_tenants": tenant_ids is None,  # APPSEC: only an all-tenant token skips the tenant check
+        "tenants": sorted(t for t in (tenant_ids or ()) if 0 < t <= MAX_BIGINT),
+    }
+
+
 #: A message's run and every run linked to it by ``retry_of``, either way (requeues of requeues).
 #: Dramatiq's own retries keep the message id: they are that run's attempts.
 FAMILY_OF_MESSAGE = """r.id IN (
