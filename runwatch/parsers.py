@@ -138,6 +138,12 @@ POSTGRES_URL = Parser(
     mask=mask_url,
 )
 REDIS_URL = Parser("a Redis URL", _url(_REDIS_SCHEMES), example="redis://127.0.0.1:6379/0", mask=mask_url)
+AMQP_URL = Parser(
+    "an AMQP URL", _url(frozenset({"amqp", "amqps"})), example="amqp://guest:guest@127.0.0.1:5672/%2F", mask=mask_url
+)
+HTTP_URL = Parser(
+    "an HTTP URL", _url(frozenset({"http", "https"})), example="http://guest:guest@127.0.0.1:15672", mask=mask_url
+)
 BIND_ADDRESS = Parser("HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N", _bind, example="0.0.0.0:8000")
 KEY_NAMES = Parser("comma-separated key names", _key_names, format=",".join, example="ssn,x-api-key")
 LOG_FILE = Parser("a file path, or - for standard output", _text, example="/var/log/runwatch/access.log")

@@ -88,6 +88,10 @@ class Settings:
 
     database_url: str | None = None
     redis_url: str | None = None
+    rabbitmq_url: str | None = None
+    rabbitmq_management_url: str | None = None
+    broker: str | None = None  # one of BROKERS; None: inferred (``broker_kind``)
+    event_transport: str | None = None  # one of BROKERS; None: the broker's own
     data_dir: Path | None = None
     thresholds_file: Path | None = None
     queued_stale_seconds: int = DEFAULT_QUEUED_STALE_SECONDS
@@ -170,6 +174,25 @@ class Settings:
                 "`runwatch demo` starts an embedded PostgreSQL when nothing is configured"
             )
         return self.database_url
+
+    @property
+    def broker_kind(self) -> str:
+        """The broker the CLI talks to: ``RUNWATCH_BROKER``, else RabbitMQ when only its URL is set."""
+        if self.broker:
+            return self.broker
+        return "rabbitmq" if self.rabbitmq_url and not self.redis_url else "redis"
+
+    def transport_for(self, broker_kind: str) -> str:
+        """Where run events travel for a broker of ``broker_kind``: ``RUNWATCH_EVENT_TRANSPORT``, else that broker."""
+        return self.event_transport or broker_kind
+
+    def require_rabbitmq_url(self) -> str:
+        if not self.rabbitmq_url:
+            raise ConfigError(
+                "RUNWATCH_RABBITMQ_URL is not set (the RabbitMQ your Dramatiq broker uses, "
+                "e.g. amqp://guest:guest@127.0.0.1:5672/%2F)"
+            )
+        return self.rabbitmq_url
 
     def require_redis_url(self) -> str:
         if not self.redis_url:

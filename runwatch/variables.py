@@ -16,6 +16,8 @@ from .lifecycle import TERMINAL_OUTCOMES
 PREFIX = "RUNWATCH_"
 #: Where run events are applied: a child process of each worker, a thread in it, or elsewhere.
 DRAIN_MODES = ("process", "thread", "external")
+#: The Dramatiq brokers Runwatch serves; also where run events can travel.
+BROKERS = ("redis", "rabbitmq")
 #: gunicorn's log levels.
 API_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -60,6 +62,26 @@ VARIABLES: tuple[Variable, ...] = (
         default_text="unset (`runwatch demo` and the tests start an embedded server)",
     ),
     Variable(
+        "RUNWATCH_RABBITMQ_URL", "rabbitmq_url", p.AMQP_URL,
+        "your Dramatiq broker's RabbitMQ, for `rabbitmq_broker()`, the CLI and drainers; `install()` uses the "
+        "broker's own connection parameters",
+    ),
+    Variable(
+        "RUNWATCH_RABBITMQ_MANAGEMENT_URL", "rabbitmq_management_url", p.HTTP_URL,
+        "RabbitMQ's management API, when its plugin is enabled: the healer then also sees messages held "
+        "unacknowledged (without it, queue depth and time alone)",
+    ),
+    Variable(
+        "RUNWATCH_BROKER", "broker", p.choice(*BROKERS),
+        "the broker the CLI (`heal`, `deadletters`, `bridge`, `drain`) and the API's readiness probe talk to",
+        default_text="`rabbitmq` when only `RUNWATCH_RABBITMQ_URL` is set, else `redis`",
+    ),
+    Variable(
+        "RUNWATCH_EVENT_TRANSPORT", "event_transport", p.choice(*BROKERS),
+        "where run events travel to the drainer: a Redis stream, or a durable RabbitMQ queue",
+        default_text="the broker's own (`rabbitmq` on a RabbitMQ broker: no Redis needed)",
+    ),
+    Variable(
         "RUNWATCH_DATA_DIR", "data_dir", p.PATH, "where the embedded servers (`runwatch demo`) keep their data",
         default_text="`$XDG_DATA_HOME/runwatch` or `~/.local/share/runwatch`",
     ),
@@ -69,7 +91,7 @@ VARIABLES: tuple[Variable, ...] = (
              "global queued threshold: queued this long (and not in the broker) is likely stale"),
     Variable("RUNWATCH_RUNNING_STALE_SECONDS", "running_stale_seconds", p.integer(minimum=1),
              "global running threshold: no progress this long is likely stale"),
-    Variable("RUNWATCH_EVENT_STREAM", "event_stream", p.TEXT, "Redis stream of run events"),
+    Variable("RUNWATCH_EVENT_STREAM", "event_stream", p.TEXT, "Redis stream (or RabbitMQ queue) of run events"),
     Variable("RUNWATCH_FLUSH_INTERVAL_MS", "flush_interval_ms", p.integer(minimum=1),
              "how long non-urgent events (queued, started, progress) wait in the process buffer"),
     Variable("RUNWATCH_DURABLE_WAIT_MS", "durable_wait_ms", p.integer(minimum=0),

@@ -130,3 +130,15 @@ def page(browser, base_url) -> Iterator[object]:
     tab.watch = Watch(tab)
     yield tab
     context.close()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url(session_token: str) -> Iterator[str]:
+    """This session's RabbitMQ (its own virtual host where ``rabbitmqctl`` works); skips where none answers."""
+    from tests.support import rabbitmq
+
+    why = rabbitmq.unanswered(rabbitmq.server_url())
+    if why:
+        pytest.skip(why)
+    with rabbitmq.session_vhost(rabbitmq.server_url(), session_token) as url:
+        yield url
