@@ -1,4 +1,4 @@
-"""Attach Runwatch to a broker in one line, or build a Redis broker with it attached."""
+"""Attach Runwatch to a broker in one line, or build a Redis or RabbitMQ broker with it attached."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ from collections.abc import Callable
 
 import dramatiq
 import redis
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 
 from runwatch import redact as redaction
 from runwatch.settings import Settings
 
 from .middleware import Recorder
-from .shipper import EventShipper
+from .transport import Transport
 
 
 def install(
@@ -25,8 +26,10 @@ def install(
     """Add the recorder to ``broker`` as its first middleware and return it.
 
     Call it before declaring actors (Dramatiq checks actor options against the middleware).
-    Events go to ``redis_client``, by default the broker's own Redis connection, else
-    ``RUNWATCH_REDIS_URL``. ``redact`` is a ``str -> str`` function for custom masking rules: it
+    Events travel through the broker itself (``workers.transport``): a ``RedisBroker``'s Redis
+    stream, a ``RabbitmqBroker``'s durable queue; ``redis_client`` (or
+    ``RUNWATCH_EVENT_TRANSPORT=redis`` with ``RUNWATCH_REDIS_URL``) sends them to a Redis instead.
+    ``redact`` is a ``str -> str`` function for custom masking rules: it
     runs after the built-in rules and ``RUNWATCH_REDACT_HOOK`` on every text this process ships
     (exception messages, tracebacks, stored arguments, dead-letter evidence).
     """
@@ -34,19 +37,9 @@ def install(
     # NOTE: the process-wide redactor, so the recorder's hooks, the failure callback and the
     # maintenance thread's dead-letter scans all mask with the same rules. A bad hook fails here.
     redaction.set_default(redaction.from_settings(settings, hook=redact))
-    client = redis_client or getattr(broker, "client", None)
-    if client is None:
-        if not settings.redis_url:
-            raise ValueError("install() needs a Redis for run events: pass redis_client or set RUNWATCH_REDIS_URL")
-        client = redis.Redis.from_url(settings.redis_url)
-    shipper = EventShipper(
-        client,
-        settings.event_stream,
-        flush_interval_ms=settings.flush_interval_ms,
-        durable_wait_ms=settings.durable_wait_ms,
-        buffer_max_events=settings.buffer_max_events,
-    )
-    recorder = Recorder(shipper, settings)
+    transport = Transport.for_broker(broker, settings, redis_client)
+    shipper = transport.shipper(settings)
+    recorder = Recorder(shipper, settings, transport)
     # NOTE: first in the list, so our after_* hooks run last: after Retries decided (DESIGN §5).
     first = type(broker.middleware[0]) if broker.middleware else None
     broker.add_middleware(recorder, before=first) if first else broker.add_middleware(recorder)
@@ -64,5 +57,25 @@ def redis_broker(
     settings = settings or Settings.from_env()
     url = url or settings.redis_url
     broker = RedisBroker(url=url, **kwargs) if url else RedisBroker(**kwargs)
+    install(broker, settings=settings, redact=redact)
+    return broker
+
+
+def rabbitmq_broker(
+    url: str | None = None,
+    *,
+    settings: Settings | None = None,
+    redact: Callable[[str], str] | None = None,
+    **kwargs,
+) -> RabbitmqBroker:
+    """A ``RabbitmqBroker`` on ``url`` (default ``RUNWATCH_RABBITMQ_URL``) with Runwatch attached.
+
+    Publisher confirms are on unless ``confirm_delivery=False`` is given: a job is only recorded
+    as queued once RabbitMQ has its message.
+    """
+    settings = settings or Settings.from_env()
+    url = url or settings.rabbitmq_url
+    kwargs.setdefault("confirm_delivery", True)
+    broker = RabbitmqBroker(url=url, **kwargs) if url else RabbitmqBroker(**kwargs)
     install(broker, settings=settings, redact=redact)
     return broker

@@ -28,7 +28,7 @@ def register_demo(sub: argparse._SubParsersAction) -> None:
 def register_drain(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "drain",
-        help="apply recorded run events from Redis to PostgreSQL (for RUNWATCH_DRAIN=external)",
+        help="apply recorded run events from Redis or RabbitMQ to PostgreSQL (for RUNWATCH_DRAIN=external)",
     )
     parser.add_argument("--once", action="store_true", help="drain what is there now, then exit")
     parser.set_defaults(func=_drain)
@@ -44,20 +44,16 @@ def _drain(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    import redis
-
     from runwatch.db import engine_for
-    from runwatch.errors import ConfigError
-    from runwatch.exposition import RunwatchCollector, serve
+    from runwatch.exposition import serve
     from runwatch.settings import Settings
 
-    from .drainer import Drainer
+    from .drain_setup import drainer_and_collector
+    from .transport import Transport
 
     settings = Settings.from_env()
-    if not settings.redis_url:
-        raise ConfigError("RUNWATCH_REDIS_URL is not set")
-    client, engine = redis.Redis.from_url(settings.redis_url), engine_for(settings.require_database_url())
-    drainer = Drainer.from_settings(settings, client, engine)
+    transport, engine = Transport.from_settings(settings), engine_for(settings.require_database_url())
+    drainer, collector = drainer_and_collector(settings, transport, engine)
     if args.once:
         result = drainer.drain_until_empty(max_seconds=600)
         print(
@@ -68,7 +64,6 @@ def _drain(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    collector = RunwatchCollector(stream=settings.event_stream, redis_client=client, engine=engine)
     serve(collector, port=settings.metrics_port, host=settings.metrics_host)
     print(f"runwatch: draining {settings.event_stream!r} into PostgreSQL; Ctrl-C to stop")
     drainer.run(stop)

@@ -28,6 +28,8 @@ import redis
 
 from runwatch.settings import Settings
 
+from .transport import Transport
+
 logger = logging.getLogger("runwatch.drainer")
 _PARENT_ENV = "RW_DRAIN_PARENT_PID"
 
@@ -44,11 +46,11 @@ def redis_url_of(client: redis.Redis) -> str:
     return f"{scheme}://{auth}{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
 
 
-def spawn(settings: Settings, client: redis.Redis) -> subprocess.Popen | None:
+def spawn(settings: Settings, transport: Transport) -> subprocess.Popen | None:
     if not settings.database_url:
         logger.error(
-            "RUNWATCH_DATABASE_URL is not set: run events wait in the Redis stream %r until a drainer "
-            "with a database runs (`runwatch drain`)",
+            "RUNWATCH_DATABASE_URL is not set: run events wait in %r until a drainer with a database "
+            "runs (`runwatch drain`)",
             settings.event_stream,
         )
         return None
@@ -57,7 +59,7 @@ def spawn(settings: Settings, client: redis.Redis) -> subprocess.Popen | None:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("RUNWATCH_")},
         **settings.as_env(),
-        "RUNWATCH_REDIS_URL": redis_url_of(client),
+        **transport.child_env(),
         _PARENT_ENV: str(os.getpid()),
     }
     return subprocess.Popen([sys.executable, "-m", "runwatch.workers.drain_process_main"], env=env)
@@ -71,9 +73,9 @@ RETRY_SECONDS = 1.0
 STALE_HOLDER_SECONDS = 10.0
 
 
-def lock_path(client: redis.Redis, stream: str) -> Path:
-    """The host's lock file for draining ``stream`` of the Redis ``client`` talks to."""
-    key = hashlib.sha256(f"{redis_url_of(client)}\0{stream}".encode()).hexdigest()[:20]
+def lock_path(transport: Transport, stream: str) -> Path:
+    """The host's lock file for draining ``stream`` of ``transport``."""
+    key = hashlib.sha256(f"{transport.identity}\0{stream}".encode()).hexdigest()[:20]
     return Path(tempfile.gettempdir()) / f"runwatch-drain-{key}.lock"
 
 
@@ -83,15 +85,15 @@ class HostDrainer:
     def __init__(
         self,
         settings: Settings,
-        client: redis.Redis,
+        transport: Transport,
         stop_event: threading.Event,
         *,
         retry_seconds: float = RETRY_SECONDS,
     ) -> None:
-        self._settings, self._client = settings, client
+        self._settings, self._transport = settings, transport
         self._stop = stop_event
         self._retry = retry_seconds
-        self._path = lock_path(client, settings.event_stream)
+        self._path = lock_path(transport, settings.event_stream)
         self._spare_path = self._path.with_suffix(".spare.lock")
         self._fd: int | None = None
         self._spare = False  # we hold the spare lock: the holder looks frozen
@@ -116,7 +118,7 @@ class HostDrainer:
                 if self._fd is not None and (self.child is None or self.child.poll() is not None):
                     if self.child is not None:
                         logger.warning("the drainer process exited with %s; starting another", self.child.returncode)
-                    self.child = spawn(self._settings, self._client)
+                    self.child = spawn(self._settings, self._transport)
                     if self.child is None:
                         return  # no database: spawn() said why; nothing to elect for
                 if self._stop.wait(self._retry):
@@ -177,24 +179,22 @@ def stop(child: subprocess.Popen | None, timeout_seconds: float = 10) -> None:
 def main() -> None:
     from runwatch.db import engine_for
     from runwatch.errors import ConfigError
-    from runwatch.exposition import RunwatchCollector, serve
+    from runwatch.exposition import serve
 
-    from .drainer import Drainer
+    from .drain_setup import drainer_and_collector
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
         settings.require_database_url()
-        redis_url = settings.require_redis_url()
+        transport = Transport.from_settings(settings)
     except ConfigError as exc:
         logger.error("drainer not started: %s", exc)
         sys.exit(2)
     parent = int(os.environ.get(_PARENT_ENV, "0"))
-    client = redis.Redis.from_url(redis_url)
     engine = engine_for(settings.require_database_url(), pool_size=1)
-    drainer = Drainer.from_settings(settings, client, engine)
+    drainer, collector = drainer_and_collector(settings, transport, engine)
     # NOTE: one drainer per host (the election above): the host's one exposition, on a known port.
-    collector = RunwatchCollector(stream=settings.event_stream, redis_client=client, engine=engine)
     serve(collector, port=settings.metrics_port, host=settings.metrics_host)
     stop_event = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop_event.set())

@@ -1,30 +1,27 @@
-"""Drain the Redis event stream into the PostgreSQL ledger.
+"""Drain run events into the PostgreSQL ledger, from a Redis stream or a RabbitMQ queue.
 
-A Redis consumer group makes this at-least-once and shareable: any number of drainers (a thread
-in every worker process, or dedicated ``runwatch drain`` processes) split the stream; an entry
-is acknowledged and deleted only after its transaction committed, and entries a dead drainer
-held are claimed by the others after ``claim_idle_ms``. The ledger dedupes by event id, so a
-redelivered entry changes nothing.
+The source (``EventSource``: ``redis_source`` or ``amqp_source``) makes this at-least-once and
+shareable: any number of drainers split the events, an entry is acknowledged only after its
+transaction committed, and what a dead drainer held goes to the others. The ledger dedupes by
+event id, so a redelivered entry changes nothing.
 
-PostgreSQL down: entries stay in the stream (Redis is the buffer), the drainer retries with
+PostgreSQL down: entries stay in the broker (it is the buffer), the drainer retries with
 jittered backoff (``backoff_seconds``) and logs once per burst. A malformed entry or event is
-moved to ``<stream>:rejected`` with its reason instead of blocking the stream.
+moved aside (``<stream>:rejected``) with its reason instead of blocking the others.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import socket
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import redis
-from runwatch.bridge import replies
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
@@ -38,16 +35,15 @@ from runwatch.passes import DEFAULT_IDLE_TIMEOUT_SECONDS as DEFAULT_PASS_IDLE_TI
 from runwatch.settings import DEFAULT_DRAIN_CLAIM_IDLE_MS, Settings
 from runwatch.thresholds import ThresholdPolicy
 
+from .redis_source import DEFAULT_FORGET_IDLE_MS, GROUP, RedisEventSource
+
+__all__ = ["GROUP", "DrainResult", "Drainer", "EventSource", "backoff_seconds"]
+
 logger = logging.getLogger("runwatch.drainer")
 
-GROUP = "runwatch-ledger"
 #: Errors that mean "this data", not "this database": the batch is bisected and the culprit
 #: rejected. Anything else (connection lost, ...) is retried as it is, so nothing is dropped.
 _BAD_DATA = (IntegrityError, DataError, ValueError, OverflowError, TypeError, KeyError)
-#: A consumer that holds nothing and has not read for this long belonged to a drainer that died:
-#: it is removed from the group, which would otherwise list every drainer that ever ran.
-DEFAULT_FORGET_IDLE_MS = 3_600_000
-_SWEEP_INTERVAL_SECONDS = 60.0
 #: A drainer stalled this long inside a transaction (its process frozen) loses its session, and the
 #: row locks with it: otherwise the healer skips those runs and every other drainer waits on them.
 DEFAULT_IDLE_TIMEOUT_SECONDS = DEFAULT_PASS_IDLE_TIMEOUT_SECONDS
@@ -98,10 +94,31 @@ class DrainResult:
     late: int = 0
 
 
+class EventSource(Protocol):
+    """Where the drainer reads run events: a Redis stream (``RedisEventSource``) or a RabbitMQ queue
+    (``AmqpEventSource``). Entries are ``(id, payload)``; a payload is one ``wire`` batch of events."""
+
+    #: Exceptions that mean "the transport", logged as such and retried.
+    errors: tuple[type[BaseException], ...]
+    name: str
+
+    def read(self, block_ms: int | None) -> list[tuple[bytes, bytes | None]]: ...
+
+    def settle(self, ids: list[bytes], increments: Mapping[str, float]) -> None:
+        """Acknowledge applied entries (after their commit) and add the run counters."""
+
+    def reject(self, entry_id: bytes, payload: bytes | str, reason: str) -> None: ...
+
+    def reset(self) -> None:
+        """After a failed database write: have what this drainer read delivered again."""
+
+    def close(self) -> None: ...
+
+
 class Drainer:
     def __init__(
         self,
-        client: redis.Redis,
+        source: redis.Redis | EventSource,
         engine: Engine,
         policy: ThresholdPolicy,
         *,
@@ -113,46 +130,32 @@ class Drainer:
         idle_timeout_seconds: float = DEFAULT_IDLE_TIMEOUT_SECONDS,
         linger_ms: int = DEFAULT_LINGER_MS,
     ) -> None:
-        self._client = client
+        if isinstance(source, redis.Redis):
+            source = RedisEventSource(source, stream, batch_entries=batch_entries, consumer=consumer,
+                                      claim_idle_ms=claim_idle_ms, forget_idle_ms=forget_idle_ms)  # fmt: skip
+        self.source: EventSource = source
         self._engine = engine
         self._policy = policy
         self._stream = stream
         self._batch = batch_entries
-        self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}"
-        self._claim_idle_ms = claim_idle_ms
-        self._forget_idle_ms = forget_idle_ms
         self._idle_timeout_ms = str(int(idle_timeout_seconds * 1000))
-        self._last_sweep = float("-inf")
-        self._last_claim = float("-inf")
         self._linger = linger_ms / 1000
-        self._group_ready = False
         self._db_errors = BurstLogger(logger, "could not write run events to PostgreSQL")
-        self._redis_errors = BurstLogger(logger, "could not read the run event stream from Redis")
-        self._backlog_checked = False
+        self._source_errors = BurstLogger(
+            logger, f"could not read the run events from {getattr(source, 'name', 'the broker')}"
+        )
         self._rng = random.Random()  # NOTE: seeded from os.urandom: drainers must not share a sequence
 
     @classmethod
-    def from_settings(cls, settings: Settings, client: redis.Redis, engine: Engine) -> Drainer:
-        """The drainer ``settings`` describe (stream, batch, claim idle, thresholds) over ``client`` and ``engine``."""
-        return cls(client, engine, ThresholdPolicy(settings), stream=settings.event_stream,
+    def from_settings(cls, settings: Settings, source: redis.Redis | EventSource, engine: Engine) -> Drainer:
+        """The drainer ``settings`` describe (stream, batch, claim idle, thresholds) over ``source`` and ``engine``."""
+        return cls(source, engine, ThresholdPolicy(settings), stream=settings.event_stream,
                    batch_entries=settings.drain_batch, claim_idle_ms=settings.drain_claim_idle_ms)  # fmt: skip
 
     def drain_once(self, *, block_ms: int | None = None) -> DrainResult:
-        """Apply one batch: first entries this consumer already holds, then stale ones, then new."""
-        self._ensure_group()
-        try:
-            entries = self._read("0", None) if not self._backlog_checked else []
-            if not entries:
-                self._backlog_checked = True
-                entries = self._claim_due() or self._read(">", block_ms)
-        except redis.ResponseError as exc:
-            if "NOGROUP" in str(exc):
-                # NOTE: Redis restarted without persistence (or the stream was deleted): the group
-                # went with it. Create it again, or no drainer would ever read another event.
-                self._group_ready = False
-            raise
+        """Apply one batch of what the source holds for this drainer."""
+        entries = self.source.read(block_ms)
         if not entries:
-            self._forget_dead_consumers()
             return DrainResult()
         return self._apply(entries)
 
@@ -177,69 +180,35 @@ class Drainer:
                     # PERF: a batch that was not full means the stream is nearly empty: let events
                     # accumulate a little, so one transaction (one commit, one fold) carries many.
                     stop.wait(self._linger)
-            except redis.RedisError as exc:
-                self._redis_errors.failure(exc)
+            except self.source.errors as exc:
+                self._source_errors.failure(exc)
                 failures += 1
             except Exception as exc:  # the database, or a bug: keep the entries, try again later
                 self._db_errors.failure(exc)
                 failures += 1
-                self._backlog_checked = False  # re-read what we hold once the database is back
+                self._reset_source()  # re-read what we hold once the database is back
             else:
-                self._redis_errors.success()
+                self._source_errors.success()
             if failures:
                 stop.wait(backoff_seconds(failures, self._rng))
+        self.source.close()
 
-    def _ensure_group(self) -> None:
-        if self._group_ready:
-            return
+    def _reset_source(self) -> None:
         try:
-            self._client.xgroup_create(self._stream, GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._group_ready = True
+            self.source.reset()
+        except Exception as exc:  # NOTE: the transport is down too; the next read reconnects
+            self._source_errors.failure(exc)
 
-    def _forget_dead_consumers(self) -> None:
-        """Remove consumers of drainers that died, once their entries were claimed (nothing is lost:
-        only consumers with no pending entries go; a live one idle that long is re-created on its next read)."""
-        now = time.monotonic()
-        if now - self._last_sweep < _SWEEP_INTERVAL_SECONDS:
-            return
-        self._last_sweep = now
-        for consumer in self._client.xinfo_consumers(self._stream, GROUP):
-            name = consumer["name"].decode() if isinstance(consumer["name"], bytes) else consumer["name"]
-            if name != self._consumer and consumer["pending"] == 0 and consumer["idle"] >= self._forget_idle_ms:
-                self._client.xgroup_delconsumer(self._stream, GROUP, name)
-                logger.info("removed the idle consumer %s of a drainer that is gone", name)
-
-    def _read(self, start: str, block_ms: int | None) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        reply = self._client.xreadgroup(GROUP, self._consumer, {self._stream: start}, count=self._batch, block=block_ms)
-        return replies.read_entries(reply)
-
-    def _claim_due(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        """Claim stale entries, at most every ``claim_idle_ms`` / 4 (PERF: not one XAUTOCLAIM per batch)."""
-        now = time.monotonic()
-        if now - self._last_claim < self._claim_idle_ms / 4000:
-            return []
-        entries = self._claim()
-        if not entries:  # NOTE: while there are stale entries, keep claiming them batch after batch
-            self._last_claim = now
-        return entries
-
-    def _claim(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        reply = self._client.xautoclaim(
-            self._stream, GROUP, self._consumer, self._claim_idle_ms, start_id="0-0", count=self._batch
-        )
-        return [entry for entry in reply[1] if entry[1]]
-
-    def _apply(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> DrainResult:
+    def _apply(self, entries: list[tuple[bytes, bytes | None]]) -> DrainResult:
         result = DrainResult(entries=len(entries))
         good: list[dict[str, Any]] = []
-        for entry_id, fields in entries:
+        for entry_id, payload in entries:
             try:
-                batch = wire.loads(fields[b"e"])
+                if payload is None:
+                    raise KeyError("e")
+                batch = wire.loads(payload)
             except (KeyError, ValueError) as exc:
-                self._reject(entry_id, fields.get(b"e", b""), f"undecodable entry: {exc}")
+                self._reject(entry_id, payload or b"", f"undecodable entry: {exc}")
                 result.rejected += 1
                 continue
             for event in batch:
@@ -250,13 +219,7 @@ class Drainer:
                     result.rejected += 1
         finished: list[dict[str, Any]] = []
         result.late = self._write(good, result, finished)
-        ids = [entry_id for entry_id, _ in entries]
-        with self._client.pipeline(transaction=False) as pipe:
-            pipe.xack(self._stream, GROUP, *ids)
-            pipe.xdel(self._stream, *ids)
-            # PERF: the run counters of /metrics ride on the acknowledgement's round trip.
-            counters.send(pipe, self._stream, counters.increments(finished))
-            pipe.execute()
+        self.source.settle([entry_id for entry_id, _ in entries], counters.increments(finished))
         self._db_errors.success()
         result.events = len(good)
         return result
@@ -288,7 +251,5 @@ class Drainer:
             return self._write(first, result, finished) + self._write(second, result, finished)
 
     def _reject(self, entry_id: bytes, payload: bytes | str, reason: str) -> None:
-        logger.error("rejected run event from stream entry %s: %s", entry_id.decode(), reason)
-        self._client.xadd(
-            f"{self._stream}:rejected", {"entry": entry_id, "reason": reason, "payload": payload}, maxlen=10_000
-        )
+        logger.error("rejected run event from entry %s: %s", entry_id.decode(), reason)
+        self.source.reject(entry_id, payload, reason)

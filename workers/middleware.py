@@ -37,6 +37,7 @@ from . import run as run_api
 from . import services as background
 from .errors import InvalidSendOptions
 from .shipper import EventShipper
+from .transport import REDIS, Transport
 
 logger = logging.getLogger("runwatch.recorder")
 
@@ -61,9 +62,10 @@ ENQUEUED_BUILDER = "enqueued"
 class Recorder(Middleware):
     """Records every run of tracked actors (all actors unless ``runwatch_track=False``)."""
 
-    def __init__(self, shipper: EventShipper, settings: Settings) -> None:
+    def __init__(self, shipper: EventShipper, settings: Settings, transport: Transport | None = None) -> None:
         self.shipper = shipper
         self.settings = settings
+        self.transport = transport or Transport(REDIS, redis_client=shipper.client)
         self.hook_errors = 0
         self._profiles: dict[str, m.ActorProfile] = {}
         # NOTE: threads share this instance, and one message can be delivered twice at once, so
@@ -101,9 +103,15 @@ class Recorder(Middleware):
             if delay is not None and run is not None:  # Retries re-enqueued it
                 run.retry_at = time.time() + delay / 1000
                 run.retry_redis_message_id = message.options.get("redis_message_id")
-            elif delay is None and run is None and self._profile(broker, message.actor_name).tracked:
+            elif (
+                delay is None
+                and run is None
+                and message.options.get("redis_message_id")
+                and self._profile(broker, message.actor_name).tracked
+            ):
                 # NOTE: a delayed message (or a retry) moving out of <queue>.DQ gets a new Redis
-                # id; without it the healer would look for the message under the old one.
+                # id; without it the healer would look for the message under the old one. On
+                # RabbitMQ nothing changes (no broker id), and the move races the redelivery's start.
                 self.shipper.emit(
                     (
                         "moved",
@@ -232,7 +240,7 @@ class Recorder(Middleware):
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         namespace = getattr(broker, "namespace", DEFAULT_NAMESPACE)
-        self.services = background.start(self.settings, self.shipper.client, namespace)
+        self.services = background.start(self.settings, self.transport, namespace)
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self.shipper.flush()

@@ -1,4 +1,4 @@
-"""Ship run events from a process to the Redis event stream, in batches, off the hot path.
+"""Ship run events from a process to the event stream (Redis) or queue (RabbitMQ), in batches, off the hot path.
 
 Hooks only append a dict to a list. Whatever has accumulated is encoded into a single stream
 entry (one XADD, one round trip, whatever the batch size). A hook that must not return before
@@ -25,8 +25,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Hashable
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any, Protocol
 
 import redis
 
@@ -44,17 +44,31 @@ _OUTCOME_KINDS = frozenset({ev.COMPLETED, ev.DEAD_LETTERED, ev.ATTEMPT_FAILED})
 Pending = dict[str, Any] | Callable[[], dict[str, Any]] | tuple[Any, ...]
 
 
+class EventWriter(Protocol):
+    """Where the shipper writes: a Redis stream (``StreamWriter``) or a RabbitMQ queue (``QueueWriter``)."""
+
+    def write(self, payloads: list[bytes]) -> None:
+        """Make each payload durable, or raise (the events are kept and retried)."""
+
+    def count(self, increments: Mapping[str, float]) -> None:
+        """Add counter increments (``runwatch.counters`` fields) to the global run counters."""
+
+    def reset(self) -> None:
+        """Forget the connection without closing it (after a fork)."""
+
+
 class EventShipper:
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | None,
         stream: str,
         *,
         flush_interval_ms: int,
         durable_wait_ms: int,
         buffer_max_events: int,
+        writer: EventWriter | None = None,
     ) -> None:
-        self.client = client
+        self.client = client  # NOTE: None when events travel through RabbitMQ (``writer``)
         self._stream = stream
         self._interval = flush_interval_ms / 1000
         self._durable_wait = durable_wait_ms / 1000
@@ -67,7 +81,11 @@ class EventShipper:
         self._urgent = False
         self._waiters: list[threading.Lock] = []  # durable emitters waiting for the next flush
         self._leading = False  # a thread is shipping (an emitter, or the background thread)
-        self._writer = StreamWriter(client, stream, timeout_seconds=self._durable_wait)  # its own connection
+        if writer is None:
+            if client is None:
+                raise ValueError("EventShipper needs a Redis client or a writer")
+            writer = StreamWriter(client, stream, timeout_seconds=self._durable_wait)  # its own connection
+        self._writer: EventWriter = writer
         self._backoff = 0.0  # seconds: Redis failed; only the background thread writes until it works
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -288,9 +306,7 @@ class EventShipper:
         with self._cond:
             drops, self._unreported_drops = self._unreported_drops, {}
         try:
-            with self.client.pipeline(transaction=False) as pipe:
-                counters.send(pipe, self._stream, {counters.field(counters.DROPPED, k): n for k, n in drops.items()})
-                pipe.execute()
+            self._writer.count({counters.field(counters.DROPPED, k): n for k, n in drops.items()})
         except Exception:  # NOTE: keep them for the next successful flush
             with self._cond:
                 for kind, n in drops.items():

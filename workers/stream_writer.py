@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 import redis
 from redis.backoff import NoBackoff
 from redis.connection import AbstractConnection
 from redis.retry import Retry
+
+from runwatch import counters
 
 #: The shortest socket timeout of the shipper's own connection (``durable_wait_ms`` may be 0).
 MIN_SOCKET_TIMEOUT_SECONDS = 0.1
@@ -18,6 +21,7 @@ class StreamWriter:
 
     def __init__(self, client: redis.Redis, stream: str, *, timeout_seconds: float) -> None:
         self._client = client
+        self._stream = stream
         name = stream.encode()
         self._head = b"*5\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n$1\r\n*\r\n$1\r\ne\r\n" % (len(name), name)
         self._bound = max(timeout_seconds, MIN_SOCKET_TIMEOUT_SECONDS)
@@ -26,6 +30,12 @@ class StreamWriter:
     def reset(self) -> None:
         """Forget the connection (a forked child must not share its parent's socket)."""
         self._conn = None
+
+    def count(self, increments: Mapping[str, float]) -> None:
+        """Add counter increments (events dropped while Redis was away) to the stream's counters."""
+        with self._client.pipeline(transaction=False) as pipe:
+            counters.send(pipe, self._stream, increments)
+            pipe.execute()
 
     def write(self, payloads: list[bytes]) -> None:
         """XADD each payload as one entry, pipelined, on this shipper's own connection.
