@@ -232,3 +232,16 @@ WITH done AS (
 )
 SELECT {_FINISHED_COLUMNS} FROM done
 """)
+
+#: Add run counter increments (``runwatch.counter_store``): one statement for a batch of fields.
+#: NOTE: rows are locked in name order (the ORDER BY), so two adds of overlapping fields queue
+#: behind each other instead of deadlocking; GROUP BY merges a name given twice (ON CONFLICT
+#: cannot touch one row twice in one statement).
+ADD_METRIC_COUNTERS = text("""
+INSERT INTO metric_counters AS m (name, value)
+SELECT i.name, sum(i.value)
+FROM unnest(CAST(:names AS text[]), CAST(:amounts AS float8[])) AS i(name, value)
+GROUP BY i.name
+ORDER BY i.name
+ON CONFLICT (name) DO UPDATE SET value = m.value + EXCLUDED.value
+""")
