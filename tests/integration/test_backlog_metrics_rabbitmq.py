@@ -12,23 +12,13 @@ from tests.support.net import free_port
 from tests.support.rabbitmq import unique
 
 
-def queue_backlog(url: str, queue: str):
-    """What a RabbitMQ drain process can hand the collector: ready messages, age unknown (AMQP cannot tell)."""
-
-    def backlog() -> tuple[int, float | None]:
-        with contextlib.closing(amqp.connect(url, timeout_seconds=2)) as connection:
-            return amqp.queue_depth(connection, queue).messages or 0, None
-
-    return backlog
-
-
 def test_the_event_queues_depth_is_the_backlog_and_a_dead_broker_reads_as_down(rabbitmq_url, engine):
     queue = unique("events")
     with contextlib.closing(amqp.connect(rabbitmq_url)) as connection:
         channel = connection.channel()
         amqp.declare_event_queue(channel, queue)
         values = samples(
-            scrape(RunwatchCollector(stream=queue, engine=engine, backlog=queue_backlog(rabbitmq_url, queue)))
+            scrape(RunwatchCollector(stream=queue, engine=engine, backlog=amqp.queue_backlog(rabbitmq_url, queue)))
         )
         assert values[("runwatch_broker_up", ())] == 1
         assert values[("runwatch_event_stream_backlog", ())] == 0 and values[("runwatch_drainer_lag_seconds", ())] == 0
@@ -36,12 +26,12 @@ def test_the_event_queues_depth_is_the_backlog_and_a_dead_broker_reads_as_down(r
         for _ in range(3):
             channel.basic_publish("", queue, b"[]")
         values = samples(
-            scrape(RunwatchCollector(stream=queue, engine=engine, backlog=queue_backlog(rabbitmq_url, queue)))
+            scrape(RunwatchCollector(stream=queue, engine=engine, backlog=amqp.queue_backlog(rabbitmq_url, queue)))
         )
         assert values[("runwatch_event_stream_backlog", ())] == 3
         assert ("runwatch_drainer_lag_seconds", ()) not in values  # NOTE: waiting events of unknown age
         channel.queue_delete(queue)
         channel.queue_delete(amqp.rejected_queue(queue))
     dead = f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
-    values = samples(scrape(RunwatchCollector(stream=queue, engine=engine, backlog=queue_backlog(dead, queue))))
+    values = samples(scrape(RunwatchCollector(stream=queue, engine=engine, backlog=amqp.queue_backlog(dead, queue))))
     assert values[("runwatch_broker_up", ())] == 0 and values[("runwatch_ledger_up", ())] == 1
