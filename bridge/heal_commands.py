@@ -54,8 +54,6 @@ TABLE_DECISIONS = 50
 
 
 def _heal(args: argparse.Namespace) -> int:
-    import redis
-
     from runwatch import counters, passes
     from runwatch.db import engine_for
     from runwatch.exposition import RunwatchCollector, serve
@@ -64,21 +62,20 @@ def _heal(args: argparse.Namespace) -> int:
     from runwatch.thresholds import ThresholdPolicy
 
     from .keys import Keys
-    from .locator import RedisLocator
+    from .locators import locator_for
 
     settings = Settings.from_env()
-    if not settings.redis_url:
-        raise ConfigError("RUNWATCH_REDIS_URL is not set (the Redis your Dramatiq broker uses)")
     if args.limit is not None and args.limit < 1:
         raise ConfigError("--limit must be at least 1")
+    rabbitmq = settings.broker_kind == "rabbitmq"
+    if not rabbitmq and not settings.redis_url:
+        raise ConfigError("RUNWATCH_REDIS_URL is not set (the Redis your Dramatiq broker uses)")
+    if rabbitmq:
+        settings.require_rabbitmq_url()
     engine = engine_for(settings.require_database_url())
-    client = redis.Redis.from_url(settings.redis_url)
-    locator = RedisLocator(
-        client,
-        Keys(args.namespace),
-        event_stream=settings.event_stream,
-        heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
-    )
+    # NOTE: a RabbitMQ shop may run no Redis: the run counters of /metrics then stay out.
+    client = _redis(settings.redis_url) if settings.redis_url else None
+    locator = locator_for(settings, redis_client=client, keys=Keys(args.namespace))
     policy = ThresholdPolicy(settings)
     limit = {} if args.limit is None else {"limit": args.limit}
     options = options_from(settings, dry_run=args.dry_run, types=args.types, tenants=args.tenants, **limit)
@@ -88,7 +85,8 @@ def _heal(args: argparse.Namespace) -> int:
     def step() -> None:
         with Progress("heal: pass running"):  # a spinner while a large pass works; terminals only
             result = heal_once(engine, locator, policy, options)
-        counters.record(client, settings.event_stream, result.finished)
+        if client is not None:
+            counters.record(client, settings.event_stream, result.finished)
         _print_pass(result, args.format)
 
     if args.once or args.dry_run:
@@ -184,3 +182,9 @@ def _explain(engine, locator, run_id: int, options: Any, fmt: str) -> int:
             out["evidence_now"] = verdict.as_dict()
     output.emit_record(out, fmt)
     return 0
+
+
+def _redis(url: str) -> Any:
+    import redis
+
+    return redis.Redis.from_url(url)
