@@ -17,6 +17,7 @@ from runwatch.bridge.rabbitmq_locator import BROKER_ERRORS, RabbitmqLocator
 from runwatch.healer import HealOptions, heal_once
 from runwatch.settings import Settings
 from runwatch.thresholds import ThresholdPolicy
+from tests.support.crash_loops import crash_loop
 from tests.support.ledger import row
 from tests.support.rabbitmq import unique
 from tests.support.rabbitmq_heal import holding_consumer, seed_on
@@ -226,3 +227,12 @@ def broker_flush(url: str, name: str) -> None:
         connection.channel().queue_purge(name)
     finally:
         connection.close()
+
+
+def test_a_crash_looping_run_is_left_to_the_workers_poison_gate(engine, queue, heal):
+    looping = crash_loop(engine, 5)  # 4 crash redeliveries within the window, no broker id to dead-letter by
+    result = heal()
+    assert result.poison_pills == 0 and result.skipped["poison_gate"] == 1
+    stopped = next(d for d in result.decisions if d["id"] == looping and d.get("poison_pill"))
+    assert (stopped["action"], stopped["why"], stopped["crash_redeliveries"]) == ("skip", "poison_gate", 4)
+    assert row(engine, looping)["status"] == "running"
