@@ -17,7 +17,9 @@ from .keys import DEFAULT_NAMESPACE
 def register_heal(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("heal", help="resolve stale runs on broker evidence (single-flight; cron-safe)")
     parser.add_argument(
-        "--namespace", default=DEFAULT_NAMESPACE, help=f"Dramatiq's Redis namespace (default {DEFAULT_NAMESPACE})"
+        "--namespace",
+        default=DEFAULT_NAMESPACE,
+        help=f"Dramatiq's Redis namespace (Redis only; default {DEFAULT_NAMESPACE})",
     )
     parser.add_argument("--once", action="store_true", help="one pass, then exit (for cron)")
     parser.add_argument(
