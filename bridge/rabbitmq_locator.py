@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,7 +108,11 @@ class RabbitmqLocator:
         event_samples: int = DEFAULT_EVENT_SAMPLES,
         event_sample_interval_seconds: float = DEFAULT_EVENT_SAMPLE_INTERVAL_SECONDS,
         timeout_seconds: float = amqp.DEFAULT_TIMEOUT_SECONDS,
+        unapplied: Callable[[], set[str] | None] | None = None,
     ) -> None:
+        """``unapplied``: where run events travel through Redis instead (``RUNWATCH_EVENT_TRANSPORT=redis``),
+        the stream's own answer (``RedisLocator.unapplied_message_ids``)."""
+        self._unapplied = unapplied
         self._url = url
         self._event_queue = event_queue
         self._management_url = management_url
@@ -146,6 +150,8 @@ class RabbitmqLocator:
         answered for the whole queue: empty in any of a few quick samples means every event
         shipped before that moment has been handed to a drainer. A missing queue holds nothing.
         """
+        if self._unapplied is not None:
+            return self._unapplied()
         with self._connection() as connection:
             for sample in range(self._samples):
                 depth = amqp.queue_depth(connection, self._event_queue)

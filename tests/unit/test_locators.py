@@ -39,3 +39,21 @@ def test_both_brokers_errors_count_as_an_outage():
     assert issubclass(redis.ConnectionError, BROKER_ERRORS)
     assert issubclass(pika.exceptions.AMQPConnectionError, BROKER_ERRORS)
     assert not issubclass(ValueError, BROKER_ERRORS)
+
+
+def test_run_events_through_redis_beside_rabbitmq_are_checked_in_the_stream():
+    client = redis.Redis.from_url("redis://127.0.0.1:1/0")  # never contacted
+    settings = Settings(
+        rabbitmq_url=AMQP, redis_url="redis://127.0.0.1:1/0", broker="rabbitmq", event_transport="redis"
+    )
+    locator = locator_for(settings, redis_client=client)
+    assert isinstance(locator, RabbitmqLocator)
+    assert (
+        locator._unapplied.__self__._client is client and locator._unapplied.__self__._stream == settings.event_stream
+    )
+    assert locator_for(Settings(rabbitmq_url=AMQP))._unapplied is None  # events in RabbitMQ: its event queue
+
+
+def test_the_delegate_answers_for_the_event_queue():
+    locator = RabbitmqLocator(AMQP, event_queue="never-asked", unapplied=lambda: {"m1"})
+    assert locator.unapplied_message_ids() == {"m1"}
