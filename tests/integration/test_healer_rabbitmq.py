@@ -218,6 +218,8 @@ def test_heal_explain_and_a_pass_from_the_cli_on_rabbitmq_without_redis(
     broker_flush(rabbitmq_url, name)
     assert main(["heal", "--explain", str(slow), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["next"] == "the next pass reconciles it as run.stale_running"
+    assert main(["heal", "--dry-run"]) == 0  # the table
+    assert "heal: 1 stale candidate(s), would reconcile 1, skipped: none" in capsys.readouterr().out
     assert main(["heal", "--once", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["reconciled"] == 1
     assert row(engine, slow)["reason_code"] == "run.stale_running"
