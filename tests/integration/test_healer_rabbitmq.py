@@ -16,6 +16,8 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from runwatch.bridge import amqp
 from runwatch.bridge.rabbitmq_locator import BROKER_ERRORS, RabbitmqLocator
 
+from runwatch import counters
+from runwatch.counter_store import LedgerCounters
 from runwatch.healer import HealOptions, heal_once
 from runwatch.settings import Settings
 from runwatch.thresholds import ThresholdPolicy
@@ -223,6 +225,9 @@ def test_heal_explain_and_a_pass_from_the_cli_on_rabbitmq_without_redis(
     assert main(["heal", "--once", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["reconciled"] == 1
     assert row(engine, slow)["reason_code"] == "run.stale_running"
+    with engine.connect() as conn:  # counted in the ledger: no Redis here
+        counted = LedgerCounters.values(conn)
+    assert any(name.startswith(counters.RECONCILED) and value == 1 for name, value in counted.items()), counted
 
 
 def broker_flush(url: str, name: str) -> None:
