@@ -47,7 +47,7 @@ def test_every_outcome_is_recorded_through_rabbitmq(rabbit: RabbitHarness):
             raise ValueError("boom: password=hunter2")
 
     sent = {kind: job.send(kind) for kind in ("ok", "partial", "block", "fail", "raise")}
-    rabbit.settle()
+    rabbit.settle_runs(*(m.message_id for m in sent.values()))
     outcomes = {kind: rabbit.run(m.message_id) for kind, m in sent.items()}
     assert {k: (r["status"], r["outcome"]) for k, r in outcomes.items()} == {
         "ok": ("completed", "succeeded"),
@@ -80,8 +80,7 @@ def test_retries_are_one_run_with_attempts_on_rabbitmq(rabbit: RabbitHarness):
             raise RuntimeError("transient")
 
     message = flaky.send()
-    rabbit.broker.join(rabbit.queue, timeout=30_000)
-    rabbit.settle()
+    rabbit.settle_runs(message.message_id)
     run = rabbit.run(message.message_id)
     assert (run["status"], run["outcome"], run["attempts"]) == ("completed", "succeeded", 3)
     kinds = [e["kind"] for e in rabbit.events(message.message_id)]

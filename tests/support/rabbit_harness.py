@@ -18,6 +18,7 @@ from sqlalchemy import text
 from runwatch import workers
 from runwatch.settings import Settings
 from tests.support.rabbitmq import unique
+from tests.support.waiting import wait_for
 
 
 @dataclass
@@ -34,6 +35,22 @@ class RabbitHarness:
         self.broker.join(self.queue, timeout=int(timeout * 1000))
         self.recorder.shipper.flush()
         self.drainer.drain_until_empty()
+
+    def settle_runs(self, *message_ids: str, timeout: float = 30.0) -> None:
+        """Drain until these runs are completed. NOTE: ``broker.join`` counts only ready messages, so
+        it returns while a retry waits unacknowledged in a worker's delay-queue prefetch."""
+
+        def completed() -> bool:
+            self.recorder.shipper.flush()
+            self.drainer.drain_until_empty()
+            with self.engine.connect() as conn:
+                done = conn.execute(
+                    text("SELECT count(*) FROM operation_runs WHERE status = 'completed' AND message_id = ANY(:ids)"),
+                    {"ids": list(message_ids)},
+                ).scalar()
+            return done == len(message_ids)
+
+        wait_for(completed, timeout=timeout)
 
     def run(self, message_id: str) -> dict[str, Any]:
         with self.engine.connect() as conn:
