@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import socket
 import subprocess
 import threading
 import time
@@ -169,7 +167,7 @@ class Recorder(Middleware):
         run.start = {
             "at": time.time(),
             "attempt": run.attempt,
-            "worker_id": self._worker_id(broker),
+            "worker_id": m.worker_id(broker),
             "redis_message_id": message.options.get("redis_message_id"),
         }
         run.start_key = id(run)
@@ -300,8 +298,3 @@ class Recorder(Middleware):
                 actor = None
             profile = self._profiles[actor_name] = m.actor_profile(broker, actor, actor_name)
         return profile
-
-    @staticmethod
-    def _worker_id(broker: dramatiq.Broker) -> str:
-        # NOTE: the Redis broker heartbeats under broker_id; the healer checks liveness with it.
-        return getattr(broker, "broker_id", None) or f"{socket.gethostname()}:{os.getpid()}"
