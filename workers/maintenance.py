@@ -8,6 +8,10 @@ schedule ``runwatch heal --once`` and ``runwatch bridge scan`` from cron as a ba
 
 ``declare_actors(broker)`` also declares the passes as Dramatiq actors (``runwatch_heal``,
 ``runwatch_bridge_scan``), for teams that prefer to trigger them from their own scheduler.
+
+The dead-letter passes read the worker's broker: Redis through the worker's client, RabbitMQ
+through a connection opened for each pass and closed after it (a pika ``BlockingConnection`` is
+not thread-safe, and the server closes one left idle past its heartbeats).
 """
 
 from __future__ import annotations
@@ -16,15 +20,21 @@ import contextlib
 import logging
 import threading
 import time
+from typing import Any
 
 import dramatiq
+import pika.exceptions
 import redis
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from runwatch.bridge import amqp
 from runwatch.bridge.actions import execute_once
 from runwatch.bridge.adapter import DEFAULT_MIN_AGE_SECONDS, AdapterResult, reconcile_once
 from runwatch.bridge.keys import DEFAULT_NAMESPACE, Keys
+from runwatch.bridge.letter_store import LetterStore, letter_store
 from runwatch.bridge.locator import RedisLocator
 from runwatch.bridge.mirror import mirror_once
+from runwatch.bridge.rabbitmq_letters import RabbitmqLetters, RabbitmqUnreachable, ledger_queues
+from runwatch.bridge.redis_letters import RedisLetters
 
 from runwatch import counters, passes
 from runwatch.burstlog import BurstLogger
@@ -35,6 +45,8 @@ from runwatch.settings import Settings
 from runwatch.thresholds import ThresholdPolicy
 
 logger = logging.getLogger("runwatch.maintenance")
+#: A pass that fails with one of these could not reach the broker: the healer waits out a grace period.
+BROKER_ERRORS = (redis.RedisError, pika.exceptions.AMQPConnectionError, RabbitmqUnreachable)
 #: Retention is cheap when there is nothing to delete, but there is no point checking more often.
 PRUNE_INTERVAL_SECONDS = 3600
 
@@ -42,9 +54,17 @@ PRUNE_INTERVAL_SECONDS = 3600
 class Maintenance:
     """One healer pass and one dead-letter scan, with their dependencies built once per process."""
 
-    def __init__(self, client: redis.Redis, settings: Settings, *, namespace: str = DEFAULT_NAMESPACE) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        settings: Settings,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        broker: dramatiq.Broker | None = None,
+    ) -> None:
         self.settings = settings
         self.client = client
+        self.broker = broker
         self.keys = Keys(namespace)
         self.engine = engine_for(settings.require_database_url(), pool_size=1)
         self.policy = ThresholdPolicy(settings)
@@ -58,16 +78,15 @@ class Maintenance:
         try:
             healed = heal_once(self.engine, self.locator, self.policy, options_from(self.settings))
             kind, started = passes.BRIDGE, time.time()
-            scanned = reconcile_once(
-                self.client, self.engine, self.keys, self.policy, min_age_seconds=dead_letter_min_age_seconds
-            )
-            # The console's dead letters: operators' actions first, so the mirror pass sees their effect.
-            acted = execute_once(self.client, self.engine, self.keys, self.policy)
-            mirror_once(self.client, self.engine, self.keys)
+            with self.letters() as letters:
+                scanned = reconcile_once(letters, self.engine, self.policy, min_age_seconds=dead_letter_min_age_seconds)
+                # The console's dead letters: operators' actions first, so the mirror pass sees their effect.
+                acted = execute_once(letters, self.engine, self.policy)
+                mirror_once(letters, self.engine)
             if prune:
                 kind, started = passes.PRUNE, time.time()
                 prune_once(self.engine, self.settings.retention_days)
-        except redis.RedisError as exc:
+        except BROKER_ERRORS as exc:
             self._errors.failure(exc)
             # NOTE: later passes wait out the grace period; PostgreSQL may be down too, then the
             # next pass simply tries again.
@@ -90,6 +109,19 @@ class Maintenance:
                 f", failed {acted.failed}" if acted.failed else "",
             )
 
+    def letters(self) -> LetterStore:
+        """The dead letters of this worker's broker (RabbitMQ: a fresh connection, closed when the pass ends)."""
+        if isinstance(self.broker, RabbitmqBroker):
+            broker = self.broker
+
+            def queues() -> list[str]:
+                return sorted(set(broker.get_declared_queues()) | set(ledger_queues(self.engine)))
+
+            return RabbitmqLetters(amqp.url_of(broker.parameters), queues=queues)
+        if self.broker is None and self.settings.broker_kind == "rabbitmq":
+            return letter_store(self.settings, engine=self.engine)
+        return RedisLetters(self.client, self.keys)
+
     def count(self, *results: HealResult | AdapterResult) -> None:
         """Add the runs these passes ended to the run counters of /metrics (``runwatch.counters``)."""
         counters.record(self.client, self.settings.event_stream, [run for r in results for run in r.finished])
@@ -107,25 +139,33 @@ class Maintenance:
 
 
 def start_thread(
-    client: redis.Redis, settings: Settings, namespace: str, stop: threading.Event
+    client: redis.Redis,
+    settings: Settings,
+    namespace: str,
+    stop: threading.Event,
+    *,
+    broker: dramatiq.Broker | None = None,
 ) -> threading.Thread | None:
+    """The maintenance thread; ``broker`` (the worker's) says where dead letters lie, else ``RUNWATCH_BROKER``."""
     if settings.heal_interval_seconds <= 0 or not settings.database_url:
         return None
-    maintenance = Maintenance(client, settings, namespace=namespace)
+    maintenance = Maintenance(client, settings, namespace=namespace, broker=broker)
     thread = threading.Thread(target=maintenance.run_forever, args=(stop,), name="runwatch-maintenance", daemon=True)
     thread.start()
     return thread
 
 
-def declare_actors(broker: RedisBroker, settings: Settings | None = None) -> dict[str, dramatiq.Actor]:
-    """The maintenance passes as untracked actors, for an external scheduler to send (they read its Redis)."""
+def declare_actors(broker: dramatiq.Broker, settings: Settings | None = None) -> dict[str, dramatiq.Actor]:
+    """The maintenance passes as untracked actors, for an external scheduler to send (they read its broker)."""
     settings = settings or Settings.from_env()
     namespace = getattr(broker, "namespace", DEFAULT_NAMESPACE)
     state: dict[str, Maintenance] = {}
 
     def maintenance() -> Maintenance:
         if "m" not in state:
-            state["m"] = Maintenance(broker.client, settings, namespace=namespace)
+            # NOTE: a RabbitmqBroker has no Redis client: its dead letters are read over AMQP.
+            client: Any = getattr(broker, "client", None)
+            state["m"] = Maintenance(client, settings, namespace=namespace, broker=broker)
         return state["m"]
 
     @dramatiq.actor(broker=broker, queue_name="runwatch", runwatch_track=False, max_retries=0)
@@ -136,8 +176,9 @@ def declare_actors(broker: RedisBroker, settings: Settings | None = None) -> dic
     @dramatiq.actor(broker=broker, queue_name="runwatch", runwatch_track=False, max_retries=0)
     def runwatch_bridge_scan() -> None:
         m = maintenance()
-        m.count(reconcile_once(m.client, m.engine, m.keys, m.policy))
-        execute_once(m.client, m.engine, m.keys, m.policy)
-        mirror_once(m.client, m.engine, m.keys)
+        with m.letters() as letters:
+            m.count(reconcile_once(letters, m.engine, m.policy))
+            execute_once(letters, m.engine, m.policy)
+            mirror_once(letters, m.engine)
 
     return {"runwatch_heal": runwatch_heal, "runwatch_bridge_scan": runwatch_bridge_scan}
