@@ -14,11 +14,19 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import dramatiq
+from sqlalchemy import Engine, text
 
 from runwatch.errors import RunwatchError
 
 REDIS = "redis"
 RABBITMQ = "rabbitmq"
+#: Queues of runs created this long ago are still looked at (a letter lives 7 days in ``q.XQ``).
+LEDGER_WINDOW_DAYS = 30
+_QUEUES = text("""
+SELECT queue_name FROM (SELECT DISTINCT queue_name FROM operation_runs
+                        WHERE created_at >= now() - make_interval(days => :days)) recent
+UNION SELECT DISTINCT queue_name FROM dead_letters
+""")
 
 
 class UnknownQueue(RunwatchError):
@@ -107,6 +115,12 @@ class LetterStore(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
+def ledger_queues(engine: Engine, *, window_days: int = LEDGER_WINDOW_DAYS) -> list[str]:
+    """Queue names of recent runs and of mirrored dead letters: where a broker that cannot list its queues looks."""
+    with engine.connect() as conn:
+        return sorted(conn.execute(_QUEUES, {"days": window_days}).scalars())
+
+
 def location(store: LetterStore, letter: DeadLetter) -> str:
     """``<dead-letter key or queue>/<letter id>``: one letter, in messages to people."""
     return f"{store.dead_letter_name(letter.queue)}/{letter.letter_id}"
@@ -123,10 +137,10 @@ def letter_store(
     """The store for ``settings.broker_kind``: Redis (``redis_client``, else ``RUNWATCH_REDIS_URL``) or RabbitMQ.
 
     On RabbitMQ, which cannot list its queues over AMQP, the queues looked at are ``queues()`` plus
-    those the ledger (``engine``) knows (``rabbitmq_letters.ledger_queues``).
+    those the ledger (``engine``) knows (``ledger_queues``).
     """
     if settings.broker_kind == RABBITMQ:
-        from .rabbitmq_letters import RabbitmqLetters, ledger_queues
+        from .rabbitmq_letters import RabbitmqLetters
 
         def known() -> list[str]:
             found = set(queues() if queues else ())

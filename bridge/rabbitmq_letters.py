@@ -45,7 +45,6 @@ import dramatiq
 import pika
 import pika.exceptions
 from dramatiq.common import q_name, xq_name
-from sqlalchemy import Engine, text
 
 from runwatch.errors import RunwatchError
 
@@ -56,15 +55,8 @@ from .letter_store import RABBITMQ, DeadLetter, UnknownQueue
 DEFAULT_BROWSE_CAP = 10_000
 #: How long a browse waits for another Runwatch browser of the same queue to finish.
 DEFAULT_LOCK_WAIT_SECONDS = 30.0
-#: Queues of runs created this long ago are still looked at (a letter lives 7 days in ``q.XQ``).
-LEDGER_WINDOW_DAYS = 30
 _LOCK_SUFFIX = ".runwatch-browse"
 _LOCK_RETRY_SECONDS = 0.05
-_QUEUES = text("""
-SELECT queue_name FROM (SELECT DISTINCT queue_name FROM operation_runs
-                        WHERE created_at >= now() - make_interval(days => :days)) recent
-UNION SELECT DISTINCT queue_name FROM dead_letters
-""")
 
 
 class RabbitmqUnreachable(RunwatchError):
@@ -77,12 +69,6 @@ class BrowseBusy(RunwatchError):
 
 class QueueMissing(RunwatchError):
     """A requeue's target queue does not exist in RabbitMQ (no worker or sender declared it)."""
-
-
-def ledger_queues(engine: Engine, *, window_days: int = LEDGER_WINDOW_DAYS) -> list[str]:
-    """Queue names of recent runs and of mirrored dead letters: where dead letters may lie."""
-    with engine.connect() as conn:
-        return sorted(conn.execute(_QUEUES, {"days": window_days}).scalars())
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,10 @@ from runwatch.bridge import amqp
 from runwatch.bridge.actions import execute_once
 from runwatch.bridge.adapter import DEFAULT_MIN_AGE_SECONDS, AdapterResult, reconcile_once
 from runwatch.bridge.keys import DEFAULT_NAMESPACE, Keys
-from runwatch.bridge.letter_store import LetterStore, letter_store
+from runwatch.bridge.letter_store import LetterStore, ledger_queues, letter_store
 from runwatch.bridge.locator import RedisLocator
 from runwatch.bridge.mirror import mirror_once
-from runwatch.bridge.rabbitmq_letters import RabbitmqLetters, RabbitmqUnreachable, ledger_queues
+from runwatch.bridge.rabbitmq_letters import RabbitmqLetters, RabbitmqUnreachable
 from runwatch.bridge.redis_letters import RedisLetters
 
 from runwatch import counters, passes
