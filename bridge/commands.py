@@ -267,7 +267,7 @@ def _scan(args: argparse.Namespace) -> int:
         if args.queue:
             store.check_queue(args.queue)
         result = reconcile_once(store, engine, policy, min_age_seconds=min_age, dry_run=args.dry_run, queue=args.queue)
-    count_finished(settings, store, result.finished)
+    count_finished(settings, engine, result.finished)
     for line in result.undecodable:
         print(f"undecodable dead letter skipped: {line}", file=sys.stderr)
     lag = result.oldest_unbridged_age_seconds
@@ -281,14 +281,15 @@ def _scan(args: argparse.Namespace) -> int:
     return 0
 
 
-def count_finished(settings, store, finished) -> None:
-    """Add the runs a pass ended to /metrics' run counters, kept in Redis: skipped where there is no Redis."""
-    from runwatch import counters
+def count_finished(settings, engine, finished) -> None:
+    """Add the runs a pass ended to /metrics' run counters, where the run events travel (as the drainer does)."""
+    from runwatch.counter_store import CounterStore, LedgerCounters, RedisCounters, record_to
 
-    client = getattr(store, "client", None)
-    if client is None and settings.redis_url:
+    store: CounterStore
+    if settings.transport_for(settings.broker_kind) == "rabbitmq":
+        store = LedgerCounters(engine)
+    else:
         import redis
 
-        client = redis.Redis.from_url(settings.redis_url)
-    if client is not None and finished:
-        counters.record(client, settings.event_stream, finished)
+        store = RedisCounters(redis.Redis.from_url(settings.require_redis_url()), settings.event_stream)
+    record_to(store, finished)

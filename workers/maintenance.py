@@ -36,8 +36,9 @@ from runwatch.bridge.mirror import mirror_once
 from runwatch.bridge.rabbitmq_letters import RabbitmqLetters, RabbitmqUnreachable
 from runwatch.bridge.redis_letters import RedisLetters
 
-from runwatch import counters, passes
+from runwatch import passes
 from runwatch.burstlog import BurstLogger
+from runwatch.counter_store import CounterStore, LedgerCounters, RedisCounters, record_to
 from runwatch.db import engine_for
 from runwatch.healer import HealResult, heal_once, options_from, record_broker_outage
 from runwatch.retention import prune_once
@@ -123,8 +124,13 @@ class Maintenance:
         return RedisLetters(self.client, self.keys)
 
     def count(self, *results: HealResult | AdapterResult) -> None:
-        """Add the runs these passes ended to the run counters of /metrics (``runwatch.counters``)."""
-        counters.record(self.client, self.settings.event_stream, [run for r in results for run in r.finished])
+        """Add the runs these passes ended to the run counters of /metrics (``runwatch.counter_store``)."""
+        finished = [run for r in results for run in r.finished]
+        # NOTE: where the run events travel, as the drainer counts: no Redis client, no Redis.
+        store: CounterStore = LedgerCounters(self.engine)
+        if self.client is not None:
+            store = RedisCounters(self.client, self.settings.event_stream)
+        record_to(store, finished)
 
     def run_forever(self, stop: threading.Event) -> None:
         last_prune = float("-inf")

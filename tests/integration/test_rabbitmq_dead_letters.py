@@ -1,4 +1,8 @@
-"""Dead letters on a real RabbitMQ: the failure callback, the adapter, browsing, and the SRE commands."""
+"""Dead letters on a real RabbitMQ: the failure callback, the adapter, browsing, and the SRE commands.
+
+Recorded jobs run in a RabbitMQ shop with no Redis (``tests.support.rabbit_harness``: the events
+travel through RabbitMQ); a "bare" broker has no Runwatch, so its dead letters lose their callback.
+"""
 
 from __future__ import annotations
 
@@ -22,14 +26,8 @@ from sqlalchemy import text
 from runwatch.cli import main
 from runwatch.settings import Settings
 from runwatch.thresholds import ThresholdPolicy
-from tests.support.rabbit_letters import (
-    RabbitHarness,
-    depth,
-    publish_dead_letters,
-    rabbit_harness,
-    started,
-    take_all,
-)
+from tests.support.rabbit_harness import RabbitHarness, rabbit_harness
+from tests.support.rabbit_letters import depth, publish_dead_letters, started, take_all, wait_run
 from tests.support.rabbitmq import unique
 from tests.support.waiting import wait_for
 
@@ -40,16 +38,13 @@ def rsettings(settings: Settings, rabbitmq_url: str) -> Settings:
 
 
 @pytest.fixture
-def rabbit(rabbitmq_url, rsettings, servers, engine) -> Iterator[RabbitHarness]:
-    yield from rabbit_harness(rabbitmq_url, rsettings, redis.Redis.from_url(servers.redis_url), engine)
-
-
-@pytest.fixture
-def rabbit_worker(rabbit: RabbitHarness) -> Iterator[dramatiq.Worker]:
-    worker = dramatiq.Worker(rabbit.broker, worker_timeout=100, worker_threads=2)
-    worker.start()
-    yield worker
-    worker.stop()
+def rabbit(rabbitmq_url, database_url, engine) -> Iterator[RabbitHarness]:
+    """A recorded RabbitMQ broker and its worker; events through RabbitMQ, no Redis."""
+    with rabbit_harness(rabbitmq_url, database_url, engine) as harness:
+        worker = dramatiq.Worker(harness.broker, worker_timeout=100, worker_threads=2)
+        worker.start()
+        yield harness
+        worker.stop()
 
 
 @pytest.fixture
@@ -92,11 +87,11 @@ def _lost_callback(bare, engine, settings, queue: str) -> dramatiq.Message:
     return message
 
 
-def test_the_failure_callback_names_the_rabbitmq_dead_letter_queue(rabbit, rabbit_worker, rabbitmq_url):
+def test_the_failure_callback_names_the_rabbitmq_dead_letter_queue(rabbit, rabbitmq_url):
     queue = unique("cb")
     actor, _ = _failing_actor(rabbit.broker, queue)
     message = actor.send(7)
-    run = rabbit.wait_run(message.message_id, status="completed")
+    run = wait_run(rabbit, message.message_id, status="completed")
     assert (run["outcome"], run["reconciliation_source"]) == ("failed", "failed_callback")
     evidence = run["reconciliation_evidence"]
     assert evidence["dead_letter_key"] == f"{queue}.XQ" and evidence["broker"] == "rabbitmq"
@@ -182,20 +177,20 @@ def test_the_mirror_follows_the_dead_letter_queue(rabbitmq_url, engine):
     assert sorted(rows) == sorted((m.message_id, m.message_id, 3) for m in messages[1:])
 
 
-def test_requeue_publishes_a_fresh_message_with_lineage(rabbit, rabbit_worker, rsettings, rabbitmq_url):
+def test_requeue_publishes_a_fresh_message_with_lineage(rabbit, rabbitmq_url):
     queue = unique("rq")
     actor, calls = _failing_actor(rabbit.broker, queue, fail_times=1)
     message = actor.send(1)
-    old = rabbit.wait_run(message.message_id, status="completed")
+    old = wait_run(rabbit, message.message_id, status="completed")
     with RabbitmqLetters(rabbitmq_url, queues=lambda: [queue]) as letters:
         letter = letter_of_run(letters, rabbit.engine, old["id"])
-        result = requeue(letters, rabbit.engine, ThresholdPolicy(rsettings), [letter])
+        result = requeue(letters, rabbit.engine, ThresholdPolicy(rabbit.settings), [letter])
         ((old_id, new_id, fresh_id),) = result.requeued
         assert (old_id, result.enqueued) == (old["id"], [fresh_id]) and new_id is not None
-        new = rabbit.wait_run(fresh_id, status="completed")
+        new = wait_run(rabbit, fresh_id, status="completed")
         assert (new["retry_of"], new["outcome"], new["attempts"]) == (old["id"], "succeeded", 1)
         assert letters.get(queue, message.message_id) is None and len(calls) == 2
-        again = requeue(letters, rabbit.engine, ThresholdPolicy(rsettings), [letter])  # the letter is gone
+        again = requeue(letters, rabbit.engine, ThresholdPolicy(rabbit.settings), [letter])  # the letter is gone
         assert again.requeued == [(old["id"], new_id, fresh_id)] and again.enqueued == []
     with rabbit.engine.connect() as conn:
         requeued_from = conn.execute(
@@ -205,11 +200,11 @@ def test_requeue_publishes_a_fresh_message_with_lineage(rabbit, rabbit_worker, r
     assert requeued_from == message.message_id
 
 
-def test_cli_lists_shows_requeues_and_purges_on_rabbitmq(rabbit, rabbit_worker, rabbit_cli, rabbitmq_url, capsys):
+def test_cli_lists_shows_requeues_and_purges_on_rabbitmq(rabbit, rabbit_cli, rabbitmq_url, capsys):
     queue = unique("cli")
     actor, calls = _failing_actor(rabbit.broker, queue, fail_times=3)
     sent = [actor.send(n) for n in range(3)]
-    runs = [rabbit.wait_run(m.message_id, status="completed") for m in sent]
+    runs = [wait_run(rabbit, m.message_id, status="completed") for m in sent]
     capsys.readouterr()
 
     assert main(["deadletters", "list", "--queue", queue, "--format", "json"]) == 0
@@ -226,7 +221,7 @@ def test_cli_lists_shows_requeues_and_purges_on_rabbitmq(rabbit, rabbit_worker, 
     assert main(["deadletters", "requeue", str(runs[0]["id"])]) == 0
     assert "requeued 1 dead letter(s)" in capsys.readouterr().out
     fresh = wait_for(lambda: _retry_of(rabbit, runs[0]["id"]))
-    assert rabbit.wait_run(fresh, status="completed")["outcome"] == "succeeded"
+    assert wait_run(rabbit, fresh, status="completed")["outcome"] == "succeeded"
 
     assert main(["deadletters", "purge", "--queue", queue, "--yes"]) == 0
     assert "deleted 2 dead letter(s)" in capsys.readouterr().out
@@ -294,3 +289,32 @@ def test_a_requeue_into_a_missing_queue_keeps_the_letter(rabbitmq_url, engine, r
         with pytest.raises(QueueMissing, match=f"no queue {queue!r}"):
             requeue(letters, engine, ThresholdPolicy(rsettings), [letter])
     assert [i for i, _ in take_all(rabbitmq_url, xq_name(queue))] == [message.message_id]
+
+
+def test_operator_actions_purge_and_requeue_rabbitmq_letters(rabbitmq_url, engine, rsettings):
+    from runwatch.bridge.actions import execute_once
+
+    from runwatch import actions
+    from runwatch.dead_letters import Selection
+    from runwatch.tokens import OPERATOR, Principal, create_token
+
+    queue = unique("act")
+    doomed, kept, again = (dramatiq.Message(queue, "job", (n,), {}, {}) for n in range(3))
+    publish_dead_letters(rabbitmq_url, queue, [doomed, kept, again])
+    with engine.begin() as conn:
+        _, info = create_token(conn, name="ops", tenant_ids=None, role=OPERATOR)
+    ops = Principal(info.id, info.name, None, OPERATOR)
+    with RabbitmqLetters(rabbitmq_url, queues=lambda: [queue]) as letters:
+        mirror_once(letters, engine)
+        with engine.connect() as conn:
+            mirrored = conn.execute(text("SELECT message_id, id FROM dead_letters WHERE queue_name = :q"), {"q": queue})
+            ids = {message_id: row_id for message_id, row_id in mirrored}
+        with engine.begin() as conn:
+            purge = Selection(ids=(ids[doomed.message_id],))
+            actions.request_action(conn, ops, kind="purge", selection=purge, idempotency_key=unique())
+            revive = Selection(ids=(ids[again.message_id],))
+            actions.request_action(conn, ops, kind="requeue", selection=revive, idempotency_key=unique())
+        ran = execute_once(letters, engine, ThresholdPolicy(rsettings))
+        assert (ran.purged, ran.requeued, ran.skipped, ran.failed) == (1, 1, 0, [])
+        assert [d.letter_id for d in letters.scan(queue=queue)] == [kept.message_id]
+    assert depth(rabbitmq_url, queue) == 1  # the requeued message waits on the work queue

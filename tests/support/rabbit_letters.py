@@ -1,70 +1,37 @@
-"""Real dead letters on RabbitMQ: a recording broker and worker, a bare one, and ``<q>.XQ`` by hand."""
+"""Real dead letters on RabbitMQ: runs waited for, lost callbacks, and ``<q>.XQ`` filled and emptied by hand."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
 import pika
-import redis
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.common import xq_name
 from runwatch.bridge import amqp
-from runwatch.workers.drainer import Drainer
 from sqlalchemy import text
 
 from runwatch import events as ev
-from runwatch import workers
 from runwatch.ledger import apply_events
 from runwatch.settings import Settings
 from runwatch.thresholds import ThresholdPolicy
+from tests.support.rabbit_harness import RabbitHarness
 from tests.support.waiting import wait_for
 
 
-@dataclass
-class RabbitHarness:
-    """A ``RabbitmqBroker`` with the recorder (events through the test Redis until RabbitMQ carries them)."""
+def wait_run(harness: RabbitHarness, message_id: str, **expected: Any) -> dict[str, Any]:
+    """The run of ``message_id`` once its columns have the ``expected`` values (events drained as they come)."""
 
-    broker: RabbitmqBroker
-    recorder: workers.Recorder
-    drainer: Drainer
-    engine: Any
-
-    def drain(self) -> None:
-        self.recorder.shipper.flush()
-        self.drainer.drain_until_empty()
-
-    def run(self, message_id: str) -> dict[str, Any] | None:
-        self.drain()
-        with self.engine.connect() as conn:
+    def ready() -> dict[str, Any] | None:
+        harness.recorder.shipper.flush()
+        harness.drainer.drain_until_empty()
+        with harness.engine.connect() as conn:
             row = conn.execute(text("SELECT * FROM operation_runs WHERE message_id = :m"), {"m": message_id})
-            found = row.mappings().first()
-        return dict(found) if found else None
+            run = row.mappings().first()
+        return dict(run) if run and all(run[k] == v for k, v in expected.items()) else None
 
-    def wait_run(self, message_id: str, **expected: Any) -> dict[str, Any]:
-        """The run of ``message_id`` once its columns have the ``expected`` values."""
-
-        def ready() -> dict[str, Any] | None:
-            run = self.run(message_id)
-            return run if run and all(run[k] == v for k, v in expected.items()) else None
-
-        return wait_for(ready, timeout=30)
-
-
-def rabbit_harness(url: str, settings: Settings, redis_client: redis.Redis, engine: Any) -> Iterator[RabbitHarness]:
-    broker = RabbitmqBroker(url=url)
-    recorder = workers.install(broker, settings=settings, redis_client=redis_client)
-    broker.emit_after("process_boot")
-    policy = ThresholdPolicy(settings)
-    drainer = Drainer(redis_client, engine, policy, stream=settings.event_stream, batch_entries=50)
-    try:
-        yield RabbitHarness(broker, recorder, drainer, engine)
-    finally:
-        recorder.shipper.close()
-        broker.close()
+    return wait_for(ready, timeout=30)
 
 
 def started(engine: Any, settings: Settings, message: dramatiq.Message) -> None:
