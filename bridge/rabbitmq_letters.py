@@ -14,8 +14,9 @@ reading a dead-letter queue is *browsing*, and this is exactly what it does to `
 3. The channel is closed without acking them. RabbitMQ puts every unacked message back at its
    original position, so the queue's contents and order are as before. Each letter it returns has
    ``redelivered`` set; its TTL is unchanged (expiry counts from when it entered ``q.XQ``). While a
-   browse holds them (the time of the ``basic_get`` round trips: milliseconds for a few hundred
-   letters) other consumers of ``q.XQ`` do not see those letters and its ready count drops.
+   browse holds them (one ``basic_get`` round trip per letter: about 0.2 ms each on a local
+   server, so 1 s for 5,000 letters) other consumers of ``q.XQ`` do not see those letters and
+   its ready count drops.
    Letters that arrive meanwhile go behind them and are not read.
 
 Removing one letter (purge, or a requeue taking it) browses up to that letter, acks it alone and
