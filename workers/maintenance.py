@@ -17,21 +17,21 @@ not thread-safe, and the server closes one left idle past its heartbeats).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
 from typing import Any
 
 import dramatiq
-import pika.exceptions
 import redis
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
-from runwatch.bridge import amqp
+from runwatch.bridge import amqp, locators
 from runwatch.bridge.actions import execute_once
 from runwatch.bridge.adapter import DEFAULT_MIN_AGE_SECONDS, AdapterResult, reconcile_once
 from runwatch.bridge.keys import DEFAULT_NAMESPACE, Keys
 from runwatch.bridge.letter_store import LetterStore, ledger_queues, letter_store
-from runwatch.bridge.locator import RedisLocator
+from runwatch.bridge.locators import locator_for
 from runwatch.bridge.mirror import mirror_once
 from runwatch.bridge.rabbitmq_letters import RabbitmqLetters, RabbitmqUnreachable
 from runwatch.bridge.redis_letters import RedisLetters
@@ -40,14 +40,14 @@ from runwatch import passes
 from runwatch.burstlog import BurstLogger
 from runwatch.counter_store import CounterStore, LedgerCounters, RedisCounters, record_to
 from runwatch.db import engine_for
-from runwatch.healer import HealResult, heal_once, options_from, record_broker_outage
+from runwatch.healer import HealResult, Locator, heal_once, options_from, record_broker_outage
 from runwatch.retention import prune_once
 from runwatch.settings import Settings
 from runwatch.thresholds import ThresholdPolicy
 
 logger = logging.getLogger("runwatch.maintenance")
 #: A pass that fails with one of these could not reach the broker: the healer waits out a grace period.
-BROKER_ERRORS = (redis.RedisError, pika.exceptions.AMQPConnectionError, RabbitmqUnreachable)
+BROKER_ERRORS: tuple[type[BaseException], ...] = (*locators.BROKER_ERRORS, RabbitmqUnreachable)
 #: Retention is cheap when there is nothing to delete, but there is no point checking more often.
 PRUNE_INTERVAL_SECONDS = 3600
 
@@ -69,9 +69,7 @@ class Maintenance:
         self.keys = Keys(namespace)
         self.engine = engine_for(settings.require_database_url(), pool_size=1)
         self.policy = ThresholdPolicy(settings)
-        self.locator = RedisLocator(
-            client, self.keys, event_stream=settings.event_stream, heartbeat_timeout_ms=settings.heartbeat_timeout_ms
-        )
+        self.locator = _locator(settings, client, self.keys, broker)
         self._errors = BurstLogger(logger, "maintenance pass failed")
 
     def run_once(self, *, prune: bool = False, dead_letter_min_age_seconds: float = DEFAULT_MIN_AGE_SECONDS) -> None:
@@ -142,6 +140,16 @@ class Maintenance:
             last_prune = time.monotonic() if due else last_prune
 
         passes.loop(step, interval_seconds=self.settings.heal_interval_seconds, stop=stop)
+
+
+def _locator(settings: Settings, client: redis.Redis | None, keys: Keys, broker: dramatiq.Broker | None) -> Locator:
+    """The healer's evidence from the worker's broker (else ``RUNWATCH_BROKER``'s)."""
+    if not isinstance(broker, RabbitmqBroker):
+        return locator_for(settings, kind="redis" if broker is not None else None, redis_client=client, keys=keys)
+    if client is not None:  # NOTE: this worker's run events travel through Redis: its stream says what is in flight
+        settings = dataclasses.replace(settings, event_transport="redis")
+    url = amqp.url_of(broker.parameters)
+    return locator_for(settings, kind="rabbitmq", redis_client=client, keys=keys, rabbitmq_url=url)
 
 
 def start_thread(

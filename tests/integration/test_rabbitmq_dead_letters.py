@@ -242,15 +242,23 @@ def test_cli_says_when_rabbitmq_does_not_answer(rabbit_cli, monkeypatch, capsys)
     assert "RabbitMQ does not answer at 127.0.0.1:1" in capsys.readouterr().err
 
 
-def test_the_workers_maintenance_pass_reads_the_workers_rabbitmq(bare_rabbit, engine, rsettings, servers, rabbitmq_url):
+@pytest.mark.parametrize("events_in_redis", [False, True])
+def test_the_workers_maintenance_pass_reads_the_workers_rabbitmq(
+    bare_rabbit, engine, rsettings, servers, rabbitmq_url, events_in_redis
+):
     from runwatch.workers.maintenance import Maintenance
+
+    from runwatch import passes
 
     queue = unique("maint")
     message = _lost_callback(bare_rabbit, engine, rsettings, queue)
     settings = dataclasses.replace(rsettings, broker=None)  # the worker's broker decides, not RUNWATCH_BROKER
-    maintenance = Maintenance(redis.Redis.from_url(servers.redis_url), settings, broker=bare_rabbit)
+    client = redis.Redis.from_url(servers.redis_url) if events_in_redis else None  # None: a shop with no Redis
+    maintenance = Maintenance(client, settings, broker=bare_rabbit)  # type: ignore[arg-type]
     assert isinstance(maintenance.letters(), RabbitmqLetters)
     maintenance.run_once(dead_letter_min_age_seconds=0)
+    with engine.connect() as conn:
+        assert passes.last(conn, passes.HEALER.name)["status"] == "ok"  # the healer read RabbitMQ too
     with engine.connect() as conn:
         reason = conn.execute(
             text("SELECT reason_code FROM operation_runs WHERE message_id = :m"), {"m": message.message_id}
