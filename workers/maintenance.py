@@ -21,7 +21,6 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import Any
 
 import dramatiq
 import redis
@@ -57,12 +56,13 @@ class Maintenance:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | None,
         settings: Settings,
         *,
         namespace: str = DEFAULT_NAMESPACE,
         broker: dramatiq.Broker | None = None,
     ) -> None:
+        """``client``: the Redis the worker's run events go to (None: they travel through RabbitMQ)."""
         self.settings = settings
         self.client = client
         self.broker = broker
@@ -117,8 +117,11 @@ class Maintenance:
                 return sorted(set(broker.get_declared_queues()) | set(ledger_queues(self.engine)))
 
             return RabbitmqLetters(amqp.url_of(broker.parameters), queues=queues)
-        if self.broker is None and self.settings.broker_kind == "rabbitmq":
-            return letter_store(self.settings, engine=self.engine)
+        if self.client is None or (self.broker is None and self.settings.broker_kind == "rabbitmq"):
+            # NOTE: no worker broker (a scheduler's actor), or no client: the settings say which broker.
+            return letter_store(
+                self.settings, redis_client=self.client, namespace=self.keys.namespace, engine=self.engine
+            )
         return RedisLetters(self.client, self.keys)
 
     def count(self, *results: HealResult | AdapterResult) -> None:
@@ -153,7 +156,7 @@ def _locator(settings: Settings, client: redis.Redis | None, keys: Keys, broker:
 
 
 def start_thread(
-    client: redis.Redis,
+    client: redis.Redis | None,
     settings: Settings,
     namespace: str,
     stop: threading.Event,
@@ -178,8 +181,7 @@ def declare_actors(broker: dramatiq.Broker, settings: Settings | None = None) ->
     def maintenance() -> Maintenance:
         if "m" not in state:
             # NOTE: a RabbitmqBroker has no Redis client: its dead letters are read over AMQP.
-            client: Any = getattr(broker, "client", None)
-            state["m"] = Maintenance(client, settings, namespace=namespace, broker=broker)
+            state["m"] = Maintenance(getattr(broker, "client", None), settings, namespace=namespace, broker=broker)
         return state["m"]
 
     @dramatiq.actor(broker=broker, queue_name="runwatch", runwatch_track=False, max_retries=0)

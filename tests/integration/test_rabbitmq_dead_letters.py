@@ -254,7 +254,7 @@ def test_the_workers_maintenance_pass_reads_the_workers_rabbitmq(
     message = _lost_callback(bare_rabbit, engine, rsettings, queue)
     settings = dataclasses.replace(rsettings, broker=None)  # the worker's broker decides, not RUNWATCH_BROKER
     client = redis.Redis.from_url(servers.redis_url) if events_in_redis else None  # None: a shop with no Redis
-    maintenance = Maintenance(client, settings, broker=bare_rabbit)  # type: ignore[arg-type]
+    maintenance = Maintenance(client, settings, broker=bare_rabbit)
     assert isinstance(maintenance.letters(), RabbitmqLetters)
     maintenance.run_once(dead_letter_min_age_seconds=0)
     with engine.connect() as conn:
