@@ -243,7 +243,7 @@ class Recorder(Middleware):
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         namespace = getattr(broker, "namespace", DEFAULT_NAMESPACE)
-        self.services = background.start(self.settings, self.transport, namespace)
+        self.services = background.start(self.settings, self.transport, namespace, broker=broker)
         if broker_kind(broker) == RABBITMQ:
             self.poison_gate = PoisonGate.for_worker(self.settings)
 

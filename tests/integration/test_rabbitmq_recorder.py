@@ -116,3 +116,33 @@ def test_a_rabbitmq_worker_drains_its_own_events(rabbitmq_url, database_url, eng
             assert child is not None and child.poll() is not None  # stopped with the worker
         else:
             assert harness.recorder.drain_thread is not None and not harness.recorder.drain_thread.is_alive()
+
+
+def test_a_rabbitmq_worker_heals_in_its_maintenance_thread_without_redis(rabbitmq_url, database_url, engine):
+    from runwatch.bridge import amqp
+
+    with rabbit_harness(rabbitmq_url, database_url, engine, drain_mode="thread", heal_interval_seconds=1) as harness:
+        lost_queue = f"{harness.queue}-lost"
+
+        @dramatiq.actor(broker=harness.broker, queue_name=lost_queue, runwatch_queued_stale_seconds=1)
+        def digest():
+            pass
+
+        worker = dramatiq.Worker(harness.broker, queues={harness.queue}, worker_timeout=50, worker_threads=1)
+        worker.start()
+        try:
+            assert harness.recorder.services is not None and harness.recorder.services.maintenance_thread is not None
+            message = digest.send()
+            wait_for(lambda: harness.run_or_none(message.message_id), timeout=30)  # recorded as queued
+            harness.broker.channel.queue_purge(lost_queue)  # a message RabbitMQ lost (purged, expired)
+            wait_for(lambda: harness.run(message.message_id)["status"] == "completed", timeout=60)
+        finally:
+            worker.stop()
+            harness.broker.channel.queue_delete(lost_queue)
+            for name in amqp.queue_family(lost_queue)[1:]:
+                harness.broker.channel.queue_delete(name)
+        run = harness.run(message.message_id)
+        assert (run["outcome"], run["reason_code"], run["reconciliation_source"]) == (
+            "failed", "run.stale_queued", "scheduled_reconciler")  # fmt: skip
+        evidence = run["reconciliation_evidence"]
+        assert evidence["broker_checked"] and lost_queue in evidence["looked_for_message_in"]

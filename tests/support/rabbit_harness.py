@@ -52,12 +52,16 @@ class RabbitHarness:
 
         wait_for(completed, timeout=timeout)
 
-    def run(self, message_id: str) -> dict[str, Any]:
+    def run_or_none(self, message_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(text("SELECT * FROM operation_runs WHERE message_id = :m"), {"m": message_id})
             found = row.mappings().first()
+        return dict(found) if found is not None else None
+
+    def run(self, message_id: str) -> dict[str, Any]:
+        found = self.run_or_none(message_id)
         assert found is not None, f"no run for message {message_id}"
-        return dict(found)
+        return found
 
     def events(self, message_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
