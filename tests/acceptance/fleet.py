@@ -138,3 +138,11 @@ def http_get(port: int, path: str, token: str | None = None) -> tuple[int, dict[
         return resp.status, dict(resp.headers), resp.read()
     finally:
         conn.close()
+
+
+def answers(port: int) -> bool:
+    """Whether the API on ``port`` says it is live."""
+    try:
+        return http_get(port, "/health/live")[0] == 200
+    except OSError:
+        return False
