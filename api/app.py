@@ -45,9 +45,13 @@ class OpenApiResource:
 
 
 def create_app(
-    store: Store, *, redis_url: str | None = None, console_session_seconds: int = DEFAULT_CONSOLE_SESSION_SECONDS
+    store: Store,
+    *,
+    redis_url: str | None = None,
+    rabbitmq_url: str | None = None,
+    console_session_seconds: int = DEFAULT_CONSOLE_SESSION_SECONDS,
 ) -> falcon.App:
-    """Wire the resources to ``store``; ``redis_url`` is only probed by readiness."""
+    """Wire the resources to ``store``; ``redis_url`` and ``rabbitmq_url`` are only probed by readiness."""
     metrics = Metrics(store)
     # NOTE: metrics first, so its timer wraps authentication and its response hook runs last.
     # Bearer tokens admit the JSON API, session cookies admit the console's pages: never the other way.
@@ -69,7 +73,7 @@ def create_app(
     app.add_route("/api/admin/maintenance/passes", MaintenancePassesResource(console))
     app.add_route("/api/openapi.json", OpenApiResource())
     app.add_route("/health/live", LiveResource())
-    app.add_route("/health/ready", ReadyResource(store, redis_url))
+    app.add_route("/health/ready", ReadyResource(store, redis_url, rabbitmq_url))
     app.add_route("/metrics", MetricsResource(metrics))
     install_console(app, store, session_seconds=console_session_seconds, console=console)
     return app
@@ -91,4 +95,9 @@ def get_app() -> falcon.App:
     except ConfigError as exc:
         print(f"runwatch api: error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(APP_LOAD_ERROR) from None
-    return create_app(store, redis_url=settings.redis_url, console_session_seconds=settings.console_session_seconds)
+    return create_app(
+        store,
+        redis_url=settings.redis_url,
+        rabbitmq_url=settings.rabbitmq_url,
+        console_session_seconds=settings.console_session_seconds,
+    )

@@ -288,7 +288,9 @@ _DOCUMENT: dict[str, Any] = {
         },
         "/health/live": _public("Liveness: the process answers", _JSON_OBJECT),
         "/health/ready": _public(
-            "Readiness: PostgreSQL and Redis answer", _JSON_OBJECT, {"503": _error("A dependency is down (named)")}
+            "Readiness: PostgreSQL and the configured brokers (Redis, RabbitMQ) answer",
+            _JSON_OBJECT,
+            {"503": _error("A dependency is down (named)")},
         ),
         "/metrics": _public("Prometheus metrics", {"text/plain": {"schema": {"type": "string"}}}),
         "/api/openapi.json": _public("This document", _JSON_OBJECT),

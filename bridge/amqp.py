@@ -10,6 +10,7 @@ name as the Redis stream) and ``<that>:rejected`` for events the drainer could n
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -86,3 +87,14 @@ def queue_depth(connection: pika.BlockingConnection, name: str) -> QueueDepth:
 def queue_family(queue: str) -> tuple[str, str, str]:
     """A Dramatiq queue's three RabbitMQ queues: itself, its delay queue, its dead letters."""
     return queue, dq_name(queue), xq_name(queue)
+
+
+def queue_backlog(url: str, queue: str, *, timeout_seconds: float = 2.0) -> Callable[[], tuple[int, float | None]]:
+    """For /metrics (``RunwatchCollector(backlog=...)``): messages waiting in ``queue``; their age is
+    unknown (AMQP cannot tell), and those a consumer holds unacknowledged are not counted."""
+
+    def backlog() -> tuple[int, float | None]:
+        with contextlib.closing(connect(url, timeout_seconds=timeout_seconds)) as connection:
+            return queue_depth(connection, queue).messages or 0, None
+
+    return backlog

@@ -17,7 +17,9 @@ from .keys import DEFAULT_NAMESPACE
 def register_heal(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("heal", help="resolve stale runs on broker evidence (single-flight; cron-safe)")
     parser.add_argument(
-        "--namespace", default=DEFAULT_NAMESPACE, help=f"Dramatiq's Redis namespace (default {DEFAULT_NAMESPACE})"
+        "--namespace",
+        default=DEFAULT_NAMESPACE,
+        help=f"Dramatiq's Redis namespace (Redis only; default {DEFAULT_NAMESPACE})",
     )
     parser.add_argument("--once", action="store_true", help="one pass, then exit (for cron)")
     parser.add_argument(
@@ -54,41 +56,39 @@ TABLE_DECISIONS = 50
 
 
 def _heal(args: argparse.Namespace) -> int:
-    import redis
-
-    from runwatch import counters, passes
+    from runwatch import passes
+    from runwatch.counter_store import record_to
     from runwatch.db import engine_for
-    from runwatch.exposition import RunwatchCollector, serve
+    from runwatch.exposition import serve
     from runwatch.healer import heal_once, options_from
     from runwatch.terminal import Progress
     from runwatch.thresholds import ThresholdPolicy
 
     from .keys import Keys
-    from .locator import RedisLocator
+    from .locators import locator_for
 
     settings = Settings.from_env()
-    if not settings.redis_url:
-        raise ConfigError("RUNWATCH_REDIS_URL is not set (the Redis your Dramatiq broker uses)")
     if args.limit is not None and args.limit < 1:
         raise ConfigError("--limit must be at least 1")
+    kind = settings.broker_kind
+    if kind == "rabbitmq":
+        settings.require_rabbitmq_url()
+    elif not settings.redis_url:
+        raise ConfigError("RUNWATCH_REDIS_URL is not set (the Redis your Dramatiq broker uses)")
     engine = engine_for(settings.require_database_url())
-    client = redis.Redis.from_url(settings.redis_url)
-    locator = RedisLocator(
-        client,
-        Keys(args.namespace),
-        event_stream=settings.event_stream,
-        heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
-    )
+    client = _redis(settings.redis_url) if settings.redis_url else None
+    locator = locator_for(settings, redis_client=client, keys=Keys(args.namespace))
     policy = ThresholdPolicy(settings)
     limit = {} if args.limit is None else {"limit": args.limit}
     options = options_from(settings, dry_run=args.dry_run, types=args.types, tenants=args.tenants, **limit)
     if args.explain is not None:
         return _explain(engine, locator, args.explain, options, args.format)
+    store, collector = _metrics(settings, kind, client, engine)
 
     def step() -> None:
         with Progress("heal: pass running"):  # a spinner while a large pass works; terminals only
             result = heal_once(engine, locator, policy, options)
-        counters.record(client, settings.event_stream, result.finished)
+        record_to(store, result.finished)
         _print_pass(result, args.format)
 
     if args.once or args.dry_run:
@@ -97,10 +97,28 @@ def _heal(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     # NOTE: the backstop healer runs where no worker may: it serves the same metrics they do.
-    collector = RunwatchCollector(stream=settings.event_stream, redis_client=client, engine=engine)
     serve(collector, port=settings.metrics_port, host=settings.metrics_host)
     passes.loop(step, interval_seconds=args.interval_seconds, stop=stop, jitter=False)
     return 0
+
+
+def _metrics(settings: Settings, kind: str, client: Any, engine: Any) -> tuple[Any, Any]:
+    """Where the ended runs are counted, and the exposition: beside the run events (``workers.drain_setup``)."""
+    from runwatch.counter_store import LedgerCounters, RedisCounters
+    from runwatch.exposition import RunwatchCollector
+
+    from . import amqp
+
+    if settings.transport_for(kind) == "rabbitmq":
+        # NOTE: no Redis in a RabbitMQ shop: the counters live in the ledger, the backlog is the event queue's.
+        backlog = amqp.queue_backlog(settings.require_rabbitmq_url(), settings.event_stream)
+        collector = RunwatchCollector(
+            stream=settings.event_stream, engine=engine, counters_in_ledger=True, backlog=backlog
+        )
+        return LedgerCounters(engine), collector
+    client = client if client is not None else _redis(settings.require_redis_url())
+    collector = RunwatchCollector(stream=settings.event_stream, redis_client=client, engine=engine)
+    return RedisCounters(client, settings.event_stream), collector
 
 
 def _print_pass(result: Any, fmt: str) -> None:
@@ -184,3 +202,9 @@ def _explain(engine, locator, run_id: int, options: Any, fmt: str) -> int:
             out["evidence_now"] = verdict.as_dict()
     output.emit_record(out, fmt)
     return 0
+
+
+def _redis(url: str) -> Any:
+    import redis
+
+    return redis.Redis.from_url(url)

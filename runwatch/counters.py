@@ -10,6 +10,10 @@ same on every exporter, to be aggregated with ``max``, never ``sum``. At-least-o
 cannot count a run twice (a redelivered event writes no row, so adds nothing); a drainer killed
 between its commit and its acknowledgement loses that batch's increments (an undercount).
 
+Without Redis (a RabbitMQ shop), the same fields live in the ledger's ``metric_counters`` table
+instead: ``runwatch.counter_store`` holds both stores; ``send`` and ``record`` here are the Redis
+forms, kept for the Redis broker's callers.
+
 Cardinality: label values are operation types, queue names, outcomes, reconciliation sources
 and reason codes: all defined in code (actor options, the reason catalogue), never job data.
 """

@@ -3,7 +3,9 @@
 Dramatiq does not count a redelivery as a retry, so a message that OOM-kills its worker would
 be delivered forever. A live run delivered ``max_crash_redeliveries`` more times than attempted
 within the window is dead-lettered while it waits in its queue, and its run failed with the
-deliveries as evidence (``run.infrastructure_timeout_or_abandonment``).
+deliveries as evidence (``run.infrastructure_timeout_or_abandonment``). Where the broker cannot
+take a message out of its queue by id (RabbitMQ), the worker refuses its next redelivery instead
+(``runwatch.workers.poison_gate``, the same rule per message: ``statements.POISON_PILL``).
 """
 
 from __future__ import annotations
@@ -52,8 +54,16 @@ def stop_poison_pills(
             "deliveries": run["deliveries"],
             "deliveries_in_window": run["deliveries_seen"],
         }
+        if not run["redis_message_id"]:
+            # NOTE: no broker id to take the message out of its queue by (RabbitMQ gives none and
+            # cannot): the worker's poison gate (runwatch.workers.poison_gate) refuses its next
+            # redelivery, and the recorder fails the run then.
+            note = "the broker cannot dead-letter it by id: the worker refuses its next redelivery"
+            result.decisions.append({"id": run["id"], "action": "skip", "why": "poison_gate", "note": note, **evidence})
+            result.skipped["poison_gate"] += 1
+            continue
         result.decisions.append({"id": run["id"], "action": "dead_letter", **evidence})
-        if options.dry_run or not run["redis_message_id"]:
+        if options.dry_run:
             continue
         key = dead_letter_if_queued(run["queue_name"], run["redis_message_id"])
         if key is None:

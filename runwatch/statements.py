@@ -211,6 +211,27 @@ LIMIT :limit
 FOR UPDATE OF r SKIP LOCKED
 """)
 
+#: One delivery's poison-pill check, for a worker about to process a redelivered message
+#: (``workers.poison_gate``, on RabbitMQ, where the healer cannot take a message out of its
+#: queue): POISON_CANDIDATES' condition for one run, found by message id; a row when it is one.
+#: No lock: it only reads. ``tests/integration/test_poison_gate.py`` keeps the two in step.
+POISON_PILL = text("""
+SELECT r.id, r.attempts, r.deliveries, d.starts
+FROM operation_runs r
+CROSS JOIN LATERAL (
+    SELECT count(*) AS starts
+    FROM run_events e
+    WHERE e.message_id = r.message_id AND (e.kind = 'started' OR e.details ? 'start')
+      AND e.at > now() - make_interval(secs => :window)
+) d
+WHERE r.message_id = :message_id AND r.status = 'running' AND r.deliveries > r.attempts
+  AND r.deliveries - r.attempts >= :max_crash
+  AND d.starts > :max_crash
+""")
+
+#: For the poison gate's transaction only: a worker never waits long on the ledger.
+LOCAL_STATEMENT_TIMEOUT = text("SELECT set_config('statement_timeout', :ms, true)")
+
 #: Reconcile a poison pill: guarded on the run still running, whatever its deadline.
 RECONCILE_POISON = text(f"""
 WITH done AS (
@@ -231,4 +252,17 @@ WITH done AS (
     FROM done
 )
 SELECT {_FINISHED_COLUMNS} FROM done
+""")
+
+#: Add run counter increments (``runwatch.counter_store``): one statement for a batch of fields.
+#: NOTE: rows are locked in name order (the ORDER BY), so two adds of overlapping fields queue
+#: behind each other instead of deadlocking; GROUP BY merges a name given twice (ON CONFLICT
+#: cannot touch one row twice in one statement).
+ADD_METRIC_COUNTERS = text("""
+INSERT INTO metric_counters AS m (name, value)
+SELECT i.name, sum(i.value)
+FROM unnest(CAST(:names AS text[]), CAST(:amounts AS float8[])) AS i(name, value)
+GROUP BY i.name
+ORDER BY i.name
+ON CONFLICT (name) DO UPDATE SET value = m.value + EXCLUDED.value
 """)

@@ -9,6 +9,7 @@ writes the verdicts; this module only judges.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -43,6 +44,12 @@ class Observation:
     dead_letter_key: str | None = None  # where it lies, when found_in is "dead_letters"
     holder_queue: str | None = None  # the queue of the holder's in-flight set (``<q>`` or ``<q>.DQ``)
     dead_letter_age_seconds: float | None = None  # since the nack, when found_in is "dead_letters"
+    #: RabbitMQ counts a queue's messages but cannot find one by id without consuming it: then
+    #: ``found_in`` says the run's queue holds ready messages (perhaps its own), and ``may_be_held``
+    #: whether a consumer may hold it unacked (None: cannot tell, as without the management API).
+    counted_only: bool = False
+    may_be_held: bool | None = None
+    queue_counts: Mapping[str, Any] | None = None  # per queue looked in: ready, consumers, unacked
 
 
 class Action(StrEnum):
@@ -112,9 +119,13 @@ def decide(run: dict[str, Any], obs: Observation, options: Options) -> Verdict:
     }
     if obs.detail:
         evidence["broker_detail"] = obs.detail
+    if obs.queue_counts is not None:
+        evidence["broker_queue_counts"] = dict(obs.queue_counts)
     if obs.found_in in ("queue", "delay_queue"):
         if queued:
             return Verdict(Action.SKIP, evidence, "backlog", "backlog: the broker still holds the message")
+        if obs.counted_only:
+            return _counted_in_queue(run, since, evidence, options)
         return Verdict(Action.SKIP, evidence, "requeued", "message back in the broker, awaiting redelivery")
     if obs.found_in == "dead_letters":
         evidence["dead_letter_key"] = obs.dead_letter_key
@@ -141,10 +152,42 @@ def decide(run: dict[str, Any], obs: Observation, options: Options) -> Verdict:
         return Verdict(Action.SKIP, evidence, "retry_waiting", note)
     note = None
     if not queued and obs.worker_alive:
-        limit_ms = run["time_limit_ms"] or DEFAULT_TIME_LIMIT_MS
-        ceiling = since + timedelta(milliseconds=limit_ms, seconds=options.ceiling_margin_seconds)
-        evidence["hard_ceiling_at"] = ceiling.isoformat()
-        if now < ceiling:
+        if now < _hard_ceiling(run, since, evidence, options):
             return Verdict(Action.SKIP, evidence, "worker_alive", "slow, not dead: its worker heartbeats")
         note = "worker heartbeats but the run is past its time limit plus margin"
+    if not queued and obs.counted_only and obs.may_be_held is not False:
+        # NOTE: RabbitMQ cannot say which messages a consumer holds unacked; a live consumer
+        # holding this run is what a heartbeat says on Redis: slow, not dead, until the ceiling.
+        if now < _hard_ceiling(run, since, evidence, options):
+            held = (
+                "a consumer holds unacked messages of its queue, perhaps this run's"
+                if obs.may_be_held
+                else "could not tell whether a consumer holds it (unacked messages unknown)"
+            )
+            return Verdict(Action.SKIP, evidence, "may_be_held", f"{held}: slow, not dead, until the hard ceiling")
+        note = "a consumer may hold it, but the run is past its time limit plus margin"
+    elif obs.counted_only and not obs.found_in:
+        note = "no message waits in its queues" + ("" if queued else " and no consumer can hold it")
     return Verdict(Action.RECONCILE, evidence, note=note, reason=STALE_QUEUED if queued else STALE_RUNNING)
+
+
+def _hard_ceiling(run: dict[str, Any], since: datetime, evidence: dict[str, Any], options: Options) -> datetime:
+    """When a running run that may still be alive is failed anyway: its time limit plus the margin."""
+    limit_ms = run["time_limit_ms"] or DEFAULT_TIME_LIMIT_MS
+    ceiling = since + timedelta(milliseconds=limit_ms, seconds=options.ceiling_margin_seconds)
+    evidence["hard_ceiling_at"] = ceiling.isoformat()
+    return ceiling
+
+
+def _counted_in_queue(run: dict[str, Any], since: datetime, evidence: dict[str, Any], options: Options) -> Verdict:
+    """A running run whose queue holds ready messages, on a broker that only counts them (RabbitMQ).
+
+    One may be this run's, handed back by RabbitMQ when its consumer died, so failing it now
+    could contradict the redelivery's outcome; but ready messages may as well be other runs'
+    backlog for ever, so the wait ends at the hard ceiling.
+    """
+    if run["db_now"] < _hard_ceiling(run, since, evidence, options):
+        note = "messages wait in its queue, perhaps this run's redelivery: awaiting it until the hard ceiling"
+        return Verdict(Action.SKIP, evidence, "requeued", note)
+    note = "messages wait in its queue, but the run is past its time limit plus margin"
+    return Verdict(Action.RECONCILE, evidence, note=note, reason=STALE_RUNNING)

@@ -28,8 +28,7 @@ class ActionsPage:
         self.store = store
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        for name in [n for n, v in req.params.items() if v == ""]:
-            del web.query_params(req)[name]  # a submitted filter form sends blanks for "any"
+        web.drop_blank_filters(req)
         params.reject_unknown(req, ACTION_PARAMS)
         status = params.choice(req, "status", actions.STATUSES)
         kind = params.choice(req, "kind", actions.KINDS)

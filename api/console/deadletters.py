@@ -37,12 +37,6 @@ _INTEGER = re.compile(r"-?[0-9]{1,19}")
 MAX_GROUPS = 100
 
 
-def _drop_blanks(req: falcon.Request) -> None:
-    """A submitted filter form sends every field: blank means "any"."""
-    for name in [n for n, v in req.params.items() if v == "" or v == [""]]:
-        del web.query_params(req)[name]
-
-
 def _first(form: dict[str, list[str]], name: str) -> str:
     values = form.get(name) or [""]
     return values[0]
@@ -96,7 +90,7 @@ class DeadLettersPage:
         self.store = store
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        _drop_blanks(req)
+        web.drop_blank_filters(req)
         params.reject_unknown(req, selection.LETTER_PARAMS)
         filters = selection.letter_filters(req)
         limit = params.limit(req)

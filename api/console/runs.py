@@ -25,9 +25,7 @@ _MULTI = ("status", "outcome")
 
 def _normalise_query(req: falcon.Request) -> None:
     """A submitted form sends every field: blank means "any"; local times are UTC."""
-    query = web.query_params(req)
-    for name in [n for n, v in query.items() if v == "" or v == [""]]:
-        del query[name]
+    query = web.drop_blank_filters(req)
     for name in ("created_after", "created_before"):
         value = query.get(name)
         if isinstance(value, str) and _LOCAL_TIME.fullmatch(value):

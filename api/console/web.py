@@ -64,6 +64,19 @@ def query_params(req: falcon.Request) -> dict[str, str | list[str]]:
     return cast(dict[str, str | list[str]], req.params)
 
 
+def drop_blank_filters(req: falcon.Request) -> dict[str, str | list[str]]:
+    """Forget the blank fields of a submitted filter form (it sends every field: blank means "any"),
+    whether a field came once or repeated (checkboxes); the query, to normalise further."""
+    query = query_params(req)
+    for name, value in list(query.items()):
+        kept = [v for v in value if v] if isinstance(value, list) else value
+        if not kept:
+            del query[name]
+        elif isinstance(kept, list):
+            query[name] = kept[0] if len(kept) == 1 else kept
+    return query
+
+
 def secure_request(req: falcon.Request) -> bool:
     """TLS to us, or to a trusted proxy: gunicorn sets the scheme from X-Forwarded-Proto only
     for peers in its ``forwarded_allow_ips`` (default 127.0.0.1), so ``req.scheme`` is trusted."""

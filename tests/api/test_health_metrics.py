@@ -1,4 +1,4 @@
-"""Liveness, readiness (PostgreSQL and Redis), and the Prometheus metrics."""
+"""Liveness, readiness (PostgreSQL, Redis, RabbitMQ), and the Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import falcon.testing
 from runwatch.api.app import create_app
-from runwatch.api.health import redis_ping
+from runwatch.api.probes import amqp_ping, redis_ping
 from runwatch.api.store import Store
 from sqlalchemy import text
 
@@ -30,6 +30,20 @@ def test_not_ready_names_redis_when_it_is_down(store):
     assert result.json["checks"] == {"postgresql": "ok", "redis": "down"} and "redis" in result.json["detail"]
 
 
+def test_ready_probes_rabbitmq_when_the_workers_use_it(store, rabbitmq_url):
+    client = falcon.testing.TestClient(create_app(store, rabbitmq_url=rabbitmq_url))
+    result = client.simulate_get("/health/ready")
+    assert result.status_code == 200
+    assert result.json["checks"] == {"postgresql": "ok", "redis": "not_configured", "rabbitmq": "ok"}
+    down = falcon.testing.TestClient(create_app(store, rabbitmq_url=f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"))
+    result = down.simulate_get("/health/ready")
+    assert (
+        result.status_code == 503
+        and result.json["checks"]["rabbitmq"] == "down"
+        and "rabbitmq" in result.json["detail"]
+    )
+
+
 def test_not_ready_names_postgresql_when_it_is_down(servers):
     store = Store(f"postgresql://postgres@127.0.0.1:{free_port()}/none")
     client = falcon.testing.TestClient(create_app(store, redis_url=servers.redis_url))
@@ -42,6 +56,13 @@ def test_redis_ping_speaks_auth_and_fails_cleanly(servers):
     assert redis_ping(servers.redis_url)
     assert not redis_ping(f"redis://127.0.0.1:{free_port()}/0")
     assert not redis_ping("redis://no-such-host.invalid:6379/0")
+
+
+def test_amqp_ping_knows_rabbitmq_from_another_server(rabbitmq_url, servers):
+    assert amqp_ping(rabbitmq_url)
+    redis_port = servers.redis_url.rsplit(":", 1)[1].split("/")[0]
+    assert not amqp_ping(f"amqp://127.0.0.1:{redis_port}/%2F")  # answers, but not in AMQP
+    assert not amqp_ping(f"amqp://127.0.0.1:{free_port()}/%2F")
 
 
 def test_metrics_count_runs_reconciliations_and_latency(client, tokens, world, engine):

@@ -9,6 +9,8 @@ import dramatiq
 import pytest
 from runwatch.workers import current_run
 
+from runwatch import counters
+from runwatch.counter_store import LedgerCounters
 from tests.support.rabbit_harness import RabbitHarness, rabbit_harness
 from tests.support.waiting import wait_for
 
@@ -62,6 +64,10 @@ def test_every_outcome_is_recorded_through_rabbitmq(rabbit: RabbitHarness):
     assert "hunter2" not in str(dead["reconciliation_evidence"])
     assert rabbit.depth(f"{rabbit.queue}.XQ") == 1  # dead-lettered by RabbitMQ, run failed by the callback
     assert rabbit.depth(rabbit.settings.event_stream) == 0  # every event batch applied and acknowledged
+    with rabbit.engine.connect() as conn:  # /metrics' run counters, in the ledger: there is no Redis
+        counted = LedgerCounters.values(conn)
+    assert sum(v for k, v in counted.items() if k.startswith(counters.field(counters.FINISHED, ""))) == 5
+    assert counted[counters.field(counters.RECONCILED, "failed_callback", "run.queue_failure_bridge")] == 1
 
 
 def test_retries_are_one_run_with_attempts_on_rabbitmq(rabbit: RabbitHarness):

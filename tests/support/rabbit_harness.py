@@ -10,6 +10,7 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from runwatch.bridge import amqp
+from runwatch.workers.drain_setup import drainer_and_collector
 from runwatch.workers.drainer import Drainer
 from runwatch.workers.transport import Transport
 from sqlalchemy import text
@@ -75,8 +76,7 @@ def rabbit_harness(rabbitmq_url: str, database_url: str, engine: Any, **override
     recorder = workers.install(broker, settings=settings)
     broker.emit_after("process_boot")
     dramatiq.set_broker(broker)
-    source = Transport.from_settings(settings).source(settings, lambda _: None)
-    drainer = Drainer.from_settings(settings, source, engine)
+    drainer, _ = drainer_and_collector(settings, Transport.from_settings(settings), engine)
     harness = RabbitHarness(broker, recorder, drainer, engine, settings, unique("rwq"))
     try:
         yield harness

@@ -1,0 +1,108 @@
+"""The healer's rules on a broker that counts messages but cannot find one (RabbitMQ): ``decide``
+with ``Observation(counted_only=True)``, no servers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from runwatch.healer import HealOptions
+from runwatch.reasons import STALE_QUEUED, STALE_RUNNING
+from runwatch.verdicts import Action, Observation, decide
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+OPTIONS = HealOptions(ceiling_margin_seconds=30)
+COUNTS = {"q": {"ready": 0, "consumers": 1, "unacked": "unknown"}, "q.DQ": {"ready": 0, "consumers": 1}}
+
+
+def run(status="queued", *, age_seconds=600, time_limit_ms=600_000):
+    at = NOW - timedelta(seconds=age_seconds)
+    return {
+        "db_now": NOW,
+        "status": status,
+        "queued_stale_seconds": 60,
+        "running_stale_seconds": 120,
+        "threshold_source": "default",
+        "created_at": at,
+        "started_at": at if status == "running" else None,
+        "last_progress_at": at if status == "running" else None,
+        "next_retry_at": None,
+        "stale_at": at + timedelta(seconds=60),
+        "worker_id": "w1" if status == "running" else None,
+        "redis_message_id": None,
+        "time_limit_ms": time_limit_ms,
+    }
+
+
+def counted(found_in=None, may_be_held=None, detail="seen"):
+    return Observation(
+        checked=True,
+        found_in=found_in,
+        looked_in=("q", "q.DQ"),
+        counted_only=True,
+        may_be_held=may_be_held,
+        queue_counts=COUNTS,
+        detail=detail,
+    )
+
+
+@pytest.mark.parametrize("where", ["queue", "delay_queue"])
+def test_a_queued_run_with_ready_messages_in_its_queues_is_backlog(where):
+    verdict = decide(run(), counted(where), OPTIONS)
+    assert (verdict.action, verdict.why) == (Action.SKIP, "backlog")
+    assert verdict.evidence["broker_queue_counts"] == COUNTS and verdict.evidence["looked_for_message_in"] == [
+        "q",
+        "q.DQ",
+    ]
+
+
+@pytest.mark.parametrize("may_be_held", [None, True, False])
+def test_a_queued_run_with_empty_queues_is_stale_queued_whatever_the_consumers_hold(may_be_held):
+    verdict = decide(run(), counted(may_be_held=may_be_held, detail="queue empty; time alone"), OPTIONS)
+    assert (verdict.action, verdict.reason) == (Action.RECONCILE, STALE_QUEUED)
+    assert verdict.evidence["broker_detail"] == "queue empty; time alone" and verdict.evidence["broker_checked"]
+    assert verdict.note == "no message waits in its queues"
+
+
+# time limit 600 s + margin 30 s: at 600 s before the hard ceiling, at 700 s past it.
+@pytest.mark.parametrize(("age", "expected"), [(600, Action.SKIP), (700, Action.RECONCILE)])
+def test_a_running_run_with_ready_messages_awaits_redelivery_until_the_hard_ceiling(age, expected):
+    verdict = decide(run("running", age_seconds=age), counted("queue"), OPTIONS)
+    assert verdict.action is expected
+    assert verdict.evidence["hard_ceiling_at"] == (NOW - timedelta(seconds=age - 630)).isoformat()
+    if expected is Action.SKIP:
+        assert verdict.why == "requeued" and "redelivery" in verdict.note
+    else:
+        assert verdict.reason is STALE_RUNNING and "past its time limit plus margin" in verdict.note
+
+
+def test_a_running_run_nobody_can_hold_is_stale_running_at_its_threshold():
+    verdict = decide(run("running", age_seconds=200), counted(may_be_held=False), OPTIONS)
+    assert (verdict.action, verdict.reason) == (Action.RECONCILE, STALE_RUNNING)
+    assert verdict.note == "no message waits in its queues and no consumer can hold it"
+    assert "hard_ceiling_at" not in verdict.evidence
+
+
+@pytest.mark.parametrize(("may_be_held", "says"), [(None, "could not tell"), (True, "holds unacked messages")])
+@pytest.mark.parametrize(("age", "expected"), [(600, Action.SKIP), (700, Action.RECONCILE)])
+def test_a_running_run_a_consumer_may_hold_is_slow_until_the_hard_ceiling(may_be_held, says, age, expected):
+    verdict = decide(run("running", age_seconds=age), counted(may_be_held=may_be_held), OPTIONS)
+    assert verdict.action is expected and "hard_ceiling_at" in verdict.evidence
+    if expected is Action.SKIP:
+        assert verdict.why == "may_be_held" and says in verdict.note
+    else:
+        assert verdict.reason is STALE_RUNNING and verdict.note.startswith("a consumer may hold it")
+
+
+def test_a_run_without_a_time_limit_gets_the_default_ceiling():
+    verdict = decide(run("running", age_seconds=620, time_limit_ms=None), counted(), OPTIONS)
+    assert verdict.why == "may_be_held"  # 600 s default limit + 30 s margin
+
+
+def test_counted_evidence_never_asks_for_a_requeue():
+    for found_in in (None, "queue", "delay_queue"):
+        for held in (None, True, False):
+            for age in (200, 600, 5000):
+                verdict = decide(run("running", age_seconds=age), counted(found_in, held), OPTIONS)
+                assert verdict.action is not Action.REQUEUE
