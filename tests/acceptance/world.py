@@ -207,8 +207,7 @@ class World:
     # -- the end -----------------------------------------------------------------------------
 
     def finish(self, extra: list[Callable[[Ledger, Verdict], None]] | None = None) -> Verdict:
-        for proc in self.processes:
-            proc.stop()
+        fleet.stop_all(self.processes)
         self.history.journal = list(read_journal(self.journal_dir))
         verdict = check(self.engine, self.history, extra or [])
         REPORT.append(
@@ -240,8 +239,7 @@ class World:
         return verdict
 
     def close(self) -> None:
-        for proc in self.processes:
-            proc.stop()
+        fleet.stop_all(self.processes)
         self.recorder.shipper.close()
         self.broker.close()
         if self.redis is not None:
