@@ -1,9 +1,9 @@
 """The action executor: carry out the requeues and purges operators asked for through the API.
 
 The API only writes an action and the letters it selected (``runwatch.actions``); this pass does
-the broker work with the bridge's own code paths: ``requeue.requeue`` (atomic move, idempotent
-requeued message id, the new run recorded) and ``deadletters.remove``. A letter that is no longer
-in Redis (requeued, purged or expired meanwhile) is counted as skipped, not as an error. Work per
+the broker work with the bridge's own code paths over a ``LetterStore``: ``requeue.requeue``
+(move, idempotent requeued message id, the new run recorded) and ``LetterStore.remove``. A letter
+that is no longer in the broker (requeued, purged or expired meanwhile) is counted as skipped, not as an error. Work per
 pass is bounded; an action with letters left stays ``running`` and goes on in the next pass. One
 executor at a time across processes (a session advisory lock).
 """
@@ -15,7 +15,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import redis
 from sqlalchemy import Engine, text
 
 from runwatch import action_steps as steps
@@ -24,9 +23,8 @@ from runwatch import passes
 from runwatch.actions import PURGE
 from runwatch.thresholds import ThresholdPolicy
 
-from . import deadletters as dl
 from . import requeue as rq
-from .keys import Keys
+from .letter_store import LetterStore
 
 logger = logging.getLogger("runwatch.bridge")
 
@@ -35,9 +33,10 @@ DEFAULT_MAX_LETTERS = 500
 #: Letters read from the ledger per round trip.
 ITEM_BATCH = 100
 PASS_NAME = passes.ACTIONS.name
+_BROKER = {"redis": "Redis", "rabbitmq": "RabbitMQ"}
 _LOCK = text("SELECT pg_try_advisory_lock(:key)")
 _UNLOCK = text("SELECT pg_advisory_unlock(:key)")
-_GONE = "the dead letter was no longer in Redis (requeued, purged or expired meanwhile)"
+_GONE = "the dead letter was no longer in the broker (requeued, purged or expired meanwhile)"
 
 
 @dataclass
@@ -54,15 +53,8 @@ class ActionsResult:
         return asdict(self)
 
 
-class _ClientBroker:
-    """What ``requeue.requeue`` uses of a broker: its Redis client."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
-
-
 def execute_once(
-    client: redis.Redis, engine: Engine, keys: Keys, policy: ThresholdPolicy, *, max_letters: int = DEFAULT_MAX_LETTERS
+    letters: LetterStore, engine: Engine, policy: ThresholdPolicy, *, max_letters: int = DEFAULT_MAX_LETTERS
 ) -> ActionsResult:
     """Work on open actions, oldest first, up to ``max_letters`` letters; returns what was done."""
     started = time.time()
@@ -80,7 +72,7 @@ def execute_once(
                 if budget <= 0:
                     break
                 result.actions += 1
-                budget = _execute(client, engine, keys, policy, action, budget, result)
+                budget = _execute(letters, engine, policy, action, budget, result)
             with engine.begin() as conn:
                 passes.record(conn, PASS_NAME, started=started, status=passes.PassStatus.OK, result=result.as_dict())
         finally:
@@ -89,7 +81,7 @@ def execute_once(
     return result
 
 
-def _execute(client, engine, keys, policy, action: dict[str, Any], budget: int, result: ActionsResult) -> int:
+def _execute(letters: LetterStore, engine, policy, action: dict[str, Any], budget: int, result: ActionsResult) -> int:
     with engine.begin() as conn:
         if not steps.start_action(conn, action["id"]):
             return budget
@@ -104,13 +96,17 @@ def _execute(client, engine, keys, policy, action: dict[str, Any], budget: int, 
         for item in items:
             budget -= 1
             try:
-                outcome, new_run, note = _one(client, engine, keys, policy, action, item)
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                outcome, new_run, note = _one(letters, engine, policy, action, item)
+            except letters.transient_errors as exc:
                 # NOTE: transient: the action stays running and the next pass resumes at this letter.
                 with engine.begin() as conn:
-                    steps.note_error(conn, action["id"], f"retrying: Redis unavailable ({type(exc).__name__})")
+                    steps.note_error(
+                        conn,
+                        action["id"],
+                        f"retrying: {_BROKER.get(letters.broker, letters.broker)} unavailable ({type(exc).__name__})",
+                    )
                 raise
-            except Exception as exc:  # a letter Redis refuses to move (wrong key types), or a bug
+            except Exception as exc:  # a letter the broker refuses to move (wrong key types, no queue), or a bug
                 logger.exception("operator action %s failed", action["id"])
                 error = f"{type(exc).__name__}: {ev.sanitize_error(str(exc))}"
                 with engine.begin() as conn:
@@ -123,14 +119,14 @@ def _execute(client, engine, keys, policy, action: dict[str, Any], budget: int, 
     return budget
 
 
-def _one(client, engine, keys, policy, action, item) -> tuple[str, int | None, str | None]:
+def _one(letters: LetterStore, engine, policy, action, item) -> tuple[str, int | None, str | None]:
     """Requeue or purge one selected letter: (result, new run id, note)."""
-    letter = dl.get(client, keys, item["queue_name"], item["redis_message_id"])
+    letter = letters.get(item["queue_name"], item["redis_message_id"])  # NOTE: the mirror's letter id column
     if letter is None or letter.message_id != item["message_id"]:
         return steps.SKIPPED, None, _GONE
     if action["kind"] == PURGE:
-        return (steps.PURGED, None, None) if dl.remove(client, keys, letter) else (steps.SKIPPED, None, _GONE)
-    outcome = rq.requeue(_ClientBroker(client), engine, keys, policy, [letter])
+        return (steps.PURGED, None, None) if letters.remove(letter) else (steps.SKIPPED, None, _GONE)
+    outcome = rq.requeue(letters, engine, policy, [letter])
     if outcome.requeued:
         _old, new_run, message_id = outcome.requeued[0]
         return steps.REQUEUED, new_run, f"requeued as message {message_id}"

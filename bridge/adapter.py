@@ -15,7 +15,6 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import redis
 from sqlalchemy import Engine
 
 from runwatch import events as ev
@@ -27,8 +26,7 @@ from runwatch.passes import PassStatus
 from runwatch.reasons import ADAPTER_OUT_OF_SYNC
 from runwatch.thresholds import ThresholdPolicy
 
-from . import deadletters as dl
-from .keys import Keys
+from .letter_store import DeadLetter, LetterStore, location
 
 logger = logging.getLogger("runwatch.bridge")
 
@@ -43,7 +41,7 @@ _NAMESPACE = uuid.UUID("6f1c3c1e-5d0b-4c35-9a49-2a8f6f2b6f00")
 @dataclass
 class AdapterResult:
     scanned: int = 0
-    undecodable: list[str] = field(default_factory=list)  # "<queue>.XQ/<redis id>: error"
+    undecodable: list[str] = field(default_factory=list)  # "<dead-letter key>/<letter id>: error"
     already_terminal: int = 0
     too_recent: int = 0
     candidates: int = 0
@@ -64,9 +62,8 @@ class AdapterResult:
 
 
 def reconcile_once(
-    client: redis.Redis,
+    letters: LetterStore,
     engine: Engine,
-    keys: Keys,
     policy: ThresholdPolicy,
     *,
     now: float | None = None,
@@ -74,31 +71,26 @@ def reconcile_once(
     dry_run: bool = False,
     queue: str | None = None,
 ) -> AdapterResult:
-    """One scan of every dead-letter set; returns what it found and did."""
+    """One scan of every dead-letter queue of ``letters``; returns what it found and did."""
     now = time.time() if now is None else now
 
     # NOTE: concurrent scans are harmless (event ids dedupe) but wasteful: one at a time.
     def body(conn, result: AdapterResult) -> None:
-        _scan(conn, client, keys, policy, result, now=now, min_age_seconds=min_age_seconds, queue=queue)
+        _scan(conn, letters, policy, result, now=now, min_age_seconds=min_age_seconds, queue=queue)
 
     return passes.run_once(engine, passes.BRIDGE, body, AdapterResult(dry_run=dry_run))
 
 
-def _scan(conn, client, keys, policy, result: AdapterResult, *, now, min_age_seconds, queue) -> None:
-    letters: list[dl.DeadLetter] = []
+def _scan(conn, store: LetterStore, policy, result: AdapterResult, *, now, min_age_seconds, queue) -> None:
+    letters: list[DeadLetter] = []
     message_ids: list[str] = []  # of ``letters``, one each
-    for letter in dl.scan(client, keys, queue=queue):
+    for letter in store.scan(queue=queue):
         result.scanned += 1
         if letter.message is None:
             # NOTE: a decoder's error may quote the payload it choked on.
             error = ev.sanitize_error(str(letter.decode_error))
-            result.undecodable.append(f"{keys.dead_letters(letter.queue)}/{letter.redis_message_id}: {error}")
-            logger.warning(
-                "undecodable dead letter %s/%s skipped: %s",
-                keys.dead_letters(letter.queue),
-                letter.redis_message_id,
-                error,
-            )
+            result.undecodable.append(f"{location(store, letter)}: {error}")
+            logger.warning("undecodable dead letter %s skipped: %s", location(store, letter), error)
         else:
             letters.append(letter)
             message_ids.append(letter.message.message_id)
@@ -114,12 +106,12 @@ def _scan(conn, client, keys, policy, result: AdapterResult, *, now, min_age_sec
     result.too_recent = len(unbridged) - len(due)
     result.candidates = len(due)
     if due and not result.dry_run:
-        applied = apply_events(conn, [_event(keys, d, now) for d in due], policy)
+        applied = apply_events(conn, [_event(store, d, now) for d in due], policy)
         result.reconciled = applied.runs_written
         result.finished.extend(applied.finished)
 
 
-def _event(keys: Keys, letter: dl.DeadLetter, now: float) -> dict[str, Any]:
+def _event(store: LetterStore, letter: DeadLetter, now: float) -> dict[str, Any]:
     message = letter.message
     assert message is not None
     options = message.options
@@ -135,8 +127,7 @@ def _event(keys: Keys, letter: dl.DeadLetter, now: float) -> dict[str, Any]:
     }
     traceback_text = options.get("traceback")
     evidence = {
-        "dead_letter_key": keys.dead_letters(letter.queue),
-        "redis_message_id": letter.redis_message_id,
+        **store.evidence(letter),
         "dead_lettered_at": letter.dead_at,
         "found_by": "dead-letter scan: the run was not terminal, its failure callback never reached the ledger",
         "queue": letter.queue,
@@ -156,7 +147,7 @@ def _event(keys: Keys, letter: dl.DeadLetter, now: float) -> dict[str, Any]:
         evidence=evidence,
         failure_summary=[{"code": "job.dead_lettered", "message": ADAPTER_OUT_OF_SYNC.message}],
     )
-    event["id"] = uuid.uuid5(_NAMESPACE, f"{letter.queue}/{letter.redis_message_id}").hex
+    event["id"] = uuid.uuid5(_NAMESPACE, f"{letter.queue}/{letter.letter_id}").hex
     return event
 
 

@@ -13,6 +13,8 @@ import time
 from typing import Any
 
 import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.common import xq_name
 
 from runwatch import events as ev
 from runwatch import redact
@@ -21,6 +23,18 @@ from runwatch.reasons import dead_letter_reason
 from .keys import DEFAULT_NAMESPACE, Keys
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def _where(broker: dramatiq.Broker, queue: str, message: Any) -> dict[str, Any]:
+    """Where the dead letter lies: a RabbitMQ queue (no id outside the body), or a Redis key and id."""
+    if isinstance(broker, RabbitmqBroker):
+        return {"dead_letter_key": xq_name(queue), "message_id": message.message_id, "broker": "rabbitmq"}
+    keys = Keys(getattr(broker, "namespace", DEFAULT_NAMESPACE))
+    return {
+        "dead_letter_key": keys.dead_letters(queue),
+        "message_id": message.message_id,
+        "redis_message_id": message.options.get("redis_message_id"),
+    }
 
 
 def failure_code(exception_type: str | None) -> str:
@@ -41,15 +55,12 @@ def dead_letter_event(
     """
     failure = redact.default().value(dict(failure))
     reason = dead_letter_reason(failure.get("exception_type"), skipped=failure.pop("skipped", False))
-    keys = Keys(getattr(broker, "namespace", DEFAULT_NAMESPACE))
     evidence = {
         **failure,
         "queue": run_meta["queue"],
         "retries": message.options.get("retries", 0),
         "max_retries": run_meta.get("max_retries"),
-        "dead_letter_key": keys.dead_letters(run_meta["queue"]),
-        "message_id": message.message_id,
-        "redis_message_id": message.options.get("redis_message_id"),
+        **_where(broker, run_meta["queue"], message),
     }
     return ev.new_event(
         ev.DEAD_LETTERED,

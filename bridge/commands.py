@@ -1,4 +1,8 @@
-"""``runwatch deadletters ...`` and ``runwatch bridge scan``: the SRE side of dead letters."""
+"""``runwatch deadletters ...`` and ``runwatch bridge scan``: the SRE side of dead letters.
+
+They talk to the broker ``RUNWATCH_BROKER`` names (``Settings.broker_kind``: RabbitMQ when only
+``RUNWATCH_RABBITMQ_URL`` is set), through a ``LetterStore`` opened for the command and closed after.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,9 @@ from .keys import DEFAULT_NAMESPACE
 def register_deadletters(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("deadletters", help="list, show, requeue or purge Dramatiq dead letters")
     parser.add_argument(
-        "--namespace", default=DEFAULT_NAMESPACE, help=f"Dramatiq's Redis namespace (default {DEFAULT_NAMESPACE})"
+        "--namespace",
+        default=DEFAULT_NAMESPACE,
+        help=f"Dramatiq's Redis namespace (default {DEFAULT_NAMESPACE}; Redis only)",
     )
     dsub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = dsub.add_parser("list", help="dead letters with their run ids, reason and age")
@@ -70,33 +76,27 @@ def _scope(args: argparse.Namespace) -> str:
 
 
 def _context(args: argparse.Namespace):
-    import redis
-
+    """``(settings, letters, engine, policy)``; use ``letters`` in a ``with`` block (it closes its connection)."""
     from runwatch.db import engine_for
     from runwatch.settings import Settings
     from runwatch.thresholds import ThresholdPolicy
 
-    from .keys import Keys
+    from .letter_store import letter_store
 
     settings = Settings.from_env()
-    if not settings.redis_url:
-        raise ConfigError("RUNWATCH_REDIS_URL is not set (the Redis your Dramatiq broker uses)")
-    client = redis.Redis.from_url(settings.redis_url)
-    return (
-        settings,
-        client,
-        engine_for(settings.require_database_url()),
-        Keys(args.namespace),
-        ThresholdPolicy(settings),
-    )
+    if settings.broker_kind == "rabbitmq":
+        settings.require_rabbitmq_url()
+    else:
+        settings.require_redis_url()
+    engine = engine_for(settings.require_database_url())
+    letters = letter_store(settings, namespace=args.namespace, engine=engine)
+    return settings, letters, engine, ThresholdPolicy(settings)
 
 
-def _letters(args, client, keys):
-    from . import deadletters as dl
-
+def _letters(args, letters):
     if args.queue:
-        dl.check_queue(client, keys, args.queue)
-    return dl.scan(client, keys, queue=args.queue, actor=args.actor)
+        letters.check_queue(args.queue)
+    return letters.scan(queue=args.queue, actor=args.actor)
 
 
 #: Columns of ``deadletters list``, in JSON key order.
@@ -125,12 +125,13 @@ def _list(args: argparse.Namespace) -> int:
     from runwatch import redact
     from runwatch.lookups import statuses
 
-    _, client, engine, keys, _ = _context(args)
+    _, store, engine, _ = _context(args)
     letters = []
-    for letter in _letters(args, client, keys):
-        letters.append(letter)
-        if len(letters) >= args.limit:
-            break
+    with store:
+        for letter in _letters(args, store):
+            letters.append(letter)
+            if len(letters) >= args.limit:
+                break
     with engine.connect() as conn:
         runs = statuses(conn, [d.message_id for d in letters if d.message_id])
         reasons = (
@@ -179,8 +180,9 @@ def _show(args: argparse.Namespace) -> int:
 
     from .requeue import letter_of_run
 
-    _, client, engine, keys, _ = _context(args)
-    letter = letter_of_run(client, engine, keys, args.run_id)
+    _, store, engine, _ = _context(args)
+    with store:
+        letter = letter_of_run(store, engine, args.run_id)
     with engine.connect() as conn:
         run = run_by_id(conn, args.run_id)
     assert run is not None  # letter_of_run raised UnknownRun otherwise
@@ -201,8 +203,9 @@ def _show(args: argparse.Namespace) -> int:
         },
         "evidence": run["reconciliation_evidence"],
         "dead_letter": {
-            "key": keys.dead_letters(letter.queue),
+            "key": store.dead_letter_name(letter.queue),
             "redis_message_id": letter.redis_message_id,
+            "message_id": letter.message_id,
             "dead_lettered_at": datetime.fromtimestamp(letter.dead_at, UTC).isoformat(),
             "actor": letter.actor_name,
             # APPSEC: the dead letter holds the job's arguments as sent: print them masked.
@@ -214,24 +217,20 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _requeue(args: argparse.Namespace) -> int:
-    from dramatiq.brokers.redis import RedisBroker
-
     from .requeue import letter_of_run, requeue
 
-    settings, client, engine, keys, policy = _context(args)
     if args.run_ids and (args.all or args.queue or args.actor):
         raise ConfigError("give run ids, or filters (--queue/--actor/--all), not both")
     if not args.run_ids and not (args.all or args.queue or args.actor):
         raise ConfigError("say what to requeue: run ids, --queue/--actor, or --all")
-    letters = [letter_of_run(client, engine, keys, run_id) for run_id in args.run_ids] or list(
-        _letters(args, client, keys)
-    )
-    if letters and not args.run_ids and not args.dry_run:
-        # A bulk requeue enqueues every job again: asked like purge, refused off a terminal without --yes.
-        confirm(f"requeue {len(letters)} dead letter(s){_scope(args)}", yes=args.yes)
-    broker = RedisBroker(url=settings.redis_url, namespace=keys.namespace)
-    with Progress("requeue", total=len(letters)) as bar:
-        result = requeue(broker, engine, keys, policy, letters, dry_run=args.dry_run, progress=bar.update)
+    _, store, engine, policy = _context(args)
+    with store:
+        letters = [letter_of_run(store, engine, run_id) for run_id in args.run_ids] or list(_letters(args, store))
+        if letters and not args.run_ids and not args.dry_run:
+            # A bulk requeue enqueues every job again: asked like purge, refused off a terminal without --yes.
+            confirm(f"requeue {len(letters)} dead letter(s){_scope(args)}", yes=args.yes)
+        with Progress("requeue", total=len(letters)) as bar:
+            result = requeue(store, engine, policy, letters, dry_run=args.dry_run, progress=bar.update)
     verb = "would requeue" if args.dry_run else "requeued"
     for old, new, message_id in result.requeued:
         print(
@@ -247,31 +246,28 @@ def _requeue(args: argparse.Namespace) -> int:
 def _purge(args: argparse.Namespace) -> int:
     from .requeue import purge
 
-    _, client, _, keys, _ = _context(args)
     if not (args.all or args.queue or args.actor):
         raise ConfigError("say what to purge: --queue Q, --actor A, or --all")
-    letters = list(_letters(args, client, keys))
-    if letters and not args.dry_run:
-        confirm(f"delete {len(letters)} dead letter(s){_scope(args)}", yes=args.yes)
-    count = purge(client, keys, letters, dry_run=args.dry_run)
+    _, store, _, _ = _context(args)
+    with store:
+        letters = list(_letters(args, store))
+        if letters and not args.dry_run:
+            confirm(f"delete {len(letters)} dead letter(s){_scope(args)}", yes=args.yes)
+        count = purge(store, letters, dry_run=args.dry_run)
     print(f"{'would delete' if args.dry_run else 'deleted'} {count} dead letter(s)")
     return 0
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from runwatch import counters
-
-    from . import deadletters as dl
     from .adapter import DEFAULT_MIN_AGE_SECONDS, reconcile_once
 
-    settings, client, engine, keys, policy = _context(args)
-    if args.queue:
-        dl.check_queue(client, keys, args.queue)
+    settings, store, engine, policy = _context(args)
     min_age = DEFAULT_MIN_AGE_SECONDS if args.min_age_seconds is None else args.min_age_seconds
-    result = reconcile_once(
-        client, engine, keys, policy, min_age_seconds=min_age, dry_run=args.dry_run, queue=args.queue
-    )
-    counters.record(client, settings.event_stream, result.finished)
+    with store:
+        if args.queue:
+            store.check_queue(args.queue)
+        result = reconcile_once(store, engine, policy, min_age_seconds=min_age, dry_run=args.dry_run, queue=args.queue)
+    count_finished(settings, engine, result.finished)
     for line in result.undecodable:
         print(f"undecodable dead letter skipped: {line}", file=sys.stderr)
     lag = result.oldest_unbridged_age_seconds
@@ -283,3 +279,17 @@ def _scan(args: argparse.Namespace) -> int:
         f"; oldest unbridged dead letter: {'none' if lag is None else f'{lag:.0f} s'}"
     )
     return 0
+
+
+def count_finished(settings, engine, finished) -> None:
+    """Add the runs a pass ended to /metrics' run counters, where the run events travel (as the drainer does)."""
+    from runwatch.counter_store import CounterStore, LedgerCounters, RedisCounters, record_to
+
+    store: CounterStore
+    if settings.transport_for(settings.broker_kind) == "rabbitmq":
+        store = LedgerCounters(engine)
+    else:
+        import redis
+
+        store = RedisCounters(redis.Redis.from_url(settings.require_redis_url()), settings.event_stream)
+    record_to(store, finished)

@@ -12,7 +12,7 @@ from runwatch.errors import ConfigError
 
 
 def register(bsub: argparse._SubParsersAction) -> None:
-    mirror = bsub.add_parser("mirror", help="one mirror pass: copy the dead-letter sets into PostgreSQL for the API")
+    mirror = bsub.add_parser("mirror", help="one mirror pass: copy the dead letters into PostgreSQL for the API")
     mirror.add_argument("--namespace", default="dramatiq")
     mirror.add_argument("--max-new", type=int, default=None, help="new letters mirrored in this pass (default 2000)")
     mirror.set_defaults(func=_mirror)
@@ -34,8 +34,10 @@ def _mirror(args: argparse.Namespace) -> int:
     from .commands import _context
     from .mirror import DEFAULT_MAX_NEW, mirror_once
 
-    _, client, engine, keys, _ = _context(args)
-    result = mirror_once(client, engine, keys, max_new=_positive(args.max_new, "--max-new", DEFAULT_MAX_NEW))
+    max_new = _positive(args.max_new, "--max-new", DEFAULT_MAX_NEW)
+    _, letters, engine, _ = _context(args)
+    with letters:
+        result = mirror_once(letters, engine, max_new=max_new)
     if result.locked_out:
         print("another mirror pass is running; nothing done")
         return 0
@@ -50,9 +52,10 @@ def _actions(args: argparse.Namespace) -> int:
     from .actions import DEFAULT_MAX_LETTERS, execute_once
     from .commands import _context
 
-    _, client, engine, keys, policy = _context(args)
     limit = _positive(args.max_letters, "--max-letters", DEFAULT_MAX_LETTERS)
-    result = execute_once(client, engine, keys, policy, max_letters=limit)
+    _, letters, engine, policy = _context(args)
+    with letters:
+        result = execute_once(letters, engine, policy, max_letters=limit)
     if result.locked_out:
         print("another executor is running; nothing done")
         return 0

@@ -1,17 +1,20 @@
-"""Read and remove Dramatiq's dead letters (``<queue>.XQ`` zset + ``<queue>.XQ.msgs`` hash)."""
+"""Read and remove Dramatiq's dead letters on Redis (``<queue>.XQ`` zset + ``<queue>.XQ.msgs`` hash).
+
+The functions under ``RedisLetters`` (``bridge.redis_letters``), the Redis ``LetterStore``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import dramatiq
 import redis
 
-from runwatch.errors import RunwatchError
-
 from . import replies
 from .keys import Keys
+from .letter_store import DeadLetter, UnknownQueue
+
+__all__ = ["DeadLetter", "UnknownQueue"]  # re-exported: the Redis side's names predate the store
 
 #: Dead letters fetched per round trip while scanning.
 SCAN_BATCH = 500
@@ -34,31 +37,6 @@ redis.call('zrem', KEYS[1], ARGV[1])
 redis.call('hdel', KEYS[2], ARGV[1])
 return 1
 """
-
-
-class UnknownQueue(RunwatchError):
-    """No key of this queue exists in Redis."""
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    queue: str
-    redis_message_id: str
-    dead_at: float  # epoch seconds of the nack
-    message: dramatiq.Message | None  # None when the payload cannot be decoded
-    decode_error: str | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.queue}.XQ"
-
-    @property
-    def message_id(self) -> str | None:
-        return self.message.message_id if self.message else None
-
-    @property
-    def actor_name(self) -> str | None:
-        return self.message.actor_name if self.message else None
 
 
 def dead_letter_queues(client: redis.Redis, keys: Keys) -> list[str]:
@@ -130,8 +108,8 @@ def find_by_message_id(client: redis.Redis, keys: Keys, queue: str, message_id: 
 def remove(client: redis.Redis, keys: Keys, letter: DeadLetter) -> bool:
     """Delete one dead letter; False if it was already gone (another operator, or the TTL)."""
     with client.pipeline(transaction=True) as pipe:
-        pipe.zrem(keys.dead_letters(letter.queue), letter.redis_message_id)
-        pipe.hdel(keys.dead_letter_messages(letter.queue), letter.redis_message_id)
+        pipe.zrem(keys.dead_letters(letter.queue), letter.letter_id)
+        pipe.hdel(keys.dead_letter_messages(letter.queue), letter.letter_id)
         removed, _ = pipe.execute()
     return bool(removed)
 
@@ -146,7 +124,7 @@ def move_to_queue(client: redis.Redis, keys: Keys, letter: DeadLetter, fresh: dr
     queue = letter.queue
     moved = move(
         keys=[keys.dead_letters(queue), keys.dead_letter_messages(queue), keys.queue(queue), keys.messages(queue)],
-        args=[letter.redis_message_id, fresh.options["redis_message_id"], fresh.encode()],
+        args=[letter.letter_id, fresh.options["redis_message_id"], fresh.encode()],
     )
     return bool(moved)
 

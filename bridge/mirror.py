@@ -1,9 +1,11 @@
-"""The mirror pass: keep ``dead_letters`` in PostgreSQL equal to Dramatiq's dead-letter sets in Redis.
+"""The mirror pass: keep ``dead_letters`` in PostgreSQL equal to Dramatiq's dead letters in the broker.
 
 The API never talks to the broker, so the console reads dead letters from this mirror. Each pass
-reads the ids of every ``<queue>.XQ`` (no payloads), forgets mirrored letters that left Redis
-(requeued, purged, expired), adds at most ``max_new`` new ones, oldest first (the rest next pass),
-and links letters to runs recorded since. One pass at a time across processes (advisory lock).
+reads the ids of every ``<queue>.XQ`` (no payloads on Redis; a browse on RabbitMQ), forgets
+mirrored letters that left the broker (requeued, purged, expired), adds at most ``max_new`` new
+ones, oldest first (the rest next pass), and links letters to runs recorded since. One pass at a
+time across processes (advisory lock). The ``redis_message_id`` column holds the store's letter
+id: Redis's id, or on RabbitMQ the message id.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import redis
 from sqlalchemy import Engine
 
 from runwatch import events as ev
@@ -20,8 +21,7 @@ from runwatch import mirror, passes
 from runwatch.errors import ValidationError
 from runwatch.options import TENANT_OPTION
 
-from . import deadletters as dl
-from .keys import Keys
+from .letter_store import DeadLetter, LetterStore
 
 PASS_NAME = passes.MIRROR.name
 #: New letters decoded and inserted per pass; a backlog beyond it is mirrored by the next passes.
@@ -42,21 +42,21 @@ class MirrorResult:
         return asdict(self)
 
 
-def mirror_once(client: redis.Redis, engine: Engine, keys: Keys, *, max_new: int = DEFAULT_MAX_NEW) -> MirrorResult:
-    """One pass: the mirror follows Redis; returns what changed."""
+def mirror_once(letters: LetterStore, engine: Engine, *, max_new: int = DEFAULT_MAX_NEW) -> MirrorResult:
+    """One pass: the mirror follows the broker; returns what changed."""
     started = time.time()
     result = MirrorResult()
     with passes.locked(engine, passes.MIRROR) as conn:
         if conn is None:
             result.locked_out = True
             return result
-        queues = dl.dead_letter_queues(client, keys)
+        queues = letters.queues()
         result.queues = len(queues)
         for gone in set(mirror.mirrored_queues(conn)) - set(queues):
             result.removed += mirror.remove_queue(conn, gone)
         budget = max_new
         for queue in queues:
-            in_redis = dl.entries(client, keys, queue)
+            in_redis = letters.entries(queue)
             result.in_redis += len(in_redis)
             known = mirror.mirrored_ids(conn, queue)
             present = {rid for rid, _ in in_redis}
@@ -64,19 +64,19 @@ def mirror_once(client: redis.Redis, engine: Engine, keys: Keys, *, max_new: int
             new = [(rid, score) for rid, score in in_redis if rid not in known]
             take, budget = new[:budget], budget - min(len(new), budget)
             result.not_yet_mirrored += len(new) - len(take)
-            letters = dl.fetch(client, keys, queue, take)
-            result.added += mirror.add_letters(conn, [mirror_letter(d) for d in letters])
+            fetched = letters.fetch(queue, take)
+            result.added += mirror.add_letters(conn, [mirror_letter(d) for d in fetched])
         result.linked = mirror.link_runs(conn)
         passes.record(conn, PASS_NAME, started=started, status=passes.PassStatus.OK, result=result.as_dict())
     return result
 
 
-def mirror_letter(letter: dl.DeadLetter) -> mirror.MirrorLetter:
+def mirror_letter(letter: DeadLetter) -> mirror.MirrorLetter:
     """What the mirror keeps of a letter: no arguments, exception text redacted."""
     if letter.message is None:
         return mirror.MirrorLetter(
             queue_name=letter.queue,
-            redis_message_id=letter.redis_message_id,
+            redis_message_id=letter.letter_id,
             dead_at=letter.dead_at,
             # NOTE: a decoder's error may quote the payload it choked on.
             decode_error=ev.sanitize_error(str(letter.decode_error)),
@@ -85,7 +85,7 @@ def mirror_letter(letter: dl.DeadLetter) -> mirror.MirrorLetter:
     exception_type, exception_message = _last_exception(options.get("traceback"))
     return mirror.MirrorLetter(
         queue_name=letter.queue,
-        redis_message_id=letter.redis_message_id,
+        redis_message_id=letter.letter_id,
         dead_at=letter.dead_at,
         message_id=letter.message.message_id,
         actor_name=letter.message.actor_name,

@@ -3,9 +3,14 @@
 A requeue of one letter is three steps:
 
 1. read the ledger (the original run; whether the requeued message has a run already);
-2. claim and enqueue in one atomic Redis script (``deadletters.move_to_queue``): the letter leaves
-   ``<q>.XQ``/``<q>.XQ.msgs`` in the same step as the fresh message enters ``<q>.msgs``/``<q>``;
+2. claim and enqueue (``LetterStore.move_to_queue``). On Redis, one atomic script: the letter leaves
+   ``<q>.XQ``/``<q>.XQ.msgs`` in the same step as the fresh message enters ``<q>.msgs``/``<q>``. On
+   RabbitMQ, the letter is held unacked (no other browser sees it), the fresh message published
+   with a confirm, then the letter acked: at least once (``bridge.rabbitmq_letters`` says what a
+   crash in between leaves);
 3. record the new run (its ``enqueued`` event, ``retry_of`` the original).
+
+What follows describes Redis; on RabbitMQ the same holds but for the at-least-once window of step 2.
 
 Any number of concurrent requeues of one letter (two operators, a filtered requeue racing one by
 run id) enqueue it once: only the script that still finds the letter moves it; the others enqueue
@@ -32,10 +37,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import dramatiq
-import redis
 from dramatiq.common import q_name
 from sqlalchemy import Engine
 
@@ -46,8 +49,7 @@ from runwatch.lookups import retries_of, run_by_id, statuses
 from runwatch.options import INITIATOR_OPTION, RETRY_OF_OPTION, SEEN_OPTION, TENANT_OPTION
 from runwatch.thresholds import ThresholdPolicy
 
-from . import deadletters as dl
-from .keys import Keys
+from .letter_store import REDIS, DeadLetter, LetterStore, location
 
 #: Requeued message ids derive from the letter, so that requeueing one letter twice is one run.
 _REQUEUE_NAMESPACE = uuid.UUID("5b6f1c3e-8e0a-4d0f-9a51-7d2f3c1e9b20")
@@ -71,7 +73,7 @@ class RequeueResult:
     dry_run: bool = False
 
 
-def letter_of_run(client: redis.Redis, engine: Engine, keys: Keys, run_id: int) -> dl.DeadLetter:
+def letter_of_run(letters: LetterStore, engine: Engine, run_id: int) -> DeadLetter:
     """The dead letter of run ``run_id``, or a ``NotDeadLettered`` saying why there is none."""
     with engine.connect() as conn:
         run = run_by_id(conn, run_id)
@@ -80,9 +82,9 @@ def letter_of_run(client: redis.Redis, engine: Engine, keys: Keys, run_id: int) 
         newer = retries_of(conn, run_id)
     evidence = run["reconciliation_evidence"] or {}
     letter = None
-    if evidence.get("redis_message_id"):
-        letter = dl.get(client, keys, run["queue_name"], evidence["redis_message_id"])
-    letter = letter or dl.find_by_message_id(client, keys, run["queue_name"], run["message_id"])
+    if evidence.get("redis_message_id") and letters.broker == REDIS:
+        letter = letters.get(run["queue_name"], evidence["redis_message_id"])
+    letter = letter or letters.find_by_message_id(run["queue_name"], run["message_id"])
     if letter is not None:
         return letter
     if newer:
@@ -95,27 +97,19 @@ def letter_of_run(client: redis.Redis, engine: Engine, keys: Keys, run_id: int) 
     )
 
 
-class RedisOwner(Protocol):
-    """What ``requeue`` uses of a broker: its Redis client (a ``RedisBroker``, or the bridge's own client)."""
-
-    @property
-    def client(self) -> redis.Redis: ...
-
-
 def requeue(
-    broker: RedisOwner,
+    store: LetterStore,
     engine: Engine,
-    keys: Keys,
     policy: ThresholdPolicy,
-    letters: Iterable[dl.DeadLetter],
+    letters: Iterable[DeadLetter],
     *,
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> RequeueResult:
-    """Move each letter back to its queue as a fresh message (atomically), then record its run."""
+    """Move each letter back to its queue as a fresh message, then record its run."""
     result = RequeueResult(dry_run=dry_run)
     for n, letter in enumerate(letters, 1):
-        where = f"{keys.dead_letters(letter.queue)}/{letter.redis_message_id}"
+        where = location(store, letter)
         if letter.message is None:
             result.skipped.append(f"undecodable dead letter {where}: {letter.decode_error}")
             continue
@@ -130,11 +124,11 @@ def requeue(
         elif fresh_id in found:
             # NOTE: enqueued and recorded before, the letter left behind (an earlier version removed
             # it in a separate step, which could fail). Once is enough: only the letter goes.
-            dl.remove(broker.client, keys, letter)
+            store.remove(letter)
             result.requeued.append((old_run, found[fresh_id][1], fresh_id))
         else:
-            fresh = _fresh_message(letter.message, fresh_id, old_run)
-            if dl.move_to_queue(broker.client, keys, letter, fresh):
+            fresh = _fresh_message(letter.message, fresh_id, old_run, store.fresh_options())
+            if store.move_to_queue(letter, fresh):
                 result.enqueued.append(fresh_id)
                 result.requeued.append((old_run, _record(engine, policy, fresh, letter, original_run), fresh_id))
             else:
@@ -156,27 +150,29 @@ def _report_taken(engine: Engine, result: RequeueResult, old_run: int | None, fr
         )
 
 
-def purge(client: redis.Redis, keys: Keys, letters: Iterable[dl.DeadLetter], *, dry_run: bool = False) -> int:
+def purge(store: LetterStore, letters: Iterable[DeadLetter], *, dry_run: bool = False) -> int:
     count = 0
     for letter in letters:
-        count += 1 if dry_run else int(dl.remove(client, keys, letter))
+        count += 1 if dry_run else int(store.remove(letter))
     return count
 
 
-def requeued_message_id(letter: dl.DeadLetter) -> str:
+def requeued_message_id(letter: DeadLetter) -> str:
     """The message id a requeue of ``letter`` gets: the same however often it is requeued."""
     original = letter.message.message_id if letter.message else ""
-    return str(uuid.uuid5(_REQUEUE_NAMESPACE, f"{letter.queue}/{letter.redis_message_id}/{original}"))
+    return str(uuid.uuid5(_REQUEUE_NAMESPACE, f"{letter.queue}/{letter.letter_id}/{original}"))
 
 
-def _fresh_message(message: dramatiq.Message, message_id: str, retry_of: int | None) -> dramatiq.Message:
+def _fresh_message(
+    message: dramatiq.Message, message_id: str, retry_of: int | None, delivery: dict
+) -> dramatiq.Message:
     options = {k: v for k, v in message.options.items() if k not in _DELIVERY_OPTIONS}
     if retry_of is not None:
         options[RETRY_OF_OPTION] = retry_of
     # NOTE: what the recorder's before_enqueue would mark: the run is recorded here (``_record``),
-    # so a retry of this message is a retry, not a first enqueue. A Redis id of its own, as
-    # Dramatiq's enqueue gives every enqueued copy.
-    options.update({SEEN_OPTION: 1, "redis_message_id": str(uuid.uuid4())})
+    # so a retry of this message is a retry, not a first enqueue. ``delivery``: what the broker's
+    # enqueue would add (on Redis, an id of its own).
+    options.update({SEEN_OPTION: 1, **delivery})
     # NOTE: a new Message, not message.copy(): copy() merges options, keeping the dead delivery's retries.
     return dramatiq.Message(
         queue_name=q_name(message.queue_name),
@@ -189,7 +185,7 @@ def _fresh_message(message: dramatiq.Message, message_id: str, retry_of: int | N
 
 
 def _record(
-    engine: Engine, policy: ThresholdPolicy, message: dramatiq.Message, letter: dl.DeadLetter, original: dict | None
+    engine: Engine, policy: ThresholdPolicy, message: dramatiq.Message, letter: DeadLetter, original: dict | None
 ) -> int | None:
     """Write the new run's queued state now, from the original run's metadata, so lineage never waits."""
     meta = {
@@ -210,7 +206,7 @@ def _record(
         time.time(),
         meta,
         redis_message_id=message.options.get("redis_message_id"),
-        requeued_from=letter.redis_message_id,
+        requeued_from=letter.letter_id,
     )
     with engine.begin() as conn:
         apply_events(conn, [event], policy)

@@ -20,6 +20,7 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from runwatch.bridge.keys import Keys
+from runwatch.bridge.redis_letters import RedisLetters
 from runwatch.bridge.requeue import letter_of_run, requeue
 from sqlalchemy import text
 
@@ -66,8 +67,9 @@ def inject(broker: RedisBroker, settings: Settings, render_report_run: int) -> l
     orphan = _dead_letter_without_callback(broker, engine, settings)
     print("runwatch demo: dead-lettered an 'invoices.export' job whose failure callback never arrived")
 
-    letter = letter_of_run(broker.client, engine, keys, render_report_run)
-    result = requeue(broker, engine, keys, ThresholdPolicy(settings), [letter])
+    letters = RedisLetters(broker.client, keys)
+    letter = letter_of_run(letters, engine, render_report_run)
+    result = requeue(letters, engine, ThresholdPolicy(settings), [letter])
     ((_, new_run, requeued),) = result.requeued
     print(f"runwatch demo: requeued dead-lettered run {render_report_run} as run {new_run}")
     return [killed, lost.message_id, orphan, requeued]

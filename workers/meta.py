@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +104,12 @@ def meta_from_facts(profile: ActorProfile, facts: tuple[Any, ...]) -> dict[str, 
     if time_limit is not None:
         meta["time_limit_ms"] = time_limit
     return meta
+
+
+def worker_id(broker: dramatiq.Broker) -> str:
+    """The id a run's worker is recorded under: the Redis broker heartbeats under ``broker_id`` (the
+    healer checks liveness with it); elsewhere host and process."""
+    return getattr(broker, "broker_id", None) or f"{socket.gethostname()}:{os.getpid()}"
 
 
 def error_evidence(exc: BaseException | None, redactor: redact.Redactor | None = None) -> dict[str, Any]:

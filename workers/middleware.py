@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import socket
 import subprocess
 import threading
 import time
@@ -22,7 +20,7 @@ from typing import Any
 
 import dramatiq
 from dramatiq.errors import ActorNotFound
-from dramatiq.middleware import Middleware
+from dramatiq.middleware import Middleware, SkipMessage
 from runwatch.bridge.callback import dead_letter_event
 from runwatch.bridge.keys import DEFAULT_NAMESPACE
 
@@ -36,8 +34,9 @@ from . import meta as m
 from . import run as run_api
 from . import services as background
 from .errors import InvalidSendOptions
+from .poison_gate import PoisonGate
 from .shipper import EventShipper
-from .transport import REDIS, Transport
+from .transport import RABBITMQ, REDIS, Transport, broker_kind
 
 logger = logging.getLogger("runwatch.recorder")
 
@@ -47,7 +46,7 @@ def _never_raise(hook):
     def guarded(self, *args, **kwargs):
         try:
             return hook(self, *args, **kwargs)
-        except InvalidSendOptions:
+        except (InvalidSendOptions, SkipMessage):
             raise
         except Exception:
             self.hook_errors += 1
@@ -75,6 +74,7 @@ class Recorder(Middleware):
         shipper.builders["moved"] = self._build_moved
         self._progress_interval = settings.progress_interval_ms / 1000
         self.services: background.Services | None = None  # started once the worker has booted
+        self.poison_gate: PoisonGate | None = None  # set at worker boot on RabbitMQ (redelivered flags)
 
     @property
     def actor_options(self) -> set[str]:
@@ -162,10 +162,12 @@ class Recorder(Middleware):
         )
         run_api.enter(run)
         run.attempt = message.options.get("retries", 0) + 1
+        if self.poison_gate is not None:
+            self.poison_gate.stop(message, run)  # raises SkipMessage for a crash loop's redelivery
         run.start = {
             "at": time.time(),
             "attempt": run.attempt,
-            "worker_id": self._worker_id(broker),
+            "worker_id": m.worker_id(broker),
             "redis_message_id": message.options.get("redis_message_id"),
         }
         run.start_key = id(run)
@@ -207,9 +209,10 @@ class Recorder(Middleware):
         run = run_api.active(message.message_id)
         if run is None:
             return
-        if message.failed:  # the age limit: nacked next, dead-lettered as abandoned by infrastructure
-            evidence = {"exception_type": "SkipMessage", "exception_message": "message skipped (age limit)"}
-            run.failure = {**evidence, "skipped": True}
+        if message.failed:  # the age limit (or the poison gate): nacked next, dead-lettered as abandoned
+            if run.failure is None:
+                evidence = {"exception_type": "SkipMessage", "exception_message": "message skipped (age limit)"}
+                run.failure = {**evidence, "skipped": True}
             return
         # NOTE: skipped and acked (a dedupe or abort middleware): the job refused to run, as a
         # blocked run does; without this event the run would wait for the healer as stale.
@@ -240,7 +243,9 @@ class Recorder(Middleware):
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         namespace = getattr(broker, "namespace", DEFAULT_NAMESPACE)
-        self.services = background.start(self.settings, self.transport, namespace)
+        self.services = background.start(self.settings, self.transport, namespace, broker=broker)
+        if broker_kind(broker) == RABBITMQ:
+            self.poison_gate = PoisonGate.for_worker(self.settings)
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self.shipper.flush()
@@ -293,8 +298,3 @@ class Recorder(Middleware):
                 actor = None
             profile = self._profiles[actor_name] = m.actor_profile(broker, actor, actor_name)
         return profile
-
-    @staticmethod
-    def _worker_id(broker: dramatiq.Broker) -> str:
-        # NOTE: the Redis broker heartbeats under broker_id; the healer checks liveness with it.
-        return getattr(broker, "broker_id", None) or f"{socket.gethostname()}:{os.getpid()}"

@@ -19,6 +19,7 @@ import logging
 import time
 from typing import Any
 
+from dramatiq.middleware import SkipMessage
 from sqlalchemy import Engine
 
 from runwatch import statements as sql
@@ -58,6 +59,26 @@ class PoisonGate:
             max_crash_redeliveries=settings.max_crash_redeliveries,
             crash_window_seconds=settings.crash_window_seconds,
         )
+
+    @classmethod
+    def for_worker(cls, settings: Settings) -> PoisonGate:
+        """The gate of a RabbitMQ worker process: over the ledger when it has one (else it never refuses)."""
+        if not settings.database_url:
+            return cls.from_settings(settings, None)
+        from runwatch.db import engine_for
+
+        return cls.from_settings(settings, engine_for(settings.database_url, pool_size=1))
+
+    def stop(self, message: Any, run: Any) -> None:
+        """Fail a poison pill's delivery (``run`` is the recorder's): Dramatiq nacks it into
+        ``<queue>.XQ`` and the recorder's ``after_nack`` ends the run with this evidence."""
+        poison = self.evidence(message)
+        if poison is None:
+            return
+        text = "poison pill: refused on redelivery after repeated worker crashes"
+        run.failure = {"exception_type": "SkipMessage", "exception_message": text, **poison, "skipped": True}
+        message.fail()
+        raise SkipMessage(text)
 
     def refuse(self, message: Any) -> bool:
         """True: fail this delivery (a poison pill). Only redeliveries are checked."""

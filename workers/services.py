@@ -8,10 +8,11 @@ per host (``process``, elected among the host's worker processes), a thread per 
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import threading
 from dataclasses import dataclass, field
+
+import dramatiq
 
 from runwatch.settings import Settings
 
@@ -19,8 +20,6 @@ from .drain_process import HostDrainer
 from .drain_thread import start_drain_thread
 from .maintenance import start_thread
 from .transport import Transport
-
-logger = logging.getLogger("runwatch.maintenance")
 
 
 @dataclass
@@ -46,15 +45,15 @@ class Services:
             self.host_drainer.join(timeout_seconds=15)
 
 
-def start(settings: Settings, transport: Transport, namespace: str) -> Services:
-    """Start the drainer (by ``settings.drain_mode``) over ``transport`` and the maintenance thread."""
+def start(settings: Settings, transport: Transport, namespace: str, *, broker: dramatiq.Broker) -> Services:
+    """Start the drainer (by ``settings.drain_mode``) over ``transport`` and the maintenance thread
+    over the worker's ``broker`` (its dead letters and healer evidence)."""
     services = Services()
     if settings.drain_mode == "process":
         services.host_drainer = HostDrainer(settings, transport, services.stop).start()
     elif settings.drain_mode == "thread":
         services.drain_thread = start_drain_thread(settings, transport, services.stop)
-    if transport.redis_client is not None:
-        services.maintenance_thread = start_thread(transport.redis_client, settings, namespace, services.stop)
-    else:
-        logger.warning("maintenance passes (healer, dead-letter scan) are not run in RabbitMQ workers yet")
+    services.maintenance_thread = start_thread(
+        transport.redis_client, settings, namespace, services.stop, broker=broker
+    )
     return services

@@ -1,22 +1,19 @@
-"""Ship run events from a process to the event stream (Redis) or queue (RabbitMQ), in batches, off the hot path.
+"""Ship run events from a process to the broker (``EventWriter``), in batches, off the hot path.
 
-Hooks only append a dict to a list. Whatever has accumulated is encoded into a single stream
-entry (one XADD, one round trip, whatever the batch size). A hook that must not return before
-its event is safe (an outcome, before the ack) ships it itself, as the leader of a group commit:
-threads finishing while it writes wait for its next round, so eight threads finishing at once
-cost one or two round trips, not eight. A background thread ships the rest (queued, started,
-progress) every ``flush_interval_ms``, and retries with backoff while Redis is unreachable.
+Hooks only append to a list. Whatever has accumulated is written as one entry (one round trip,
+whatever the batch size). A hook that must not return before its event is safe (an outcome,
+before the ack) ships it itself, as the leader of a group commit: threads finishing while it
+writes wait for its next round, so eight threads finishing at once cost one or two round trips.
+A background thread ships the rest (queued, started, progress) every ``flush_interval_ms``, and
+retries with backoff while the broker is unreachable. PERF: the leader writes on its own thread;
+a hand-off to the background thread cost two thread switches and a notify per message (~100 us).
 
-PERF: the leader writes on its own thread; handing every outcome to the background thread and
-waiting to be woken cost two thread switches and a condition notify per message (~100 us).
-
-Durability trade-off (README "Recording and durability"): an event is as durable as the Redis
-the messages themselves live in once ``emit(..., durable=True)`` returns; non-urgent events
-(queued, started, progress) may sit in memory for up to ``flush_interval_ms`` and die with a
-SIGKILLed process. While Redis is unreachable, events stay buffered (bounded) and the waiting
-hook gives up after ``durable_wait_ms`` so a job never fails or hangs because of Runwatch (the
-one write a leader attempts is bounded by the client's own timeouts, as Dramatiq's ack is; after
-a failure no hook writes until the background thread got through again).
+Durability (README "Recording and durability"): once ``emit(..., durable=True)`` returns, an
+event is as durable as the job messages in the same broker; non-urgent events may sit in memory
+for up to ``flush_interval_ms`` and die with a SIGKILLed process. While the broker is
+unreachable, events stay buffered (bounded) and the waiting hook gives up after
+``durable_wait_ms``: a job never fails or hangs because of Runwatch (a leader's one write is
+bounded too; after a failure only the background thread writes until it got through again).
 """
 
 from __future__ import annotations
@@ -25,8 +22,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Hashable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Hashable
+from typing import Any
 
 import redis
 
@@ -35,6 +32,7 @@ from runwatch import events as ev
 from runwatch.burstlog import BurstLogger
 from runwatch.settings import MAX_EVENTS_PER_ENTRY
 
+from .event_writer import EventWriter
 from .stream_writer import StreamWriter
 
 logger = logging.getLogger("runwatch.shipper")
@@ -42,19 +40,6 @@ logger = logging.getLogger("runwatch.shipper")
 _OUTCOME_KINDS = frozenset({ev.COMPLETED, ev.DEAD_LETTERED, ev.ATTEMPT_FAILED})
 #: What ``emit`` buffers: an event, a function that builds it, or ``(builder name, *args)``.
 Pending = dict[str, Any] | Callable[[], dict[str, Any]] | tuple[Any, ...]
-
-
-class EventWriter(Protocol):
-    """Where the shipper writes: a Redis stream (``StreamWriter``) or a RabbitMQ queue (``QueueWriter``)."""
-
-    def write(self, payloads: list[bytes]) -> None:
-        """Make each payload durable, or raise (the events are kept and retried)."""
-
-    def count(self, increments: Mapping[str, float]) -> None:
-        """Add counter increments (``runwatch.counters`` fields) to the global run counters."""
-
-    def reset(self) -> None:
-        """Forget the connection without closing it (after a fork)."""
 
 
 class EventShipper:
@@ -86,18 +71,18 @@ class EventShipper:
                 raise ValueError("EventShipper needs a Redis client or a writer")
             writer = StreamWriter(client, stream, timeout_seconds=self._durable_wait)  # its own connection
         self._writer: EventWriter = writer
-        self._backoff = 0.0  # seconds: Redis failed; only the background thread writes until it works
+        self._backoff = 0.0  # seconds: the broker failed; only the background thread writes until it works
         self._closing = False
         self._thread: threading.Thread | None = None
         os.register_at_fork(after_in_child=self._after_fork)
-        self._errors = BurstLogger(logger, "could not ship run events to Redis")
+        self._errors = BurstLogger(logger, "could not ship run events to the broker")
         self._outcomes: set[int] = set()  # ids of buffered, not yet built, durable events
         self.dropped = 0
         self.dropped_outcomes = 0
-        self._unreported_drops: dict[str, int] = {}  # kind -> drops not yet counted in Redis (/metrics)
+        self._unreported_drops: dict[str, int] = {}  # kind -> drops not yet counted (/metrics)
 
     def emit(self, event: Pending, *, durable: bool = False) -> bool:
-        """Queue ``event``; with ``durable``, wait until it is in Redis. Never raises.
+        """Queue ``event``; with ``durable``, wait until the broker has it. Never raises.
 
         ``event`` may be a callable that builds the event, or a tuple ``(builder name, *args)``: the
         shipper thread builds it while the caller's thread waits on its own I/O (PERF: keeps the
@@ -157,7 +142,7 @@ class EventShipper:
             return self._deferred.pop(key, None) is not None
 
     def flush(self, timeout_seconds: float = 5.0) -> bool:
-        """Wait until everything emitted (and deferred) so far is in Redis (or the timeout passes)."""
+        """Wait until everything emitted (and deferred) so far is in the broker (or the timeout passes)."""
         with self._cond:
             self._buffer.extend(event for _, event in self._deferred.values())
             self._deferred.clear()
@@ -168,7 +153,7 @@ class EventShipper:
         return self._wait(shipped, lead, timeout_seconds)
 
     def _waiter(self) -> tuple[threading.Lock, bool]:
-        """A lock released once the events buffered so far are in Redis, and whether the caller
+        """A lock released once the events buffered so far are in the broker, and whether the caller
         ships them itself (caller holds _cond).
 
         PERF: one lock per waiter, released one by one, instead of notify_all on a shared
@@ -180,7 +165,7 @@ class EventShipper:
         if self._leading:
             return lock, False  # the thread shipping now takes it in its next round
         if self._backoff:
-            self._urgent = True  # Redis failed lately: the background thread retries, with backoff
+            self._urgent = True  # the broker failed lately: the background thread retries, with backoff
             self._cond.notify()
             return lock, False
         self._leading = True
@@ -302,7 +287,7 @@ class EventShipper:
         return True
 
     def _report_drops(self) -> None:
-        """Count the events dropped while Redis was away, now that it answers (``runwatch_shipper_dropped_events``)."""
+        """Count the events dropped while the broker was away, now it answers (runwatch_shipper_dropped_events)."""
         with self._cond:
             drops, self._unreported_drops = self._unreported_drops, {}
         try:

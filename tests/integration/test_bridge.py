@@ -8,6 +8,7 @@ import dramatiq
 import pytest
 from runwatch.bridge.adapter import reconcile_once
 from runwatch.bridge.keys import Keys
+from runwatch.bridge.redis_letters import RedisLetters
 from runwatch.bridge.requeue import NotDeadLettered, UnknownRun, letter_of_run, requeue
 from sqlalchemy import text
 
@@ -19,14 +20,14 @@ from tests.support.letters import dead_letter_without_callback, run_of
 def test_lost_callback_is_reconciled_once_by_the_adapter(bare, engine, settings, namespace):
     message = dead_letter_without_callback(bare, engine, settings)
     keys, policy = Keys(namespace), ThresholdPolicy(settings)
-    early = reconcile_once(bare.client, engine, keys, policy)
+    early = reconcile_once(RedisLetters(bare.client, keys), engine, policy)
     assert (early.candidates, early.too_recent, early.reconciled) == (0, 1, 0)  # callback may still be in flight
     assert run_of(engine, message.message_id)["status"] == "running"
 
-    dry = reconcile_once(bare.client, engine, keys, policy, min_age_seconds=0, dry_run=True)
+    dry = reconcile_once(RedisLetters(bare.client, keys), engine, policy, min_age_seconds=0, dry_run=True)
     assert (dry.candidates, dry.reconciled) == (1, 0) and run_of(engine, message.message_id)["status"] == "running"
 
-    result = reconcile_once(bare.client, engine, keys, policy, min_age_seconds=0)
+    result = reconcile_once(RedisLetters(bare.client, keys), engine, policy, min_age_seconds=0)
     assert result.reconciled == 1 and result.oldest_unbridged_age_seconds is not None
     run = run_of(engine, message.message_id)
     assert (run["outcome"], run["reconciliation_source"], run["reason_code"]) == (
@@ -36,7 +37,7 @@ def test_lost_callback_is_reconciled_once_by_the_adapter(bare, engine, settings,
     )
     evidence = run["reconciliation_evidence"]
     assert evidence["dead_letter_key"] == f"{namespace}:jobs.XQ" and evidence["redis_message_id"]
-    again = reconcile_once(bare.client, engine, keys, policy, min_age_seconds=0)
+    again = reconcile_once(RedisLetters(bare.client, keys), engine, policy, min_age_seconds=0)
     assert (again.already_terminal, again.reconciled) == (1, 0)
     assert run_of(engine, message.message_id) == run
 
@@ -48,7 +49,7 @@ def test_concurrent_scans_reconcile_each_dead_letter_exactly_once(bare, engine, 
 
     def scan():
         barrier.wait()
-        results.append(reconcile_once(bare.client, engine, keys, policy, min_age_seconds=0).reconciled)
+        results.append(reconcile_once(RedisLetters(bare.client, keys), engine, policy, min_age_seconds=0).reconciled)
 
     threads = [threading.Thread(target=scan) for _ in range(4)]
     for t in threads:
@@ -68,7 +69,7 @@ def test_a_dead_letter_with_no_run_at_all_gets_one(bare, engine, settings, names
 
     message = orphan.send_with_options(runwatch_tenant_id=9)
     bare.join("orphans", timeout=10_000)
-    reconcile_once(bare.client, engine, Keys(namespace), ThresholdPolicy(settings), min_age_seconds=0)
+    reconcile_once(RedisLetters(bare.client, Keys(namespace)), engine, ThresholdPolicy(settings), min_age_seconds=0)
     run = run_of(engine, message.message_id)
     assert run["reason_code"] == "run.adapter_out_of_sync" and run["tenant_id"] == 9
 
@@ -78,7 +79,7 @@ def test_undecodable_dead_letter_is_reported_with_its_key_and_skipped(bare, engi
     keys = Keys(namespace)
     bare.client.zadd(keys.dead_letters("jobs"), {"garbage-id": 1})
     bare.client.hset(keys.dead_letter_messages("jobs"), "garbage-id", b"\x00not json")
-    result = reconcile_once(bare.client, engine, keys, ThresholdPolicy(settings), min_age_seconds=0)
+    result = reconcile_once(RedisLetters(bare.client, keys), engine, ThresholdPolicy(settings), min_age_seconds=0)
     assert len(result.undecodable) == 1 and f"{namespace}:jobs.XQ/garbage-id" in result.undecodable[0]
     assert result.reconciled == 1 and run_of(engine, message.message_id)["outcome"] == "failed"
 
@@ -97,13 +98,13 @@ def test_requeue_creates_a_linked_run_and_removes_the_dead_letter_after_enqueue(
     old = harness.run(message.message_id)
     assert old["reconciliation_source"] == "failed_callback"
     keys, policy = Keys(harness.broker.namespace), ThresholdPolicy(settings)
-    letter = letter_of_run(harness.broker.client, harness.engine, keys, old["id"])
+    letter = letter_of_run(RedisLetters(harness.broker.client, keys), harness.engine, old["id"])
 
-    dry = requeue(harness.broker, harness.engine, keys, policy, [letter], dry_run=True)
+    dry = requeue(RedisLetters(harness.broker.client, keys), harness.engine, policy, [letter], dry_run=True)
     assert dry.requeued == [(old["id"], None, message.message_id)]
     assert harness.broker.client.zcard(keys.dead_letters("rq")) == 1
 
-    result = requeue(harness.broker, harness.engine, keys, policy, [letter])
+    result = requeue(RedisLetters(harness.broker.client, keys), harness.engine, policy, [letter])
     ((old_id, new_id, new_message_id),) = result.requeued
     assert old_id == old["id"] and new_id is not None
     assert harness.broker.client.zcard(keys.dead_letters("rq")) == 0
@@ -112,11 +113,11 @@ def test_requeue_creates_a_linked_run_and_removes_the_dead_letter_after_enqueue(
     assert (new["retry_of"], new["outcome"], new["tenant_id"], new["type"]) == (old["id"], "succeeded", 5, old["type"])
     assert new["attempts"] == 1  # a fresh delivery: the dead one's retries are not carried over
     with pytest.raises(NotDeadLettered, match=f"requeued already, as run {new_id}"):
-        letter_of_run(harness.broker.client, harness.engine, keys, old["id"])
+        letter_of_run(RedisLetters(harness.broker.client, keys), harness.engine, old["id"])
 
     # The same letter again (its removal, or the ledger write, had failed the first time): the
     # requeued message exists already, so it is not enqueued a second time.
-    again = requeue(harness.broker, harness.engine, keys, policy, [letter])
+    again = requeue(RedisLetters(harness.broker.client, keys), harness.engine, policy, [letter])
     assert again.requeued == [(old["id"], new_id, new_message_id)]
     assert harness.broker.client.llen(keys.queue("rq")) == 0 and len(attempts) == 2
 
@@ -130,9 +131,9 @@ def test_requeue_refuses_runs_that_are_not_dead_lettered(harness, worker):
     harness.settle("ok")
     keys = Keys(harness.broker.namespace)
     with pytest.raises(NotDeadLettered, match="completed/succeeded, not dead-lettered"):
-        letter_of_run(harness.broker.client, harness.engine, keys, harness.run(message.message_id)["id"])
+        letter_of_run(RedisLetters(harness.broker.client, keys), harness.engine, harness.run(message.message_id)["id"])
     with pytest.raises(UnknownRun, match="no run with id 999999"):
-        letter_of_run(harness.broker.client, harness.engine, keys, 999999)
+        letter_of_run(RedisLetters(harness.broker.client, keys), harness.engine, 999999)
 
 
 def test_cli_lists_shows_and_purges_dead_letters(bare, engine, settings, namespace, cli_env, capsys):

@@ -14,6 +14,7 @@ from runwatch.api.store import Store
 from runwatch.bridge.actions import execute_once
 from runwatch.bridge.keys import Keys
 from runwatch.bridge.mirror import mirror_once
+from runwatch.bridge.redis_letters import RedisLetters
 
 from runwatch.thresholds import ThresholdPolicy
 from runwatch.tokens import OPERATOR, create_token
@@ -36,7 +37,7 @@ def test_operator_previews_confirms_and_sees_the_action_done_and_on_the_timeline
 ):
     letters = make_dead_letters(harness, "jobs", [1, 1, 2])
     keys = Keys(harness.broker.namespace)
-    mirror_once(harness.broker.client, engine, keys)
+    mirror_once(RedisLetters(harness.broker.client, keys), engine)
     with engine.begin() as conn:
         token = create_token(conn, name="night shift", tenant_ids=None, role=OPERATOR)[0]
     sign_in(page, token)
@@ -63,7 +64,7 @@ def test_operator_previews_confirms_and_sees_the_action_done_and_on_the_timeline
     page.wait_for_url("**/console/actions/*")
     assert page.inner_text("[data-field=action-status]") == "pending"
 
-    result = execute_once(harness.broker.client, engine, keys, ThresholdPolicy(settings))
+    result = execute_once(RedisLetters(harness.broker.client, keys), engine, ThresholdPolicy(settings))
     assert result.actions == 1
     page.reload()
     sync_api.expect(page.locator("[data-field=action-status]")).to_have_text("done", timeout=WAIT_MS)

@@ -9,6 +9,7 @@ from runwatch.api.store import Store
 from runwatch.bridge.actions import execute_once
 from runwatch.bridge.keys import Keys
 from runwatch.bridge.mirror import mirror_once
+from runwatch.bridge.redis_letters import RedisLetters
 from sqlalchemy import text
 
 from runwatch.thresholds import ThresholdPolicy
@@ -46,7 +47,7 @@ def _call(api, method, path, token, *, body=None, key=None, **params):
 def letters(harness, engine):
     """Letters of tenants 1, 1, 2 and none on queue jobs, one of tenant 1 by another actor; mirrored."""
     made = make_dead_letters(harness, "jobs", [1, 1, 2, None]) + make_dead_letters(harness, "jobs", [1], actor="broken")
-    mirror_once(harness.broker.client, engine, Keys(harness.broker.namespace))
+    mirror_once(RedisLetters(harness.broker.client, Keys(harness.broker.namespace)), engine)
     return made
 
 
@@ -108,7 +109,7 @@ def test_requeue_is_idempotent_executed_and_audited(api, letters, harness, engin
     assert again.status_code == 200 and again.json["id"] == first.json["id"]
     conflict = _call(api, "POST", LETTERS + "/purge", "t1", body=body, key="once")
     assert conflict.status_code == 409
-    execute_once(harness.broker.client, engine, Keys(harness.broker.namespace), ThresholdPolicy(settings))
+    execute_once(RedisLetters(harness.broker.client, Keys(harness.broker.namespace)), engine, ThresholdPolicy(settings))
     detail = _call(api, "GET", f"/api/admin/actions/{first.json['id']}", "t1")
     assert detail.status_code == 200 and detail.json["status"] == "done"
     assert detail.json["counts"] == {"matched": 2, "done": 2, "skipped": 0}
@@ -172,7 +173,7 @@ def test_bad_query_parameters_are_400(api):
 
 
 def test_maintenance_passes_show_the_last_pass_of_each_job(api, letters, harness, engine, settings):
-    execute_once(harness.broker.client, engine, Keys(harness.broker.namespace), ThresholdPolicy(settings))
+    execute_once(RedisLetters(harness.broker.client, Keys(harness.broker.namespace)), engine, ThresholdPolicy(settings))
     passes = {p["name"]: p for p in _call(api, "GET", "/api/admin/maintenance/passes", "root").json["data"]}
     assert {"dead_letter_mirror", "operator_actions"} <= set(passes)
     assert passes["dead_letter_mirror"]["result"]["added"] == 5.0

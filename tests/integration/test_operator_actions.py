@@ -8,6 +8,7 @@ from runwatch.bridge import requeue as rq
 from runwatch.bridge.actions import execute_once
 from runwatch.bridge.keys import Keys
 from runwatch.bridge.mirror import mirror_once
+from runwatch.bridge.redis_letters import RedisLetters
 from sqlalchemy import text
 
 from runwatch import actions
@@ -51,7 +52,7 @@ def cli_env(monkeypatch, database_url, servers):
 def world(harness, engine):
     letters = make_dead_letters(harness, "jobs", [1, 1, 2, None])
     client, keys = harness.broker.client, Keys(harness.broker.namespace)
-    mirror_once(client, engine, keys)
+    mirror_once(RedisLetters(client, keys), engine)
     return client, keys, letters
 
 
@@ -64,7 +65,7 @@ def test_requeue_takes_exactly_the_scoped_selection_and_writes_audit_and_timelin
     alice = _principal(engine, "alice", [1])
     action, created = _request(engine, alice, "requeue", Selection(filters=LetterFilters(queue="jobs")))
     assert created and action["status"] == "pending" and action["matched"] == 2  # APPSEC: tenant 1's only
-    ran = execute_once(client, engine, keys, ThresholdPolicy(settings))
+    ran = execute_once(RedisLetters(client, keys), engine, ThresholdPolicy(settings))
     assert (ran.requeued, ran.skipped, ran.finished) == (2, 0, [action["id"]])
     done = _get(engine, action["id"])
     assert (done["status"], done["matched"], done["done"], done["skipped"]) == ("done", 2, 2, 0)
@@ -86,7 +87,7 @@ def test_requeue_takes_exactly_the_scoped_selection_and_writes_audit_and_timelin
     assert mirrored == left
     assert not truncated and [i["result"] for i in items] == ["requeued", "requeued"]
     # a second pass has nothing left to do
-    assert execute_once(client, engine, keys, ThresholdPolicy(settings)).requeued == 0
+    assert execute_once(RedisLetters(client, keys), engine, ThresholdPolicy(settings)).requeued == 0
 
 
 def test_purge_of_explicit_ids_counts_a_letter_already_gone_as_skipped(harness, engine, settings, world):
@@ -98,7 +99,7 @@ def test_purge_of_explicit_ids_counts_a_letter_already_gone_as_skipped(harness, 
     action, _ = _request(engine, root, "purge", Selection(ids=tuple(ids[d.redis_message_id] for d in chosen)))
     assert action["matched"] == 3
     assert dl.remove(client, keys, chosen[0])  # someone else purged it meanwhile
-    ran = execute_once(client, engine, keys, ThresholdPolicy(settings))
+    ran = execute_once(RedisLetters(client, keys), engine, ThresholdPolicy(settings))
     assert (ran.purged, ran.skipped, ran.failed) == (2, 1, [])
     done = _get(engine, action["id"])
     assert (done["status"], done["done"], done["skipped"], done["error"]) == ("done", 2, 1, None)
@@ -136,9 +137,9 @@ def test_work_per_pass_is_bounded_and_the_action_resumes(engine, settings, world
     root = _principal(engine, "root", None)
     action, _ = _request(engine, root, "purge", Selection(filters=LetterFilters()))
     policy = ThresholdPolicy(settings)
-    first = execute_once(client, engine, keys, policy, max_letters=3)
+    first = execute_once(RedisLetters(client, keys), engine, policy, max_letters=3)
     assert first.purged == 3 and first.finished == [] and _get(engine, action["id"])["status"] == "running"
-    second = execute_once(client, engine, keys, policy, max_letters=3)
+    second = execute_once(RedisLetters(client, keys), engine, policy, max_letters=3)
     assert second.purged == 1 and second.finished == [action["id"]]
     assert _get(engine, action["id"])["done"] == 4 and client.zcard(keys.dead_letters("jobs")) == 0
 
@@ -160,12 +161,12 @@ def test_a_letter_redis_refuses_to_move_fails_the_action_with_a_redacted_error(e
     root = _principal(engine, "root", None)
     action, _ = _request(engine, root, "requeue", Selection(filters=LetterFilters()))
     client.set(keys.queue("jobs"), "not a list")  # the Lua move refuses wrong key types before any write
-    ran = execute_once(client, engine, keys, ThresholdPolicy(settings))
+    ran = execute_once(RedisLetters(client, keys), engine, ThresholdPolicy(settings))
     assert ran.failed == [action["id"]] and ran.requeued == 0
     failed = _get(engine, action["id"])
     assert failed["status"] == "failed" and "ResponseError" in failed["error"] and failed["finished_at"]
     assert client.zcard(keys.dead_letters("jobs")) == 4  # nothing lost
-    assert execute_once(client, engine, keys, ThresholdPolicy(settings)).actions == 0  # failed is final
+    assert execute_once(RedisLetters(client, keys), engine, ThresholdPolicy(settings)).actions == 0  # failed is final
 
 
 def test_cli_runs_the_mirror_and_the_executor(engine, world, namespace, cli_env, capsys):

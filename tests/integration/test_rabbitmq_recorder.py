@@ -47,7 +47,7 @@ def test_every_outcome_is_recorded_through_rabbitmq(rabbit: RabbitHarness):
             raise ValueError("boom: password=hunter2")
 
     sent = {kind: job.send(kind) for kind in ("ok", "partial", "block", "fail", "raise")}
-    rabbit.settle()
+    rabbit.settle_runs(*(m.message_id for m in sent.values()))
     outcomes = {kind: rabbit.run(m.message_id) for kind, m in sent.items()}
     assert {k: (r["status"], r["outcome"]) for k, r in outcomes.items()} == {
         "ok": ("completed", "succeeded"),
@@ -80,8 +80,7 @@ def test_retries_are_one_run_with_attempts_on_rabbitmq(rabbit: RabbitHarness):
             raise RuntimeError("transient")
 
     message = flaky.send()
-    rabbit.broker.join(rabbit.queue, timeout=30_000)
-    rabbit.settle()
+    rabbit.settle_runs(message.message_id)
     run = rabbit.run(message.message_id)
     assert (run["status"], run["outcome"], run["attempts"]) == ("completed", "succeeded", 3)
     kinds = [e["kind"] for e in rabbit.events(message.message_id)]
@@ -117,3 +116,33 @@ def test_a_rabbitmq_worker_drains_its_own_events(rabbitmq_url, database_url, eng
             assert child is not None and child.poll() is not None  # stopped with the worker
         else:
             assert harness.recorder.drain_thread is not None and not harness.recorder.drain_thread.is_alive()
+
+
+def test_a_rabbitmq_worker_heals_in_its_maintenance_thread_without_redis(rabbitmq_url, database_url, engine):
+    from runwatch.bridge import amqp
+
+    with rabbit_harness(rabbitmq_url, database_url, engine, drain_mode="thread", heal_interval_seconds=1) as harness:
+        lost_queue = f"{harness.queue}-lost"
+
+        @dramatiq.actor(broker=harness.broker, queue_name=lost_queue, runwatch_queued_stale_seconds=1)
+        def digest():
+            pass
+
+        worker = dramatiq.Worker(harness.broker, queues={harness.queue}, worker_timeout=50, worker_threads=1)
+        worker.start()
+        try:
+            assert harness.recorder.services is not None and harness.recorder.services.maintenance_thread is not None
+            message = digest.send()
+            wait_for(lambda: harness.run_or_none(message.message_id), timeout=30)  # recorded as queued
+            harness.broker.channel.queue_purge(lost_queue)  # a message RabbitMQ lost (purged, expired)
+            wait_for(lambda: harness.run(message.message_id)["status"] == "completed", timeout=60)
+        finally:
+            worker.stop()
+            harness.broker.channel.queue_delete(lost_queue)
+            for name in amqp.queue_family(lost_queue)[1:]:
+                harness.broker.channel.queue_delete(name)
+        run = harness.run(message.message_id)
+        assert (run["outcome"], run["reason_code"], run["reconciliation_source"]) == (
+            "failed", "run.stale_queued", "scheduled_reconciler")  # fmt: skip
+        evidence = run["reconciliation_evidence"]
+        assert evidence["broker_checked"] and lost_queue in evidence["looked_for_message_in"]

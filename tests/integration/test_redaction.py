@@ -13,6 +13,7 @@ import pytest
 from dramatiq.brokers.redis import RedisBroker
 from runwatch.bridge.adapter import reconcile_once
 from runwatch.bridge.keys import Keys
+from runwatch.bridge.redis_letters import RedisLetters
 from runwatch.workers.drainer import Drainer
 
 from runwatch import events as ev
@@ -151,7 +152,9 @@ def test_what_the_adapter_and_the_cli_copy_from_a_dead_letter_is_masked(
     meta = {"queue": "jobs", "actor": "_leak", "type": "_leak", "created_at": message.message_timestamp / 1000}
     with engine.begin() as conn:  # the recorder saw the start, never the failure
         apply_events(conn, [ev.new_event(ev.STARTED, message.message_id, time.time(), meta)], ThresholdPolicy(settings))
-    assert reconcile_once(bare.client, engine, Keys(namespace), ThresholdPolicy(settings), min_age_seconds=0).reconciled
+    assert reconcile_once(
+        RedisLetters(bare.client, Keys(namespace)), engine, ThresholdPolicy(settings), min_age_seconds=0
+    ).reconciled
     run = _only_run(engine)
     tail = run["reconciliation_evidence"]["last_enqueued_traceback_tail"]
     assert tail.endswith("RuntimeError: lost callback, password=*** token=***\n") and f'File "{HERE}"' in tail

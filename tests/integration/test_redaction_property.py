@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from runwatch.bridge.adapter import reconcile_once
 from runwatch.bridge.keys import Keys
+from runwatch.bridge.redis_letters import RedisLetters
 from sqlalchemy import text
 
 from runwatch import events as ev
@@ -251,7 +252,9 @@ def test_no_secret_leaves_a_failed_job_unmasked(
         meta = {"queue": QUEUE, "actor": lost.actor_name, "type": lost.actor_name, "created_at": time.time() - 1}
         with harness.engine.begin() as conn:  # its start was recorded, its failure never: the adapter's case
             apply_events(conn, [ev.new_event(ev.STARTED, lost.message_id, time.time(), meta)], policy)
-        scan = reconcile_once(harness.broker.client, harness.engine, Keys(namespace), policy, min_age_seconds=0)
+        scan = reconcile_once(
+            RedisLetters(harness.broker.client, Keys(namespace)), harness.engine, policy, min_age_seconds=0
+        )
         assert scan.reconciled == 1 and not scan.undecodable
         ids = [_run_id(harness.engine, m.message_id) for m in messages]
         dramatiq_lines = [logging.Formatter().format(r) for r in caplog.records if r.name.startswith("dramatiq")]

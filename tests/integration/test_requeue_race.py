@@ -18,6 +18,7 @@ import runwatch.bridge.requeue as rq
 from dramatiq.brokers.redis import RedisBroker
 from runwatch.bridge import deadletters as dl
 from runwatch.bridge.keys import Keys
+from runwatch.bridge.redis_letters import RedisLetters
 from sqlalchemy import text
 
 from runwatch.thresholds import ThresholdPolicy
@@ -100,7 +101,7 @@ def test_threads_racing_on_each_letter_enqueue_it_once(harness, letters, setting
             broker = RedisBroker(url=settings.redis_url, namespace=keys.namespace)
             try:
                 barrier.wait(10)
-                results.append(rq.requeue(broker, harness.engine, keys, policy, [letter]))
+                results.append(rq.requeue(RedisLetters(broker.client, keys), harness.engine, policy, [letter]))
             except BaseException as exc:  # noqa: BLE001 - reported below, with the others
                 errors.append(exc)
             finally:
@@ -130,7 +131,7 @@ def _operator(database_url, redis_url, namespace, stream, rids, barrier, done) -
     settings = Settings(database_url=database_url, redis_url=redis_url, event_stream=stream)
     loaded = [dl.get(broker.client, keys, QUEUE, rid) for rid in rids]
     barrier.wait(60)
-    result = rq.requeue(broker, engine_for(database_url), keys, ThresholdPolicy(settings), loaded)
+    result = rq.requeue(RedisLetters(broker.client, keys), engine_for(database_url), ThresholdPolicy(settings), loaded)
     done.put((len(result.enqueued), len(result.requeued), len(result.skipped)))
 
 
@@ -189,7 +190,7 @@ def _enqueued_events(harness, message_id: str) -> int:
 def test_a_requeued_message_that_fails_once_is_retried_as_a_retry(harness, flaky, operator_broker, settings):
     letter, old = flaky
     keys = Keys(harness.broker.namespace)
-    result = rq.requeue(operator_broker, harness.engine, keys, ThresholdPolicy(settings), [letter])
+    result = rq.requeue(RedisLetters(operator_broker.client, keys), harness.engine, ThresholdPolicy(settings), [letter])
     ((old_id, new_id, fresh_id),) = result.requeued
     assert (old_id, result.enqueued) == (old["id"], [fresh_id])
     _work(harness)
@@ -214,11 +215,11 @@ def test_a_failed_ledger_write_after_the_move_enqueues_once_and_the_worker_recor
     with monkeypatch.context() as patch:
         patch.setattr(rq, "_record", ledger_down)
         with pytest.raises(OSError):
-            rq.requeue(operator_broker, harness.engine, keys, policy, [letter])
+            rq.requeue(RedisLetters(operator_broker.client, keys), harness.engine, policy, [letter])
     assert _queued_copies(client, keys) == {fresh_id: 1}
     assert dl.get(client, keys, QUEUE, letter.redis_message_id) is None  # it is the queued message now
 
-    again = rq.requeue(operator_broker, harness.engine, keys, policy, [letter])
+    again = rq.requeue(RedisLetters(operator_broker.client, keys), harness.engine, policy, [letter])
     assert (again.enqueued, again.requeued) == ([], [])
     assert again.skipped == [
         f"dead letter {keys.dead_letters(QUEUE)}/{letter.redis_message_id}: taken by another requeue "
@@ -226,13 +227,13 @@ def test_a_failed_ledger_write_after_the_move_enqueues_once_and_the_worker_recor
     ]
     assert _queued_copies(client, keys) == {fresh_id: 1}
     with pytest.raises(rq.NotDeadLettered, match="its dead letter is gone"):
-        rq.letter_of_run(client, harness.engine, keys, old["id"])
+        rq.letter_of_run(RedisLetters(client, keys), harness.engine, old["id"])
 
     _work(harness)  # the worker's recorder records the run, lineage included
     new = harness.run(fresh_id)
     assert (new["retry_of"], new["outcome"], new["attempts"]) == (old["id"], "succeeded", 2)
     with pytest.raises(rq.NotDeadLettered, match=f"requeued already, as run {new['id']}"):
-        rq.letter_of_run(client, harness.engine, keys, old["id"])
+        rq.letter_of_run(RedisLetters(client, keys), harness.engine, old["id"])
 
 
 def test_an_enqueue_that_fails_leaves_the_dead_letter_where_it_was(harness, flaky, operator_broker, settings):
@@ -240,10 +241,10 @@ def test_an_enqueue_that_fails_leaves_the_dead_letter_where_it_was(harness, flak
     client, keys, policy = harness.broker.client, Keys(harness.broker.namespace), ThresholdPolicy(settings)
     client.set(keys.queue(QUEUE), "not a list")  # the enqueue half of the move cannot run
     with pytest.raises(redis.ResponseError, match="wrong type"):
-        rq.requeue(operator_broker, harness.engine, keys, policy, [letter])
+        rq.requeue(RedisLetters(operator_broker.client, keys), harness.engine, policy, [letter])
     assert dl.get(client, keys, QUEUE, letter.redis_message_id) == letter
     assert client.hlen(keys.messages(QUEUE)) == 0
     client.delete(keys.queue(QUEUE))
-    result = rq.requeue(operator_broker, harness.engine, keys, policy, [letter])
+    result = rq.requeue(RedisLetters(operator_broker.client, keys), harness.engine, policy, [letter])
     assert result.enqueued == [rq.requeued_message_id(letter)]
     assert _queued_copies(client, keys) == {rq.requeued_message_id(letter): 1}

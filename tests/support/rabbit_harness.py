@@ -18,6 +18,7 @@ from sqlalchemy import text
 from runwatch import workers
 from runwatch.settings import Settings
 from tests.support.rabbitmq import unique
+from tests.support.waiting import wait_for
 
 
 @dataclass
@@ -35,12 +36,32 @@ class RabbitHarness:
         self.recorder.shipper.flush()
         self.drainer.drain_until_empty()
 
-    def run(self, message_id: str) -> dict[str, Any]:
+    def settle_runs(self, *message_ids: str, timeout: float = 30.0) -> None:
+        """Drain until these runs are completed. NOTE: ``broker.join`` counts only ready messages, so
+        it returns while a retry waits unacknowledged in a worker's delay-queue prefetch."""
+
+        def completed() -> bool:
+            self.recorder.shipper.flush()
+            self.drainer.drain_until_empty()
+            with self.engine.connect() as conn:
+                done = conn.execute(
+                    text("SELECT count(*) FROM operation_runs WHERE status = 'completed' AND message_id = ANY(:ids)"),
+                    {"ids": list(message_ids)},
+                ).scalar()
+            return done == len(message_ids)
+
+        wait_for(completed, timeout=timeout)
+
+    def run_or_none(self, message_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(text("SELECT * FROM operation_runs WHERE message_id = :m"), {"m": message_id})
             found = row.mappings().first()
+        return dict(found) if found is not None else None
+
+    def run(self, message_id: str) -> dict[str, Any]:
+        found = self.run_or_none(message_id)
         assert found is not None, f"no run for message {message_id}"
-        return dict(found)
+        return found
 
     def events(self, message_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
