@@ -155,16 +155,19 @@ def decide(run: dict[str, Any], obs: Observation, options: Options) -> Verdict:
         if now < _hard_ceiling(run, since, evidence, options):
             return Verdict(Action.SKIP, evidence, "worker_alive", "slow, not dead: its worker heartbeats")
         note = "worker heartbeats but the run is past its time limit plus margin"
-    if not queued and obs.counted_only and obs.may_be_held is not False:
+    if obs.counted_only and obs.may_be_held is not False:
         # NOTE: RabbitMQ cannot say which messages a consumer holds unacked; a live consumer
         # holding this run is what a heartbeat says on Redis: slow, not dead, until the ceiling.
+        # A queued run's message too: prefetched by a worker whose threads are busy, it is backlog
+        # (on Redis the healer finds it in the live worker's in-flight set), not a lost message.
         if now < _hard_ceiling(run, since, evidence, options):
             held = (
                 "a consumer holds unacked messages of its queue, perhaps this run's"
                 if obs.may_be_held
                 else "could not tell whether a consumer holds it (unacked messages unknown)"
             )
-            return Verdict(Action.SKIP, evidence, "may_be_held", f"{held}: slow, not dead, until the hard ceiling")
+            waits = "prefetched, not lost" if queued else "slow, not dead"
+            return Verdict(Action.SKIP, evidence, "may_be_held", f"{held}: {waits}, until the hard ceiling")
         note = "a consumer may hold it, but the run is past its time limit plus margin"
     elif obs.counted_only and not obs.found_in:
         note = "no message waits in its queues" + ("" if queued else " and no consumer can hold it")
