@@ -6,7 +6,6 @@ without disturbing the machine's server; they skip, saying why, where no ``rabbi
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
 
@@ -23,10 +22,6 @@ from .world import REACH_SECONDS, World
 THREADS = 4
 #: Delayed jobs' delay: their eta may pass before or after the restart; they must run either way.
 DELAY_MS = 3000
-#: NOTE: RabbitMQ dead letters for the adapter (``runwatch bridge scan``) come with the LetterStore
-#: (issue 15, another helper's branch); until main has it, the healers scenario loses every message
-#: instead of dead-lettering half of them, and runs no scans (the report says so: no such faults).
-RABBITMQ_DEAD_LETTERS = importlib.util.find_spec("runwatch.bridge.letter_store") is not None
 
 
 @pytest.mark.parametrize("world", ["rabbitmq"], indirect=True)
@@ -67,14 +62,14 @@ def test_rabbitmq_concurrent_healers(world: World) -> None:
     _lose_or_dead_letter(world, len(messages))
     world.wait_count("stale_at <= now()", len(messages), REACH_SECONDS)
     passes = 3
-    commands = [("heal", f"{sys.executable} -m runwatch.cli heal --once")]
-    if RABBITMQ_DEAD_LETTERS:
-        commands.append(("scan", f"{sys.executable} -m runwatch.cli bridge scan --min-age-seconds 0"))
     procs = [
         fleet.Process(f"{what}-{i}", ["bash", "-c", f"for i in $(seq {passes}); do {cmd} || exit $?; done"],
                       world.env, world.log_dir).start()
         for i in range(world.scale.healers)
-        for what, cmd in commands
+        for what, cmd in (
+            ("heal", f"{sys.executable} -m runwatch.cli heal --once"),
+            ("scan", f"{sys.executable} -m runwatch.cli bridge scan --min-age-seconds 0"),
+        )
     ]  # fmt: skip
     world.processes.extend(procs)
     deadline = time.monotonic() + 180
@@ -85,9 +80,8 @@ def test_rabbitmq_concurrent_healers(world: World) -> None:
 
 
 def _lose_or_dead_letter(world: World, count: int) -> None:
-    """Take every message off the queue: every other one nacked into ``<q>.XQ`` as a worker that died
-    before its failure callback would leave it (when the adapter reads RabbitMQ dead letters), the
-    rest acked, so gone as after a purge or a TTL expiry."""
+    """Take every message off the queue: every other one nacked into ``<q>.XQ``, as a worker that died
+    before its failure callback would leave it; the rest acked, so gone as after a purge or a TTL expiry."""
     assert world.rabbit is not None
     conn = amqp.connect(world.rabbit.url)
     try:
@@ -96,7 +90,7 @@ def _lose_or_dead_letter(world: World, count: int) -> None:
             method, _props, body = channel.basic_get(QUEUE)
             assert method is not None, f"only {i} of {count} messages were in {QUEUE}"
             message_id = dramatiq.Message.decode(body).message_id
-            if RABBITMQ_DEAD_LETTERS and i % 2:
+            if i % 2:
                 channel.basic_nack(method.delivery_tag, requeue=False)
                 world.history.dead_lettered_by_test.add(message_id)
                 world.history.faults["dead_letter_without_callback"] += 1
