@@ -1,8 +1,9 @@
-"""The benchmark app: a Redis broker and one no-op actor, with or without Runwatch.
+"""The benchmark app: a Redis or RabbitMQ broker and one no-op actor, with or without Runwatch.
 
 The worker side is started by the Dramatiq CLI as ``python -m dramatiq bench_app:setup``;
-``setup`` reads ``BENCH_VARIANT`` (``bare`` or ``runwatch``) and ``BENCH_REDIS_URL``. The
-producer (``throughput.py``) calls ``build`` directly, once per variant.
+``setup`` reads ``BENCH_VARIANT`` (``bare`` or ``runwatch``), ``BENCH_BROKER`` (``redis`` or
+``rabbitmq``) and ``BENCH_BROKER_URL``. The producer (``throughput.py``) calls ``build`` directly,
+once per variant.
 
 The bare variant never imports ``workers``, so its worker RSS holds no Runwatch code at all.
 """
@@ -13,21 +14,35 @@ import os
 from typing import Any
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
 
 QUEUE = "bench"
 NAMESPACE = "bench"
 VARIANTS = ("bare", "runwatch")
+#: NOTE: publisher confirms on for both variants: Runwatch's ``rabbitmq_broker()`` turns them on by
+#: default (a job is recorded as queued only once RabbitMQ has it), and bare Dramatiq must pay the
+#: same price on the enqueue side for the comparison to measure the recorder alone.
+RABBITMQ_CONFIRM_DELIVERY = True
 
 
-def build(variant: str, redis_url: str) -> tuple[RedisBroker, dramatiq.Actor, Any]:
-    """Return ``(broker, noop_actor, recorder_or_None)`` for ``variant``.
+def make_broker(kind: str, url: str) -> dramatiq.Broker:
+    if kind == "rabbitmq":
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-    Runwatch settings (database URL, event stream, drain mode) come from ``RUNWATCH_*``.
+        return RabbitmqBroker(url=url, confirm_delivery=RABBITMQ_CONFIRM_DELIVERY)
+    from dramatiq.brokers.redis import RedisBroker
+
+    return RedisBroker(url=url, namespace=NAMESPACE)
+
+
+def build(variant: str, kind: str, url: str) -> tuple[dramatiq.Broker, dramatiq.Actor, Any]:
+    """Return ``(broker, noop_actor, recorder_or_None)`` for ``variant`` on a ``kind`` broker at ``url``.
+
+    Runwatch settings (database URL, event stream, drain mode) come from ``RUNWATCH_*``; its run
+    events travel through the broker itself (the Redis stream, or the RabbitMQ event queue).
     """
     if variant not in VARIANTS:
         raise ValueError(f"BENCH_VARIANT must be one of {VARIANTS}, got {variant!r}")
-    broker = RedisBroker(url=redis_url, namespace=NAMESPACE)
+    broker = make_broker(kind, url)
     recorder = None
     if variant == "runwatch":
         from runwatch import workers
@@ -43,5 +58,6 @@ def build(variant: str, redis_url: str) -> tuple[RedisBroker, dramatiq.Actor, An
 
 def setup() -> None:
     """Entry point for the Dramatiq CLI: build the broker from the environment and set it."""
-    broker, _, _ = build(os.environ.get("BENCH_VARIANT", "bare"), os.environ["BENCH_REDIS_URL"])
+    env = os.environ
+    broker, _, _ = build(env.get("BENCH_VARIANT", "bare"), env.get("BENCH_BROKER", "redis"), env["BENCH_BROKER_URL"])
     dramatiq.set_broker(broker)

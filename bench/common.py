@@ -60,11 +60,12 @@ def drop_database(admin_url: str, name: str) -> None:
 
 
 @contextlib.contextmanager
-def private_servers(data_dir: Path | None = None) -> Iterator[tuple[str, str, Path]]:
+def private_servers(data_dir: Path | None = None, *, redis: bool = True) -> Iterator[tuple[str, str, Path]]:
     """A PostgreSQL and a Redis of our own (runwatch.embedded); yield (pg admin URL, Redis URL, data dir).
 
     Both are stopped on exit. Their processes serve nothing but the benchmark, so every CPU second
-    they spend is the benchmark's.
+    they spend is the benchmark's. ``redis=False`` stops the Redis at once (a RabbitMQ benchmark
+    runs none; the URL is then useless).
     """
     from runwatch import embedded
 
@@ -72,6 +73,9 @@ def private_servers(data_dir: Path | None = None) -> Iterator[tuple[str, str, Pa
         if data_dir is None:
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="runwatch-bench-servers-")))
         servers = embedded.start(data_dir, log=log)
+        if not redis:
+            embedded.stop_one(servers, "redis")
+            log("stopped the private Redis: this benchmark runs without one")
         try:
             yield libpq_url(servers.database_url), servers.redis_url, data_dir
         finally:

@@ -1,11 +1,13 @@
 """Cost of Runwatch against bare Dramatiq, side by side in one run: throughput, CPU of every process, memory.
 
-    python bench/throughput.py [--scenario backlog|steady|both] [--messages 20000] [-p 1] [-t 8]
-                               [--rate 1000 --duration 60] [--prefill-runs 1000000] [--rounds 1]
-                               [--json out.json]
+    python bench/throughput.py [--broker redis|rabbitmq] [--scenario backlog|steady|both] [--messages 20000]
+                               [-p 1] [-t 8] [--rate 1000 --duration 60] [--prefill-runs 1000000]
+                               [--rounds 1] [--json out.json]
 
 The benchmark starts its own PostgreSQL and Redis (``common.private_servers``), so that every CPU
 second either server spends is the benchmark's. Variants alternate per round (bare, runwatch, ...).
+``--broker rabbitmq`` runs both variants on the machine's RabbitMQ instead (a virtual host of the
+benchmark's own; no Redis at all: the private one is stopped), see ``brokers``.
 
 **backlog** (the default): N no-op messages are enqueued first, then ``dramatiq bench_app:setup
 -p P -t T`` is launched; we poll every 20 ms until the queue is empty and (Runwatch) PostgreSQL
@@ -28,7 +30,9 @@ phase (their time lands in their parent's reaped-children time):
    drainer   Runwatch drainer processes (children of a worker, ``-m runwatch.workers.drain_process_main``)
    postgres  every process of the private PostgreSQL (backends, WAL writer, checkpointer,
              autovacuum), less the benchmark's own polling connection
-   redis     the private redis-server
+   redis     the private redis-server (``--broker redis``)
+   rabbitmq  the RabbitMQ node (beam.smp and its children; ``--broker rabbitmq``): a shared server,
+             so other load on the node during the phase is included (sampled before each phase)
    producer  steady only: the producer process (its Runwatch enqueue hook and shipper included)
 
 plus ``boot`` (launch -> first ack, all components). Memory: the peak RSS (VmHWM) summed over the
@@ -40,54 +44,33 @@ runs with ~2.9 events each) in a template database that every Runwatch round sta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
 import psycopg
-import redis
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 import bench_app  # noqa: E402
+import brokers  # noqa: E402
 import cpuacct  # noqa: E402
 from common import BenchError, database_url, drop_database, log, private_servers, reset_database  # noqa: E402
+from throughput_report import Phase, print_report, summarize  # noqa: E402
 
 POLL_S = 0.02
 DB_NAME = "runwatch_bench"
 SEED_DB = "runwatch_bench_seed"
 EVENT_STREAM = "runwatch:events"
-COMPONENTS = ("worker", "drainer", "postgres", "redis", "producer")
 WARMUP = 100
-
-
-@dataclass
-class Phase:
-    scenario: str
-    variant: str
-    round: int
-    messages: int
-    boot_s: float
-    process_s: float  # first ack (steady: producer start) -> all done
-    ack_s: float  # first ack -> last ack
-    ledger_lag_s: float | None  # backlog: last ack -> last run in PostgreSQL
-    cpu_s: dict[str, float]  # per component, over the processing phase
-    boot_cpu_s: float
-    enqueue_s: float | None = None
-    enqueue_cpu_s: dict[str, float] = field(default_factory=dict)
-    lag_p50_ms: float | None = None  # steady only
-    lag_p99_ms: float | None = None
-    worker_rss_mb: float = 0.0
-    drainer_rss_mb: float = 0.0
-    drainers: int = 0
 
 
 # -- infrastructure ------------------------------------------------------------------------------
@@ -97,24 +80,26 @@ class Phase:
 class Servers:
     admin_url: str
     db_url: str
-    redis_url: str
     postmaster: int
-    redis_pid: int
+    broker: brokers.BenchBroker
+
+    def roots(self, **more: int) -> dict[str, int]:
+        """The CPU account's components: the servers' process trees, and ``more``."""
+        return {**more, "postgres": self.postmaster, self.broker.kind: self.broker.server_pid}
 
 
-def servers_of(admin_url: str, redis_url: str, data_dir: Path) -> Servers:
+def servers_of(admin_url: str, data_dir: Path, broker: brokers.BenchBroker) -> Servers:
     postmaster = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
-    redis_pid = int(json.loads((data_dir / "servers.json").read_text())["redis"]["pid"])
-    bench_redis = redis_url.rsplit("/", 1)[0] + "/1"
-    return Servers(admin_url, database_url(admin_url, DB_NAME), bench_redis, postmaster, redis_pid)
+    return Servers(admin_url, database_url(admin_url, DB_NAME), postmaster, broker)
 
 
-def pending(client: redis.Redis) -> int:
-    """Messages not acked yet: queued or in flight (the ack deletes them from the hash)."""
-    with client.pipeline(transaction=False) as pipe:
-        pipe.hlen(f"{bench_app.NAMESPACE}:{bench_app.QUEUE}.msgs")
-        pipe.hlen(f"{bench_app.NAMESPACE}:{bench_app.QUEUE}.DQ.msgs")
-        return sum(pipe.execute())
+def redis_pid_of(data_dir: Path) -> int:
+    return int(json.loads((data_dir / "servers.json").read_text())["redis"]["pid"])
+
+
+def pending(srv: Servers) -> int:
+    """Messages not taken by the worker yet (``brokers``: Redis counts in-flight ones too)."""
+    return srv.broker.pending(bench_app.QUEUE)
 
 
 def completed_rows(conn: psycopg.Connection, since: float) -> int:
@@ -157,14 +142,14 @@ def stop_worker(proc: subprocess.Popen) -> None:
             child.kill()
 
 
-def verify(conn: psycopg.Connection, client: redis.Redis, n: int) -> None:
+def verify(conn: psycopg.Connection, srv: Servers, n: int) -> None:
     """Every message has exactly one run, completed and succeeded; no event was rejected."""
     # NOTE: the prefilled runs are healer.seed's, with message ids that are md5 hex digests.
     total, ok = conn.execute(
         "SELECT count(*), count(*) FILTER (WHERE status = 'completed' AND outcome = 'succeeded') "
         "FROM operation_runs WHERE NOT message_id ~ '^[0-9a-f]{32}$'"
     ).fetchone()
-    rejected = client.xlen(f"{EVENT_STREAM}:rejected")
+    rejected = srv.broker.rejected(EVENT_STREAM)
     if total != n or ok != n or rejected:
         raise BenchError(f"PostgreSQL holds {total} runs, {ok} completed/succeeded, {rejected} rejected; expected {n}")
 
@@ -173,13 +158,22 @@ def is_drainer(pid: int, component: str) -> str:
     return "drainer" if component == "worker" and "drain_process" in cpuacct.cmdline(pid) else component
 
 
+def runwatch_env(srv: Servers, args: argparse.Namespace) -> dict[str, str]:
+    """The Runwatch settings of both the workers and the producer: nothing else from our environment."""
+    env = {"RUNWATCH_DATABASE_URL": srv.db_url, "RUNWATCH_EVENT_STREAM": EVENT_STREAM}
+    if srv.broker.kind == "rabbitmq":
+        env["RUNWATCH_RABBITMQ_URL"] = srv.broker.url  # NOTE: the bench's vhost, not the default one
+    if args.drain:
+        env["RUNWATCH_DRAIN"] = args.drain
+    return env
+
+
 def worker_env(variant: str, srv: Servers, args: argparse.Namespace) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWATCH_")}
-    env.update(BENCH_VARIANT=variant, BENCH_REDIS_URL=srv.redis_url, PYTHONUNBUFFERED="1")
+    env.update(BENCH_VARIANT=variant, BENCH_BROKER=srv.broker.kind, BENCH_BROKER_URL=srv.broker.url)
+    env["PYTHONUNBUFFERED"] = "1"
     if variant == "runwatch":
-        env.update(RUNWATCH_DATABASE_URL=srv.db_url, RUNWATCH_EVENT_STREAM=EVENT_STREAM)
-        if args.drain:
-            env["RUNWATCH_DRAIN"] = args.drain
+        env.update(runwatch_env(srv, args))
     return env
 
 
@@ -199,26 +193,35 @@ def memory(snapshot: cpuacct.Snapshot, cli_pid: int) -> tuple[float, float, int]
     return cpuacct.peak_rss_mb(workers), cpuacct.peak_rss_mb(drainers), len(drainers)
 
 
-def prepare(variant: str, srv: Servers, client: redis.Redis, args: argparse.Namespace) -> None:
-    client.flushdb()
+def prepare(variant: str, srv: Servers, args: argparse.Namespace) -> None:
+    srv.broker.reset(bench_app.QUEUE, EVENT_STREAM)
     # NOTE: both variants reset the database, so both start right after the same PostgreSQL work.
     reset_database(srv.admin_url, srv.db_url, template=SEED_DB if args.prefill_runs else None)
     if variant == "runwatch":
-        os.environ.update(RUNWATCH_DATABASE_URL=srv.db_url, RUNWATCH_EVENT_STREAM=EVENT_STREAM)
+        for name in [k for k in os.environ if k.startswith("RUNWATCH_")]:
+            del os.environ[name]
+        os.environ.update(runwatch_env(srv, args))
+
+
+def after_stop(srv: Servers) -> None:
+    """The worker is gone: no message may be left (on RabbitMQ an unacked one is back in the queue)."""
+    brokers.check_server(srv.broker)
+    if left := pending(srv):
+        raise BenchError(f"{left} messages left in the queue after the worker stopped")
 
 
 # -- scenarios -----------------------------------------------------------------------------------
 
 
-def enqueue(variant: str, redis_url: str, n: int) -> float:
+def enqueue(variant: str, srv: Servers, n: int) -> float:
     """Send ``n`` messages; return the seconds taken (Runwatch: including the final flush)."""
-    broker, actor, recorder = bench_app.build(variant, redis_url)
+    broker, actor, recorder = bench_app.build(variant, srv.broker.kind, srv.broker.url)
     try:
         start = time.perf_counter()
         for _ in range(n):
             actor.send()
         if recorder is not None and not recorder.shipper.flush(timeout_seconds=60):
-            raise BenchError("the producer's run events did not reach Redis within 60 s")
+            raise BenchError(f"the producer's run events did not reach {srv.broker.kind} within 60 s")
         return time.perf_counter() - start
     finally:
         if recorder is not None:
@@ -227,19 +230,19 @@ def enqueue(variant: str, redis_url: str, n: int) -> float:
 
 
 def run_backlog(variant: str, rnd: int, args: argparse.Namespace, srv: Servers, logdir: Path) -> Phase:
-    client = redis.Redis.from_url(srv.redis_url)
-    prepare(variant, srv, client, args)
+    prepare(variant, srv, args)
     n = args.messages
-    servers_acct = cpuacct.Account({"postgres": srv.postmaster, "redis": srv.redis_pid})
+    servers_acct = cpuacct.Account(srv.roots())
     since = time.time()
     before = servers_acct.snapshot()
     cpu0 = os.times()
-    enqueue_s = enqueue(variant, srv.redis_url, n)
+    enqueue_s = enqueue(variant, srv, n)
     cpu1 = os.times()
     enqueue_cpu = servers_acct.snapshot().minus(before)
     enqueue_cpu["producer"] = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
-    if pending(client) != n:
-        raise BenchError(f"{pending(client)} messages in Redis after enqueueing {n}")
+    if pending(srv) != n:
+        raise BenchError(f"{pending(srv)} messages in {srv.broker.kind} after enqueueing {n}")
+    idle = brokers.idle_cpu_per_s(srv.broker)
     log(f"round {rnd} backlog/{variant}: enqueued {n} in {enqueue_s:.2f}s; starting the worker")
 
     pg = psycopg.connect(srv.db_url, autocommit=True)
@@ -247,16 +250,14 @@ def run_backlog(variant: str, rnd: int, args: argparse.Namespace, srv: Servers, 
     logfile = logdir / f"worker-backlog-{variant}-{rnd}.log"
     start = time.perf_counter()
     proc = launch(variant, srv, args, logfile)
-    acct = cpuacct.Account(
-        {"worker": proc.pid, "postgres": srv.postmaster, "redis": srv.redis_pid}, is_drainer, exclude={poller}
-    )
+    acct = cpuacct.Account(srv.roots(worker=proc.pid), is_drainer, exclude={poller})
     snap0 = acct.snapshot()
     try:
         deadline = start + args.timeout
-        left = lambda: f"{pending(client)} of {n} unacked"  # noqa: E731
-        first = wait_until(lambda: pending(client) < n, proc, deadline, "the first ack", left)
+        left = lambda: f"{pending(srv)} of {n} unacked"  # noqa: E731
+        first = wait_until(lambda: pending(srv) < n, proc, deadline, "the first ack", left)
         snap1 = acct.snapshot()
-        acked = wait_until(lambda: pending(client) == 0, proc, deadline, "all acks", left)
+        acked = wait_until(lambda: pending(srv) == 0, proc, deadline, "all acks", left)
         done, lag = acked, None
         if variant == "runwatch":
             rows = lambda: f"{completed_rows(pg, since)} of {n} completed in PostgreSQL"  # noqa: E731
@@ -270,20 +271,22 @@ def run_backlog(variant: str, rnd: int, args: argparse.Namespace, srv: Servers, 
     finally:
         stop_worker(proc)
         pg.close()
+    after_stop(srv)
     boot_cpu = sum(snap1.minus(snap0).values())
     log(f"round {rnd} backlog/{variant}: processed in {done - first:.2f}s after a {first - start:.2f}s boot")
     if variant == "runwatch":
         with psycopg.connect(srv.db_url, autocommit=True) as conn:
-            verify(conn, client, n)
+            verify(conn, srv, n)
     return Phase(
         "backlog", variant, rnd, n, first - start, done - first, acked - first, lag, snap2.minus(snap1), boot_cpu,
         enqueue_s, enqueue_cpu, worker_rss_mb=rss, drainer_rss_mb=drainer_rss, drainers=drainers,
+        broker_idle_cpu_per_s=idle, load1=os.getloadavg()[0],
     )  # fmt: skip
 
 
-def produce(variant: str, redis_url: str, rate: float, seconds: float) -> None:
+def produce(variant: str, kind: str, url: str, rate: float, seconds: float) -> None:
     """The steady scenario's producer (a process of its own, so its CPU is counted apart)."""
-    broker, actor, recorder = bench_app.build(variant, redis_url)
+    broker, actor, recorder = bench_app.build(variant, kind, url)
     total, sent, start = int(rate * seconds), 0, time.perf_counter()
     while sent < total:
         due = min(total, int((time.perf_counter() - start) * rate) + 1)
@@ -309,37 +312,35 @@ def wait_producer(producer: subprocess.Popen, worker: subprocess.Popen) -> tuple
 
 
 def run_steady(variant: str, rnd: int, args: argparse.Namespace, srv: Servers, logdir: Path) -> Phase:
-    client = redis.Redis.from_url(srv.redis_url)
-    prepare(variant, srv, client, args)
+    prepare(variant, srv, args)
     n = int(args.rate * args.duration)
+    idle = brokers.idle_cpu_per_s(srv.broker)
     pg = psycopg.connect(srv.db_url, autocommit=True)
     poller = pg.info.backend_pid
     logfile = logdir / f"worker-steady-{variant}-{rnd}.log"
     start = time.perf_counter()
     proc = launch(variant, srv, args, logfile)
-    acct = cpuacct.Account(
-        {"worker": proc.pid, "postgres": srv.postmaster, "redis": srv.redis_pid}, is_drainer, exclude={poller}
-    )
+    acct = cpuacct.Account(srv.roots(worker=proc.pid), is_drainer, exclude={poller})
     snap0 = acct.snapshot()
     producer = None
     try:
         deadline = start + args.timeout + args.duration
         since = time.time()
-        enqueue(variant, srv.redis_url, WARMUP)
-        left = lambda: f"{pending(client)} unacked"  # noqa: E731
-        first = wait_until(lambda: pending(client) < WARMUP, proc, deadline, "the first ack", left)
-        wait_until(lambda: pending(client) == 0, proc, deadline, "the warm-up", left)
+        enqueue(variant, srv, WARMUP)
+        left = lambda: f"{pending(srv)} unacked"  # noqa: E731
+        first = wait_until(lambda: pending(srv) < WARMUP, proc, deadline, "the first ack", left)
+        wait_until(lambda: pending(srv) == 0, proc, deadline, "the warm-up", left)
         target = WARMUP
         if variant == "runwatch":
             wait_until(lambda: completed_rows(pg, since) >= target, proc, deadline, "the warm-up in PostgreSQL", left)
         snap1 = acct.snapshot()
         t0 = time.perf_counter()
-        cmd = [sys.executable, str(Path(__file__)), "--produce", variant, srv.redis_url]
+        cmd = [sys.executable, str(Path(__file__)), "--produce", variant, srv.broker.kind, srv.broker.url]
         producer = subprocess.Popen([*cmd, str(args.rate), str(args.duration)], env=worker_env(variant, srv, args))
         producer_cpu, code = wait_producer(producer, proc)
         if code:
             raise BenchError(f"the producer exited with {code}")
-        acked = wait_until(lambda: pending(client) == 0, proc, deadline, "all acks", left)
+        acked = wait_until(lambda: pending(srv) == 0, proc, deadline, "all acks", left)
         done = acked
         if variant == "runwatch":
             target += n
@@ -354,6 +355,7 @@ def run_steady(variant: str, rnd: int, args: argparse.Namespace, srv: Servers, l
         if producer is not None and producer.poll() is None:
             producer.kill()
         stop_worker(proc)
+    after_stop(srv)
     cpu = snap2.minus(snap1)
     cpu["producer"] = producer_cpu
     p50 = p99 = None
@@ -363,100 +365,15 @@ def run_steady(variant: str, rnd: int, args: argparse.Namespace, srv: Servers, l
             "FROM (SELECT extract(epoch FROM updated_at - completed_at) * 1000 AS x FROM operation_runs "
             "WHERE NOT message_id ~ '^[0-9a-f]{32}$') s"
         ).fetchone()
-        verify(pg, client, n + WARMUP)
+        verify(pg, srv, n + WARMUP)
     pg.close()
     after = done - t0 - args.duration
     log(f"round {rnd} steady/{variant}: {n} messages at {args.rate}/s, all done {after:.2f}s after the producer's end")
     return Phase(
         "steady", variant, rnd, n, first - start, done - t0, acked - t0, None, cpu, sum(snap1.minus(snap0).values()),
         lag_p50_ms=p50, lag_p99_ms=p99, worker_rss_mb=rss, drainer_rss_mb=drainer_rss, drainers=drainers,
+        broker_idle_cpu_per_s=idle, load1=os.getloadavg()[0],
     )  # fmt: skip
-
-
-# -- report --------------------------------------------------------------------------------------
-
-
-def med(values: list[float | None]) -> float | None:
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
-def summarize(phases: list[Phase]) -> dict[str, dict[str, dict[str, float | None]]]:
-    out: dict[str, dict[str, dict[str, float | None]]] = {}
-    for scenario in sorted({p.scenario for p in phases}):
-        out[scenario] = {}
-        for variant in bench_app.VARIANTS:
-            ps = [p for p in phases if p.scenario == scenario and p.variant == variant]
-            if not ps:
-                continue
-            s: dict[str, float | None] = {
-                "processing_per_s": med([p.messages / p.process_s for p in ps]),
-                "acks_per_s": med([p.messages / p.ack_s for p in ps]),
-                "boot_s": med([p.boot_s for p in ps]),
-                "ledger_lag_s": med([p.ledger_lag_s for p in ps]),
-                "lag_p50_ms": med([p.lag_p50_ms for p in ps]),
-                "lag_p99_ms": med([p.lag_p99_ms for p in ps]),
-                "worker_rss_mb": med([p.worker_rss_mb for p in ps]),
-                "drainer_rss_mb": med([p.drainer_rss_mb for p in ps]),
-                "drainers": med([p.drainers for p in ps]),
-                "boot_cpu_s": med([p.boot_cpu_s for p in ps]),
-            }
-            for c in COMPONENTS:
-                s[f"us_{c}"] = med([1e6 * p.cpu_s.get(c, 0.0) / p.messages for p in ps])
-            s["us_total"] = med([1e6 * sum(p.cpu_s.values()) / p.messages for p in ps])
-            s["us_total_with_boot"] = med([1e6 * (sum(p.cpu_s.values()) + p.boot_cpu_s) / p.messages for p in ps])
-            if ps[0].enqueue_s is not None:
-                s["enqueue_per_s"] = med([p.messages / p.enqueue_s for p in ps if p.enqueue_s])
-                for c in ("producer", "redis", "postgres"):
-                    s[f"enqueue_us_{c}"] = med([1e6 * p.enqueue_cpu_s.get(c, 0.0) / p.messages for p in ps])
-            out[scenario][variant] = s
-    return out
-
-
-def print_report(summary: dict, args: argparse.Namespace) -> None:
-    def fmt(v: float | None, spec: str) -> str:
-        return "-" if v is None else format(v, spec)
-
-    print(
-        f"\n{args.processes} worker process(es) x {args.threads} threads, {os.cpu_count()} CPUs, "
-        f"median of {args.rounds} round(s), ledger prefilled with {args.prefill_runs:,} runs"
-    )
-    for scenario, variants in summary.items():
-        what = (
-            f"{args.messages:,} messages enqueued first"
-            if scenario == "backlog"
-            else (f"{args.rate:,.0f} msg/s for {args.duration:.0f} s")
-        )
-        print(f"\n== {scenario}: {what}\n")
-        head = f"{'CPU us/msg':<14}" + "".join(f"{c:>10}" for c in COMPONENTS) + f"{'total':>10}{'+boot':>10}"
-        print(head)
-        for variant, s in variants.items():
-            cells = "".join(f"{fmt(s[f'us_{c}'], ',.0f'):>10}" for c in COMPONENTS)
-            print(f"{variant:<14}{cells}{fmt(s['us_total'], ',.0f'):>10}{fmt(s['us_total_with_boot'], ',.0f'):>10}")
-        bare, rw = variants.get("bare"), variants.get("runwatch")
-        if bare and rw:
-            print(f"{'runwatch/bare':<14}{'':>50}{rw['us_total'] / bare['us_total']:>10.2f}"
-                  f"{rw['us_total_with_boot'] / bare['us_total_with_boot']:>10.2f}")  # fmt: skip
-        print(f"\n{'variant':<14}{'msg/s':>10}{'acks/s':>10}{'boot s':>8}{'lag s':>8}{'lag p50':>9}{'lag p99':>9}"
-              f"{'worker MB':>11}{'drainers':>10}{'drainer MB':>12}")  # fmt: skip
-        for variant, s in variants.items():
-            print(
-                f"{variant:<14}{fmt(s['processing_per_s'], ',.0f'):>10}{fmt(s['acks_per_s'], ',.0f'):>10}"
-                f"{fmt(s['boot_s'], '.2f'):>8}{fmt(s['ledger_lag_s'], '.2f'):>8}{fmt(s['lag_p50_ms'], '.0f'):>9}"
-                f"{fmt(s['lag_p99_ms'], '.0f'):>9}{fmt(s['worker_rss_mb'], '.1f'):>11}{fmt(s['drainers'], '.0f'):>10}"
-                f"{fmt(s['drainer_rss_mb'], '.1f'):>12}"
-            )
-        if bare and rw:
-            adds = rw["worker_rss_mb"] - bare["worker_rss_mb"] + (rw["drainer_rss_mb"] or 0)
-            print(f"{'runwatch/bare':<14}{100 * rw['processing_per_s'] / bare['processing_per_s']:>9.1f}%"
-                  f"{100 * rw['acks_per_s'] / bare['acks_per_s']:>9.1f}%   Runwatch adds {adds:.1f} MB "
-                  f"(workers {rw['worker_rss_mb'] - bare['worker_rss_mb']:+.1f}, "
-                  f"drainers {rw['drainer_rss_mb']:.1f})")  # fmt: skip
-        if scenario == "backlog" and bare and rw:
-            print(f"enqueue msg/s: bare {bare['enqueue_per_s']:,.0f}, runwatch {rw['enqueue_per_s']:,.0f} "
-                  f"({100 * rw['enqueue_per_s'] / bare['enqueue_per_s']:.1f}%); producer CPU us/msg "
-                  f"{bare['enqueue_us_producer']:.0f} / {rw['enqueue_us_producer']:.0f}, redis "
-                  f"{bare['enqueue_us_redis']:.0f} / {rw['enqueue_us_redis']:.0f}")  # fmt: skip
 
 
 def prefill(srv: Servers, runs: int) -> int:
@@ -479,10 +396,11 @@ def prefill(srv: Servers, runs: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--produce":
-        _, _, variant, url, rate, seconds = sys.argv
-        produce(variant, url, float(rate), float(seconds))
+        _, _, variant, kind, url, rate, seconds = sys.argv
+        produce(variant, kind, url, float(rate), float(seconds))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--broker", choices=brokers.KINDS, default="redis", help="both variants' broker")
     parser.add_argument("--scenario", choices=("backlog", "steady", "both"), default="backlog")
     parser.add_argument("--messages", type=int, default=20_000, help="backlog: messages enqueued first")
     parser.add_argument("-p", "--processes", type=int, default=1, help="dramatiq worker processes")
@@ -499,8 +417,13 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = ("backlog", "steady") if args.scenario == "both" else (args.scenario,)
     phases: list[Phase] = []
     try:
-        with private_servers() as (admin_url, redis_url, data_dir), tempfile.TemporaryDirectory() as logdir:
-            srv = servers_of(admin_url, redis_url, data_dir)
+        with contextlib.ExitStack() as stack:
+            # NOTE: on RabbitMQ no Redis runs at all: the private one is stopped before the first round.
+            admin_url, redis_url, data_dir = stack.enter_context(private_servers(redis=args.broker == "redis"))
+            logdir = stack.enter_context(tempfile.TemporaryDirectory())
+            redis_pid = redis_pid_of(data_dir) if args.broker == "redis" else 0
+            broker = stack.enter_context(brokers.opened(args.broker, redis_url, redis_pid, bench_app.NAMESPACE))
+            srv = servers_of(admin_url, data_dir, broker)
             if args.prefill_runs:
                 prefill(srv, args.prefill_runs)
             for rnd in range(1, args.rounds + 1):

@@ -85,10 +85,10 @@ def observation(main: QueueFacts, delayed: QueueFacts, *, unacked_unknown: str |
     consumers = sum(f.consumers or 0 for f in both)
     unknown = any(f.exists and f.unacked is None for f in both)
     unacked = None if unknown else sum(f.unacked or 0 for f in both)
-    seen = f"no ready message in {names}; {consumers} consumer(s)"
+    seen = f"no ready message in {names}; {consumers} consumer{'' if consumers == 1 else 's'}"
     if consumers == 0 or unacked == 0:
-        why = "0 consumers" if consumers == 0 else "0 unacked messages (management API)"
-        return Observation(**common, may_be_held=False, detail=f"{seen}, {why}: nobody can hold the message{suffix}")
+        why = "" if consumers == 0 else ", 0 unacked messages (management API)"
+        return Observation(**common, may_be_held=False, detail=f"{seen}{why}: nobody can hold the message{suffix}")
     if unacked is None:
         detail = f"{seen}, unacked messages unknown: could not tell whether one holds the message{suffix}"
         return Observation(**common, may_be_held=None, detail=detail)

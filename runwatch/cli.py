@@ -180,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
             level=logging.DEBUG if args.verbose else logging.INFO,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
-        if not args.verbose:  # NOTE: Alembic narrates every migration step at INFO
-            logging.getLogger("alembic").setLevel(logging.WARNING)
+        if not args.verbose:  # NOTE: Alembic narrates every migration step at INFO, pika every connection
+            for noisy in ("alembic", "pika"):
+                logging.getLogger(noisy).setLevel(logging.WARNING)
         if getattr(args, "check_settings", True):
             # NOTE: every setting, before any command starts: a typo is exit 2 whatever the command reads.
             Settings.from_env()

@@ -82,7 +82,11 @@ def fold(message_events: Sequence[dict[str, Any]], policy: ThresholdPolicy) -> d
 
 
 def _enqueued(row: dict[str, Any], event: dict[str, Any]) -> None:
-    pass  # everything an enqueue says is metadata, already folded
+    # Everything else an enqueue says is metadata, already folded. A delayed send waits as asked:
+    # its eta starts the queued deadline (migration 0010), as a retry's starts the running one.
+    delay_ms = event.get("delay_ms")
+    if delay_ms and row["status"] == _QUEUED:
+        row["next_retry_at"] = event["at"] + delay_ms / 1000
 
 
 def _started(row: dict[str, Any], event: dict[str, Any]) -> None:

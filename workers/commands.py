@@ -10,7 +10,15 @@ def register_demo(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="run sample jobs covering every outcome and print the runs (embedded servers by default)",
         description="Starts an embedded PostgreSQL and Redis unless RUNWATCH_DATABASE_URL and "
-        "RUNWATCH_REDIS_URL are set, migrates, runs a worker on sample actors and prints the runs.",
+        "RUNWATCH_REDIS_URL are set, migrates, runs a worker on sample actors and prints the runs. "
+        "With --broker rabbitmq the jobs and their run events go through RabbitMQ (RUNWATCH_RABBITMQ_URL, "
+        "default amqp://guest:guest@127.0.0.1:5672/%%2F), which must be running; Redis is not used.",
+    )
+    parser.add_argument(
+        "--broker",
+        choices=("redis", "rabbitmq"),
+        default="redis",
+        help="the Dramatiq broker of the demo (default redis: embedded when not configured)",
     )
     parser.add_argument(
         "--data-dir",
@@ -37,7 +45,9 @@ def register_drain(sub: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(data_dir=args.data_dir, keep_servers=args.keep_servers, serve=not args.no_serve)
+    return run_demo(
+        data_dir=args.data_dir, keep_servers=args.keep_servers, serve=not args.no_serve, broker_kind=args.broker
+    )
 
 
 def _drain(args: argparse.Namespace) -> int:

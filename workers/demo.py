@@ -9,21 +9,27 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import text
 
 from runwatch.db import engine_for
 from runwatch.migrate import upgrade
+from runwatch.parsers import mask_url
 from runwatch.report import format_runs, recent_runs
 from runwatch.settings import Settings
 
-from . import demo_api, demo_faults
+from . import demo_api, demo_faults, demo_rabbitmq
 from .broker import install
 from .run import current_run
 
 DEMO_NAMESPACE = "runwatch-demo"
+DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+#: What another terminal's CLI needs to reach the demo's ledger and broker.
+_CLI_VARIABLES = ("RUNWATCH_DATABASE_URL", "RUNWATCH_REDIS_URL", "RUNWATCH_RABBITMQ_URL", "RUNWATCH_BROKER")
 QUEUE = "demo"
 
 
@@ -92,23 +98,40 @@ def scenario(actors: dict[str, dramatiq.Actor]) -> list[dramatiq.Message]:
     ]
 
 
-def run_demo(*, data_dir: str | None = None, keep_servers: bool = False, serve: bool = True) -> int:
+def run_demo(
+    *, data_dir: str | None = None, keep_servers: bool = False, serve: bool = True, broker_kind: str = "redis"
+) -> int:
     settings = Settings.from_env()
+    if broker_kind == "rabbitmq":
+        url = settings.rabbitmq_url or DEFAULT_RABBITMQ_URL
+        why = _rabbitmq_unanswered(url)
+        if why:
+            print(f"runwatch demo --broker rabbitmq needs a RabbitMQ server: {why}", file=sys.stderr)
+            print(
+                "  start one (e.g. `docker run -d -p 5672:5672 rabbitmq:3`) or set RUNWATCH_RABBITMQ_URL",
+                file=sys.stderr,
+            )
+            return 2
+        os.environ["RUNWATCH_RABBITMQ_URL"] = url
+        os.environ["RUNWATCH_BROKER"] = "rabbitmq"
     servers = None
-    if not (settings.database_url and settings.redis_url):
+    if not (settings.database_url and (settings.redis_url or broker_kind == "rabbitmq")):
         from runwatch import embedded
 
         print("runwatch demo: RUNWATCH_DATABASE_URL / RUNWATCH_REDIS_URL not set; starting the embedded default")
         servers = embedded.start(Path(data_dir) if data_dir else None)
         os.environ.setdefault("RUNWATCH_DATABASE_URL", servers.database_url)
-        os.environ.setdefault("RUNWATCH_REDIS_URL", servers.redis_url)
-        settings = Settings.from_env()
+        if broker_kind == "redis":
+            os.environ.setdefault("RUNWATCH_REDIS_URL", servers.redis_url)
+    settings = Settings.from_env()
+    if servers is not None or broker_kind == "rabbitmq":
         # Another terminal reaches the demo's ledger with these (while it serves, or with --keep-servers).
+        reach = {k: v for k, v in settings.as_env().items() if k in _CLI_VARIABLES}
         print("runwatch demo: the CLI reaches these servers (e.g. `runwatch runs`) with:")
-        print(f"  export RUNWATCH_DATABASE_URL={servers.database_url} RUNWATCH_REDIS_URL={servers.redis_url}")
+        print("  export " + " ".join(f"{k}={v}" for k, v in reach.items()))
     try:
         print(f"runwatch demo: schema at revision {upgrade(settings.require_database_url())}")
-        return _run(settings, serve_forever=serve and sys.stdin.isatty())
+        return _run(settings, broker_kind, serve_forever=serve and sys.stdin.isatty())
     finally:
         if servers is not None and not keep_servers:
             from runwatch import embedded
@@ -116,27 +139,57 @@ def run_demo(*, data_dir: str | None = None, keep_servers: bool = False, serve: 
             embedded.stop(servers)
 
 
-def _run(settings: Settings, *, serve_forever: bool) -> int:
+def _rabbitmq_unanswered(url: str) -> str | None:
+    import pika.exceptions
+    from runwatch.bridge import amqp
+
+    logging.getLogger("pika").setLevel(logging.CRITICAL)  # NOTE: this says why, in one line; pika's log would not
+    parts = urlsplit(url)
+    try:
+        amqp.connect(url, timeout_seconds=3).close()
+    except (pika.exceptions.AMQPError, OSError) as exc:
+        return f"none answers at {parts.hostname}:{parts.port or 5672} ({type(exc).__name__}; {mask_url(url)})"
+    return None
+
+
+def _broker(settings: Settings, broker_kind: str) -> dramatiq.Broker:
+    broker: dramatiq.Broker
+    if broker_kind == "rabbitmq":
+        rabbit = RabbitmqBroker(url=settings.require_rabbitmq_url(), confirm_delivery=True)
+        install(rabbit, settings=settings)
+        demo_rabbitmq.clean(rabbit)
+        broker = rabbit
+    else:
+        redis_broker = RedisBroker(url=settings.redis_url, namespace=DEMO_NAMESPACE)
+        install(redis_broker, settings=settings)
+        demo_faults.clean(redis_broker)
+        broker = redis_broker
+    broker.emit_after("process_boot")
+    return broker
+
+
+def _run(settings: Settings, broker_kind: str, *, serve_forever: bool) -> int:
     # NOTE: the sample failures are on purpose; Dramatiq's tracebacks would bury the table.
     logging.getLogger("dramatiq").setLevel(logging.CRITICAL)
-    broker = RedisBroker(url=settings.redis_url, namespace=DEMO_NAMESPACE)
-    install(broker, settings=settings)
-    broker.emit_after("process_boot")
+    broker = _broker(settings, broker_kind)
+    faults: Any = demo_rabbitmq if broker_kind == "rabbitmq" else demo_faults
     actors = declare_actors(broker)
-    demo_faults.clean(broker)
     worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)
     worker.start()
     try:
         messages = scenario(actors)
-        print(f"runwatch demo: sent {len(messages)} jobs; waiting for every outcome to reach PostgreSQL ...")
+        print(
+            f"runwatch demo: sent {len(messages)} jobs on {broker_kind}; "
+            "waiting for every outcome to reach PostgreSQL ..."
+        )
         engine = engine_for(settings.require_database_url())
         _wait_terminal(engine, [m.message_id for m in messages], timeout_seconds=60)
         print()
         print("runwatch demo: act 2, faults")
         render_run = _run_id(engine, messages[5].message_id)
-        faults = demo_faults.inject(broker, settings, render_run)
-        demo_faults.reconcile(broker, settings, faults)
-        ids = [m.message_id for m in messages] + faults
+        fault_ids = faults.inject(broker, settings, render_run)
+        faults.reconcile(broker, settings, fault_ids)
+        ids = [m.message_id for m in messages] + fault_ids
         with engine.connect() as conn:
             rows = recent_runs(conn, limit=len(ids), message_ids=ids)
     finally:
@@ -148,7 +201,7 @@ def _run(settings: Settings, *, serve_forever: bool) -> int:
     print()
     print("runwatch demo: how each reconciliation was decided (full evidence: `runwatch heal --explain RUN_ID`,")
     print("               `runwatch deadletters show RUN_ID`):")
-    print("\n".join(demo_faults.evidence_lines(engine, faults)))
+    print("\n".join(demo_faults.evidence_lines(engine, fault_ids, rabbitmq=broker_kind == "rabbitmq")))
     print()
     print()
     demo_api.serve(settings, wait_for_ctrl_c=serve_forever)

@@ -14,6 +14,9 @@ from runwatch.db import engine_for
 from runwatch.settings import Settings
 from runwatch.tokens import OPERATOR, create_token
 
+#: What the API process needs of the demo's settings: the ledger, and the broker its readiness probes.
+_API_VARIABLES = ("RUNWATCH_DATABASE_URL", "RUNWATCH_REDIS_URL", "RUNWATCH_RABBITMQ_URL", "RUNWATCH_BROKER")
+
 
 def serve(settings: Settings, *, wait_for_ctrl_c: bool) -> None:
     """Start ``runwatch api`` (gunicorn), print how to call it, show one call, then stop it."""
@@ -24,11 +27,7 @@ def serve(settings: Settings, *, wait_for_ctrl_c: bool) -> None:
     base = f"http://127.0.0.1:{port}"
     api = subprocess.Popen(
         [sys.executable, "-m", "runwatch.cli", "api", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
-        env={
-            **os.environ,
-            "RUNWATCH_DATABASE_URL": settings.require_database_url(),
-            "RUNWATCH_REDIS_URL": settings.require_redis_url(),
-        },
+        env={**os.environ, **{k: v for k, v in settings.as_env().items() if k in _API_VARIABLES}},
     )
     try:
         _wait_ready(f"{base}/health/live", api)

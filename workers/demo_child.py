@@ -1,4 +1,4 @@
-"""A worker process the demo SIGKILLs mid-run: ``python -m workers.demo_child NAMESPACE``."""
+"""A worker process the demo SIGKILLs mid-run: ``python -m runwatch.workers.demo_child (NAMESPACE | --rabbitmq)``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 import threading
 
 import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 
 from runwatch.settings import Settings
@@ -37,7 +38,11 @@ def declare(broker: dramatiq.Broker) -> dramatiq.Actor:
 
 def main() -> None:
     settings = Settings.from_env()
-    broker = RedisBroker(url=settings.redis_url, namespace=sys.argv[1])
+    broker: dramatiq.Broker
+    if sys.argv[1] == "--rabbitmq":
+        broker = RabbitmqBroker(url=settings.require_rabbitmq_url(), confirm_delivery=True)
+    else:
+        broker = RedisBroker(url=settings.redis_url, namespace=sys.argv[1])
     install(broker, settings=settings)
     broker.emit_after("process_boot")
     declare(broker)

@@ -35,6 +35,7 @@ from .demo_child import KILLED_QUEUE, declare
 from .maintenance import Maintenance
 
 LOST_QUEUE = "demo-lost"
+LEGACY_QUEUE = "demo-legacy"
 _rescuers: list[dramatiq.Worker] = []
 
 
@@ -95,7 +96,7 @@ def stop_rescuers() -> None:
         _rescuers.pop().stop()
 
 
-def evidence_lines(engine, message_ids: list[str]) -> list[str]:
+def evidence_lines(engine, message_ids: list[str], *, rabbitmq: bool = False) -> list[str]:
     with engine.connect() as conn:
         rows = (
             conn.execute(
@@ -120,8 +121,9 @@ def evidence_lines(engine, message_ids: list[str]) -> list[str]:
                 if note.get("why") == "requeued_from_dead_worker"
                 else "worker SIGKILLed; "
             )
+            back = "RabbitMQ gave its unacknowledged message back" if rabbitmq else "the healer handed its message back"
             lines.append(
-                f"  run {r['id']} ({r['type']}): {how}the healer handed its message back; "
+                f"  run {r['id']} ({r['type']}): {how}{back}; "
                 f"delivered {r['deliveries']} times, then {r['outcome']}"
             )
         elif r["retry_of"]:
@@ -135,7 +137,7 @@ def evidence_lines(engine, message_ids: list[str]) -> list[str]:
 
 def _summary(e: dict[str, Any]) -> str:
     if e.get("dead_letter_key") and e.get("found_by"):
-        return f"dead letter {e['dead_letter_key']}/{e['redis_message_id']} had no terminal run"
+        return f"dead letter {e['dead_letter_key']}/{e.get('redis_message_id') or e['message_id']} had no terminal run"
     if e.get("dead_letter_key"):
         return (
             f"{e.get('exception_type')} on attempt {e.get('retries')} (max_retries {e.get('max_retries')}); "
@@ -146,6 +148,8 @@ def _summary(e: dict[str, Any]) -> str:
             f"no progress for {e['age_seconds']:.0f} s (threshold {e['threshold_seconds']} s, "
             f"{e['threshold_source']}); worker {str(e['worker_id'])[:8]} alive: {e['worker_alive']}"
         )
+    if e.get("broker_detail"):  # RabbitMQ: queue counts, no lookup by id
+        return f"queued {e['age_seconds']:.0f} s (threshold {e['threshold_seconds']} s); {e['broker_detail']}"
     return (
         f"queued {e['age_seconds']:.0f} s (threshold {e['threshold_seconds']} s); "
         f"looked in {', '.join(e['looked_for_message_in'])}: not found"
@@ -164,31 +168,39 @@ def _kill_worker_mid_run(broker: RedisBroker, engine) -> str:
     env = {**os.environ, "RW_DEMO_CHILD_DOOMED": "1"}
     child = subprocess.Popen([sys.executable, "-m", "runwatch.workers.demo_child", broker.namespace], env=env)
     message = rebuild.send_with_options(runwatch_tenant_id=2)
-    query = text("SELECT status FROM operation_runs WHERE message_id = :m")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            if conn.execute(query, {"m": message.message_id}).scalar() == "running":
-                break
-        time.sleep(0.1)
+    wait_running(engine, message.message_id)
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
-    # A live worker for that queue, to take the redelivery the healer will hand back.
+    rescue(broker)  # a live worker for that queue, to take the redelivery the healer will hand back
+    return message.message_id
+
+
+def wait_running(engine, message_id: str, timeout_seconds: float = 20) -> None:
+    query = text("SELECT status FROM operation_runs WHERE message_id = :m")
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            if conn.execute(query, {"m": message_id}).scalar() == "running":
+                return
+        time.sleep(0.1)
+
+
+def rescue(broker: dramatiq.Broker) -> None:
+    """A live worker for the killed worker's queue (stopped by ``stop_rescuers``)."""
     rescuer = dramatiq.Worker(broker, queues={KILLED_QUEUE}, worker_threads=1, worker_timeout=100)
     rescuer.start()
     _rescuers.append(rescuer)
-    return message.message_id
 
 
 def _dead_letter_without_callback(broker: RedisBroker, engine, settings: Settings) -> str:
     """A job that was enqueued and recorded, then nacked by a worker that died before its callback."""
     bare = RedisBroker(url=settings.redis_url, namespace=broker.namespace)
     message: dramatiq.Message[Any] = dramatiq.Message(
-        queue_name="demo-legacy", actor_name="export_invoices", args=(), kwargs={}, options={"runwatch_tenant_id": 3}
+        queue_name=LEGACY_QUEUE, actor_name="export_invoices", args=(), kwargs={}, options={"runwatch_tenant_id": 3}
     )
     enqueued = bare.enqueue(message)
     meta = {
-        "queue": "demo-legacy",
+        "queue": LEGACY_QUEUE,
         "actor": "export_invoices",
         "type": "invoices.export",
         "tenant_id": 3,
@@ -201,7 +213,7 @@ def _dead_letter_without_callback(broker: RedisBroker, engine, settings: Setting
     from runwatch.bridge.locator import RedisLocator
 
     RedisLocator(broker.client, Keys(broker.namespace), event_stream=settings.event_stream).dead_letter_if_queued(
-        "demo-legacy", enqueued.options["redis_message_id"]
+        LEGACY_QUEUE, enqueued.options["redis_message_id"]
     )
     bare.close()
     return message.message_id

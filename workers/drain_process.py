@@ -184,6 +184,7 @@ def main() -> None:
     from .drain_setup import drainer_and_collector
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pika").setLevel(logging.WARNING)  # NOTE: it narrates every connection at INFO
     try:
         settings = Settings.from_env()
         settings.require_database_url()

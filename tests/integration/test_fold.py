@@ -121,3 +121,26 @@ def test_a_summary_that_is_not_an_object_fails_validation():
     event = ev.new_event(ev.COMPLETED, "m", T, META, outcome="succeeded", summary=[1])
     with pytest.raises(ValidationError, match="summary"):
         ev.validate(event)
+
+
+def test_a_delayed_send_is_not_stale_before_its_eta(engine):
+    # NOTE: on RabbitMQ a delayed message waits unacknowledged in a worker's prefetch, where the
+    # healer's queue counts cannot see it: only the deadline keeps it from being failed early.
+    delayed = ev.new_event(ev.ENQUEUED, "later", T, META, delay_ms=7_200_000)
+    plain = ev.new_event(ev.ENQUEUED, "now", T, META)
+    with engine.begin() as conn:
+        apply_events(conn, [delayed, plain], POLICY)
+        ages = dict(
+            conn.execute(text("SELECT message_id, extract(epoch FROM stale_at - created_at) FROM operation_runs")).all()
+        )
+    threshold = Settings().queued_stale_seconds
+    assert ages == {"later": 7_200 + threshold, "now": threshold}
+    with engine.begin() as conn:
+        apply_events(conn, [ev.new_event(ev.STARTED, "later", T + 7_200, META, attempt=1, worker_id="w")], POLICY)
+        running = conn.execute(
+            text(
+                "SELECT extract(epoch FROM stale_at - started_at), next_retry_at "
+                "FROM operation_runs WHERE message_id = 'later'"
+            )
+        ).one()
+    assert running == (Settings().running_stale_seconds, None)  # started: the running deadline, as ever

@@ -158,7 +158,7 @@ def test_a_running_run_a_live_consumer_may_hold_is_slow_until_the_hard_ceiling(e
         assert (result.reconciled, dict(result.skipped)) == (1, {"may_be_held": 1})
         note = row(engine, slow)["healer_note"]
         assert note["why"] == "may_be_held" and "could not tell" in note["note"]
-        assert "1 consumer(s), unacked messages unknown" in note["broker_detail"]
+        assert "1 consumer, unacked messages unknown" in note["broker_detail"]
         assert "time alone" in note["broker_detail"] and note["broker_queue_counts"][name]["consumers"] == 1
         assert row(engine, overdue)["reconciliation_evidence"]["note"].startswith("a consumer may hold it")
         # A queued run the consumer may hold (prefetched) is backlog until its hard ceiling, then healed.

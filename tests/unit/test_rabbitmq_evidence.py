@@ -38,7 +38,7 @@ def test_empty_queues_without_consumers_hold_nothing_even_without_the_management
 def test_empty_queues_with_consumers_and_no_management_api_cannot_tell():
     obs = observation(*facts(consumers=2, dq_consumers=2), unacked_unknown=TIME_ALONE)
     assert (obs.found_in, obs.may_be_held) == (None, None)
-    assert "4 consumer(s), unacked messages unknown" in obs.detail and "time alone" in obs.detail
+    assert "4 consumers, unacked messages unknown" in obs.detail and "time alone" in obs.detail
 
 
 def test_the_management_api_tells_held_from_not_held():
