@@ -89,6 +89,21 @@ def test_a_running_run_with_ready_messages_awaits_redelivery_until_the_hard_ceil
         assert verdict.reason is STALE_RUNNING and "past its time limit plus margin" in verdict.note
 
 
+def test_a_pending_retry_with_ready_messages_is_backlog_past_the_hard_ceiling():
+    # The acceptance suite's PostgreSQL outage on RabbitMQ left retries behind a long backlog.
+    pending = {**run("running", age_seconds=700), "next_retry_at": NOW - timedelta(seconds=700)}
+    verdict = decide(pending, counted("queue"), OPTIONS)
+    assert (verdict.action, verdict.why) == (Action.SKIP, "retry_waiting")
+    assert "time limit not begun" in verdict.note
+
+
+def test_a_delayed_queued_run_a_consumer_may_hold_waits_from_its_eta():
+    delayed = {**run(age_seconds=700), "next_retry_at": NOW - timedelta(seconds=100)}
+    verdict = decide(delayed, counted(may_be_held=None), OPTIONS)
+    assert (verdict.action, verdict.why) == (Action.SKIP, "may_be_held")
+    assert verdict.evidence["hard_ceiling_at"] == (NOW + timedelta(seconds=530)).isoformat()
+
+
 def test_a_running_run_nobody_can_hold_is_stale_running_at_its_threshold():
     verdict = decide(run("running", age_seconds=200), counted(may_be_held=False), OPTIONS)
     assert (verdict.action, verdict.reason) == (Action.RECONCILE, STALE_RUNNING)
