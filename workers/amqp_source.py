@@ -29,6 +29,9 @@ logger = logging.getLogger("runwatch.drainer")
 #: ``BasicProperties.type`` of a message that carries counter increments, not events.
 COUNTERS_TYPE = "runwatch.counters"
 #: Heartbeats keep an idle drainer's connection known alive both ways (it reads every second).
+#: NOTE: they are also how a frozen drainer (SIGSTOP, a paused VM) gives back what it holds: RabbitMQ
+#: keeps its prefetched batches, other workers' events too, until it misses two or three heartbeats,
+#: so ``Transport.source`` derives them from ``drain_claim_idle_ms``, the same bound as on Redis.
 HEARTBEAT_SECONDS = 30
 _EMPTY_BATCH = b"[]"
 Entry = tuple[bytes, bytes | None]
@@ -47,8 +50,10 @@ class AmqpEventSource:
         *,
         batch_entries: int,
         add_counters: Callable[[Mapping[str, float]], None],
+        heartbeat_seconds: int = HEARTBEAT_SECONDS,
     ) -> None:
         self.url = url
+        self._heartbeat = heartbeat_seconds
         self.queue = queue
         self._batch = batch_entries
         self._add_counters = add_counters
@@ -114,7 +119,7 @@ class AmqpEventSource:
             return self._channel
         self.close()
         params = amqp.parameters(self.url)
-        params.heartbeat = HEARTBEAT_SECONDS
+        params.heartbeat = self._heartbeat
         self._conn = pika.BlockingConnection(params)
         channel = self._conn.channel()
         amqp.declare_event_queue(channel, self.queue)

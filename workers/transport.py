@@ -107,7 +107,11 @@ class Transport:
         if self.kind == RABBITMQ:
             assert self.amqp_url is not None
             return AmqpEventSource(
-                self.amqp_url, settings.event_stream, batch_entries=settings.drain_batch, add_counters=add_counters
+                self.amqp_url,
+                settings.event_stream,
+                batch_entries=settings.drain_batch,
+                add_counters=add_counters,
+                heartbeat_seconds=max(1, settings.drain_claim_idle_ms // 2000),  # dead after 2-3 missed
             )
         assert self.redis_client is not None
         return RedisEventSource(

@@ -42,6 +42,9 @@ RAISES = {
     "zombie": ("builtins.RuntimeError",),
 }
 JOURNAL_ENV = "RW_ACC_JOURNAL"
+#: A RabbitMQ worker's AMQP heartbeat in seconds (app.py), when a scenario needs a frozen worker's
+#: connection closed by RabbitMQ (its unacked deliveries then go back to the queue).
+AMQP_HEARTBEAT_ENV = "RW_ACC_AMQP_HEARTBEAT"
 #: A gated job gives up (and fails, which the checker reports) if its gate stays shut this long.
 GATE_MAX_SECONDS = 50
 GATE_POLL_SECONDS = 0.05
@@ -69,7 +72,7 @@ class Journal(Middleware):
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self._directory = Path(directory)
         self._fds: dict[int, int] = {}  # by pid: the CLI may import this module before it forks
-        self._done: dict[str, bool] = {}
+        self._done: dict[int, bool] = {}  # by delivery (its MessageProxy): a broker's own id may not exist
         self._lock = threading.Lock()
 
     def _write(self, kind: str, message: dramatiq.Message, **extra: Any) -> None:
@@ -88,14 +91,14 @@ class Journal(Middleware):
     def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
         ok = exception is None
         with self._lock:
-            self._done[message.options.get("redis_message_id", "")] = ok
+            self._done[id(message)] = ok
         self._write("done", message, ok=ok, error=qualified_name(exception) if exception else None)
 
     def after_ack(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
         if message.queue_name.endswith(".DQ"):
             return  # a delayed message moving to its queue, not a completion
         with self._lock:
-            ok = self._done.pop(message.options.get("redis_message_id", ""), None)
+            ok = self._done.pop(id(message), None)
         self._write("ack", message, ok=ok)
 
     def after_nack(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:

@@ -237,7 +237,7 @@ def _check_in_time(v: Verdict, rid: str, run: dict[str, Any], history: History) 
         return
     queued = e.get("status_seen") == "queued"
     basis: datetime = (
-        run["created_at"]
+        max(run["created_at"], run["next_retry_at"] or run["created_at"])  # a delayed send: from its eta
         if queued
         else max(t for t in (run["last_progress_at"], run["started_at"], run["created_at"], run["next_retry_at"]) if t)
     )

@@ -142,3 +142,33 @@ def api_results(results: Iterable[tuple[str, bool, str]]) -> Check:
             v.api_check(invariant, ok, lambda d=detail: d)
 
     return check
+
+
+
+def survived_broker_restart(ids: Iterable[str]) -> Check:
+    """RabbitMQ restarted: durable queues and persistent messages survive, so nothing is lost or healed.
+
+    Every run succeeded without a reconciliation. A job the worker held when the connection closed
+    (running, or prefetched and not started) is back in the queue and delivered again, while
+    Dramatiq still runs the copy it held: at most two deliveries, the second one's outcome late.
+    (Not exactly two: Dramatiq acks the first delivery with its stale tag on the new channel,
+    where that tag may be the redelivery's.) A job ready in the queue or delayed ran once.
+    """
+    ids = list(ids)
+
+    def check(ledger: Ledger, v: Verdict) -> None:
+        for message_id in ids:
+            run = ledger.runs[message_id]
+            v.check(
+                "nothing_lost_or_healed",
+                run["outcome"] == "succeeded" and run["reconciled_at"] is None,
+                lambda r=run: f"run {r['id']} ended {r['outcome']} ({r['reason_code']})",
+            )
+            late = [e["late"] for e in ledger.events[message_id] if e["kind"] == "completed"]
+            v.check(
+                "redelivery_is_late",
+                run["deliveries"] in (1, 2) and sorted(late) == [False, True][: run["deliveries"]],
+                lambda r=run, c=late: f"run {r['id']}: deliveries {r['deliveries']}, completions (late?) {c}",
+            )
+
+    return check

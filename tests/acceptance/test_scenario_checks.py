@@ -36,6 +36,7 @@ def _completion(late: bool, outcome: str = "succeeded") -> dict[str, Any]:
 SCOPE = {
     "postgres": ("ran",), "redis": ("ran", "vanished"), "redelivered": ("ran",), "duplicate": ("ran",),
     "healers": ("vanished", "zombie"), "late": ("zombie",), "sigterm": ("ran",), "load": ("ran",),
+    "rabbitmq": ("ran",),
 }  # fmt: skip
 
 
@@ -62,6 +63,7 @@ def scenario_checks(h: History) -> dict[str, checks.Check]:
         "late": checks.reconciliation_stands(["zombie"]),
         "sigterm": checks.all_succeeded("never_a_false_failure"),
         "load": checks.acked_during(h, 4.0, 6.0, "the API was queried"),
+        "rabbitmq": checks.survived_broker_restart(["ran"]),
     }
 
 
@@ -135,6 +137,19 @@ MUTATIONS: dict[str, tuple[str, str, str, Callable[[Ledger, History, dict], None
     "late: the late event is a failure": (
         "late", "late_success_is_an_event", "'failed'", _late("zombie", True, outcome="failed"),
     ),
+    "rabbitmq: a run healed": (
+        "rabbitmq", "nothing_lost_or_healed", "run 1 ended failed",
+        _run("ran", outcome="failed", reconciled_at=9, reason_code="run.stale_running"),
+    ),
+    "rabbitmq: delivered three times": (
+        "rabbitmq", "redelivery_is_late", "deliveries 3", _run("ran", deliveries=3),
+    ),
+    "rabbitmq: the redelivery not late": (
+        "rabbitmq", "redelivery_is_late", "[False, False]", _late("ran", False, False),
+    ),
+    "rabbitmq: once, yet a late completion": (
+        "rabbitmq", "redelivery_is_late", "deliveries 1", _run("ran", deliveries=1),
+    ),
     "sigterm: a false failure": ("sigterm", "never_a_false_failure", "run 1: failed", _run("ran", outcome="failed")),
     "api load: no job acked meanwhile": (
         "load", "fault_hit", "no job acked while the API was queried",
@@ -147,8 +162,9 @@ MUTATIONS: dict[str, tuple[str, str, str, Callable[[Ledger, History, dict], None
 def test_each_scenario_check_passes_on_a_ledger_that_keeps_it(scenario: str) -> None:
     verdict = Verdict()
     scenario_checks(history())[scenario](ledger(scenario), verdict)
-    # One check per run in scope; the healers' also one per process exit code; the load's one in all.
-    expected = 1 if scenario == "load" else len(SCOPE[scenario]) + (2 if scenario == "healers" else 0)
+    # One check per run in scope (two on RabbitMQ); the healers' also one per process exit code; the load's one.
+    per_run = 2 if scenario == "rabbitmq" else 1
+    expected = 1 if scenario == "load" else per_run * len(SCOPE[scenario]) + (2 if scenario == "healers" else 0)
     assert (verdict.violations, verdict.history_total, verdict.api_total) == ([], expected, 0)
 
 

@@ -1,8 +1,10 @@
 """One acceptance scenario's world: its processes, producer, history and ledger, at a scale.
 
-The ``world`` fixture (conftest.py) starts each scenario with an empty ledger and Redis and hands
+The ``world`` fixture (conftest.py) starts each scenario with an empty ledger and broker and hands
 it a ``World``; ``World.finish`` checks the history (checker.py) and adds the scenario's figures
-to ``REPORT`` (the terminal summary).
+to ``REPORT`` (the terminal summary). The broker is Redis, or RabbitMQ (``amqp_url``: the suite's
+own node, tests/support/rabbit_node.py); on RabbitMQ no process of the World is given a Redis URL,
+so the run events travel through RabbitMQ as a RabbitMQ shop's would.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from typing import Any
 
 import dramatiq
 import redis
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import create_engine, text
 
 from runwatch import embedded, workers
 from runwatch.settings import Settings
+from tests.support.rabbit_node import RabbitNode
 
 from . import fleet
 from .actors import JOURNAL_ENV, declare, gate_path, read_journal
@@ -30,6 +34,10 @@ from .checker import History, Ledger, Verdict, check
 from .history import by_message, in_flight
 
 HEAL_INTERVAL_SECONDS = 1
+#: The brokers a broker-neutral scenario runs on: ``parametrize("world", BROKERS, indirect=True)``.
+BROKERS = ("redis", "rabbitmq")
+#: How long a scenario waits for a state that, once reached, stays (gated jobs, counts that only grow).
+REACH_SECONDS = 90
 HEARTBEAT_TIMEOUT_MS = 4000
 
 
@@ -53,24 +61,35 @@ SCALES = {
                    frozen_jobs=6, sigterm_jobs=4),
 }  # fmt: skip
 REPORT: list[dict[str, Any]] = []
+#: Not inherited from the test session: a World's processes see only its own broker.
+_BROKER_VARIABLES = ("RUNWATCH_REDIS_URL", "RUNWATCH_RABBITMQ_URL", "RUNWATCH_BROKER", "RUNWATCH_EVENT_TRANSPORT")
 
 
 class World:
     """One scenario's processes, producer, history and ledger."""
 
-    def __init__(self, servers: embedded.EmbeddedServers, scale: Scale, tmp: Path, name: str) -> None:
-        self.servers, self.scale, self.name = servers, scale, name
+    def __init__(
+        self, servers: embedded.EmbeddedServers, scale: Scale, tmp: Path, name: str, rabbit: RabbitNode | None = None
+    ) -> None:
+        self.servers, self.scale, self.name, self.rabbit = servers, scale, name, rabbit
+        amqp_url = None if rabbit is None else rabbit.url
+        self.kind = "redis" if amqp_url is None else "rabbitmq"
         self.journal_dir, self.log_dir = tmp / "journal", tmp / "logs"
         self.journal_dir.mkdir()
         self.log_dir.mkdir()
         self.random = random.Random(name)  # the same load on every run of a scenario
         self.history = History(heal_interval_seconds=HEAL_INTERVAL_SECONDS)
         self.engine = create_engine(servers.database_url, pool_pre_ping=True, pool_size=2)
-        self.redis = redis.Redis.from_url(servers.redis_url)
+        self.redis = redis.Redis.from_url(servers.redis_url) if amqp_url is None else None
+        broker_env = (
+            {"RUNWATCH_REDIS_URL": servers.redis_url}
+            if amqp_url is None
+            else {"RUNWATCH_BROKER": "rabbitmq", "RUNWATCH_RABBITMQ_URL": amqp_url}
+        )
         self.env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k not in _BROKER_VARIABLES},
+            **broker_env,
             "RUNWATCH_DATABASE_URL": servers.database_url,
-            "RUNWATCH_REDIS_URL": servers.redis_url,
             "RUNWATCH_HEAL_INTERVAL_SECONDS": str(HEAL_INTERVAL_SECONDS),
             "RUNWATCH_HEARTBEAT_TIMEOUT_MS": str(HEARTBEAT_TIMEOUT_MS),
             "RUNWATCH_OUTAGE_GRACE_SECONDS": "3",
@@ -82,7 +101,11 @@ class World:
         self.processes: list[fleet.Process] = []
         producer = {"RUNWATCH_DRAIN": "external", "RUNWATCH_HEAL_INTERVAL_SECONDS": "0"}
         self.settings = Settings.from_env({**self.env, **producer})
-        self.broker = RedisBroker(url=servers.redis_url)
+        self.broker: dramatiq.Broker = (
+            RedisBroker(url=servers.redis_url)
+            if amqp_url is None
+            else RabbitmqBroker(url=amqp_url, confirm_delivery=True)
+        )
         self.recorder = workers.install(self.broker, settings=self.settings)
         self.work = declare(self.broker)
         self.figures: dict[str, Any] = {}
@@ -90,8 +113,8 @@ class World:
 
     # -- processes ---------------------------------------------------------------------------
 
-    def worker(self, name: str, **kw: Any) -> fleet.Process:
-        proc = fleet.worker(name, self.env, self.log_dir, **kw).start()
+    def worker(self, name: str, env: dict[str, str] | None = None, **kw: Any) -> fleet.Process:
+        proc = fleet.worker(name, {**self.env, **(env or {})}, self.log_dir, **kw).start()
         self.processes.append(proc)
         return proc
 
@@ -99,6 +122,11 @@ class World:
         proc = fleet.runwatch(name, args, {**self.env, **(env or {})}, self.log_dir).start()
         self.processes.append(proc)
         return proc
+
+    def rabbit_restart(self) -> None:
+        """Stop the World's RabbitMQ node gracefully and start it again (its data directory stays)."""
+        assert self.rabbit is not None, "not a RabbitMQ world"
+        self.rabbit.restart()
 
     # -- load --------------------------------------------------------------------------------
 
@@ -152,6 +180,12 @@ class World:
             open_transactions = [dict(r) for r in conn.execute(idle).mappings()]
         return f"runs still waited for: {waiting}; sessions idle in a transaction: {open_transactions}"
 
+    def other_tenant_runs(self) -> list[int]:
+        """Ids of runs of tenants other than 1 (the API scenario's tenant-scoped token must not see them)."""
+        with self.engine.connect() as conn:
+            query = text("SELECT id FROM operation_runs WHERE tenant_id IS DISTINCT FROM 1 ORDER BY id LIMIT 50")
+            return [int(i) for i in conn.execute(query).scalars()]
+
     def in_flight(self, ids: list[str], group: int | None = None) -> list[str]:
         """Those of ``ids`` a delivery of which (in worker group ``group``) has started and not finished."""
         journal, now = by_message(read_journal(self.journal_dir)), time.time() + 1
@@ -173,13 +207,13 @@ class World:
     # -- the end -----------------------------------------------------------------------------
 
     def finish(self, extra: list[Callable[[Ledger, Verdict], None]] | None = None) -> Verdict:
-        for proc in self.processes:
-            proc.stop()
+        fleet.stop_all(self.processes)
         self.history.journal = list(read_journal(self.journal_dir))
         verdict = check(self.engine, self.history, extra or [])
         REPORT.append(
             {
                 "scenario": self.name,
+                "broker": self.kind,
                 "scale": self.scale.name,
                 "runs": len(self.history.sent),
                 "deliveries": sum(1 for line in self.history.journal if line["k"] == "start"),
@@ -205,8 +239,9 @@ class World:
         return verdict
 
     def close(self) -> None:
-        for proc in self.processes:
-            proc.stop()
+        fleet.stop_all(self.processes)
+        self.recorder.shipper.close()
         self.broker.close()
-        self.redis.close()
+        if self.redis is not None:
+            self.redis.close()
         self.engine.dispose()

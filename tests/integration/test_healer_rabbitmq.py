@@ -161,8 +161,11 @@ def test_a_running_run_a_live_consumer_may_hold_is_slow_until_the_hard_ceiling(e
         assert "1 consumer, unacked messages unknown" in note["broker_detail"]
         assert "time alone" in note["broker_detail"] and note["broker_queue_counts"][name]["consumers"] == 1
         assert row(engine, overdue)["reconciliation_evidence"]["note"].startswith("a consumer may hold it")
-        queued = seed_on(engine, name, age=120)  # a queued run is healed by its threshold: time alone
-        assert heal().reconciled == 1 and row(engine, queued)["reason_code"] == "run.stale_queued"
+        # A queued run the consumer may hold (prefetched) is backlog until its hard ceiling, then healed.
+        waiting = seed_on(engine, name, age=120, time_limit_ms=600_000)
+        lost = seed_on(engine, name, age=700, time_limit_ms=60_000)
+        assert heal().reconciled == 1 and row(engine, lost)["reason_code"] == "run.stale_queued"
+        assert row(engine, waiting)["status"] == "queued"
 
 
 def test_the_pass_waits_while_run_events_wait_in_their_queue(engine, heal, rabbitmq_url, queue):
