@@ -123,7 +123,8 @@ def evidence_lines(engine, message_ids: list[str], *, rabbitmq: bool = False) ->
             )
             back = "RabbitMQ gave its unacknowledged message back" if rabbitmq else "the healer handed its message back"
             lines.append(
-                f"  run {r['id']} ({r['type']}): {how}{back}; delivered {r['deliveries']} times, then {r['outcome']}"
+                f"  run {r['id']} ({r['type']}): {how}{back}; "
+                f"delivered {r['deliveries']} times, then {r['outcome']}"
             )
         elif r["retry_of"]:
             lines.append(f"  run {r['id']} ({r['type']}): requeued from run {r['retry_of']}")

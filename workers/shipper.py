@@ -65,15 +65,12 @@ class EventShipper:
         self.builders: dict[str, Callable[..., dict[str, Any]]] = {}
         self._urgent = False
         self._waiters: list[threading.Lock] = []  # durable emitters waiting for the next flush
-        self._leaders = 0  # threads shipping now (emitters, or the background thread)
+        self._leading = False  # a thread is shipping (an emitter, or the background thread)
         if writer is None:
             if client is None:
                 raise ValueError("EventShipper needs a Redis client or a writer")
             writer = StreamWriter(client, stream, timeout_seconds=self._durable_wait)  # its own connection
         self._writer: EventWriter = writer
-        # PERF: a writer whose round trip is long (RabbitMQ's confirm waits for a disk sync) takes
-        # several rounds in flight, each on a connection of its own; Redis answers in microseconds.
-        self._max_leaders = max(1, getattr(writer, "parallel", 1))
         self._backoff = 0.0  # seconds: the broker failed; only the background thread writes until it works
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -165,13 +162,13 @@ class EventShipper:
         lock = threading.Lock()
         lock.acquire()
         self._waiters.append(lock)
-        if self._leaders >= self._max_leaders:
-            return lock, False  # a thread shipping now takes it in its next round
+        if self._leading:
+            return lock, False  # the thread shipping now takes it in its next round
         if self._backoff:
             self._urgent = True  # the broker failed lately: the background thread retries, with backoff
             self._cond.notify()
             return lock, False
-        self._leaders += 1
+        self._leading = True
         return lock, True
 
     def _wait(self, shipped: threading.Lock, lead: bool, timeout_seconds: float) -> bool:
@@ -181,12 +178,12 @@ class EventShipper:
 
     def _ship_rounds(self, *, background: bool) -> None:
         """Ship while someone waits for a flush (the background thread: at least once). The
-        caller counted itself in ``_leaders``; it leaves here, under the same lock that tests it."""
+        caller set ``_leading``; it is cleared here, under the same lock that tests it."""
         first = background
         while True:
             with self._cond:
                 if not self._waiters and not (first and self._buffer):
-                    self._leaders -= 1
+                    self._leading = False
                     return
                 first = False
                 batch, self._buffer = self._buffer, []
@@ -194,7 +191,7 @@ class EventShipper:
                 waiters, self._waiters = self._waiters, []
             if not self._ship(batch, waiters):
                 with self._cond:
-                    self._leaders -= 1
+                    self._leading = False
                 return
 
     def close(self, timeout_seconds: float = 5.0) -> None:
@@ -244,7 +241,7 @@ class EventShipper:
         self._buffer, self._urgent, self._deferred = [], False, {}
         self._outcomes = set()
         self._waiters = []
-        self._leaders, self._backoff = 0, 0.0
+        self._leading, self._backoff = False, 0.0
         self._writer.reset()  # NOTE: never share the parent's socket
 
     def _run(self) -> None:
@@ -252,14 +249,14 @@ class EventShipper:
             with self._cond:
                 self._cond.wait_for(lambda: self._urgent or self._closing, self._interval + self._backoff)
                 self._release_deferred()  # NOTE: before the exit test, so closing ships deferred events too
-                if self._closing and not self._buffer and not self._leaders:
+                if self._closing and not self._buffer and not self._leading:
                     if self._thread is threading.current_thread():
                         self._thread = None  # the next emit starts a new one, whenever this one ends
                     return
                 self._urgent = False
-                if self._leaders >= self._max_leaders or not (self._buffer or self._waiters):
+                if self._leading or not (self._buffer or self._waiters):
                     continue
-                self._leaders += 1
+                self._leading = True
             self._ship_rounds(background=True)
 
     def _ship(self, batch: list[Any], waiters: list[threading.Lock]) -> bool:

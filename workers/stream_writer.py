@@ -44,7 +44,7 @@ class StreamWriter:
         command packing, RESP3 parsing), paid once per flush on a worker's GIL, against ~40 us for
         the socket calls themselves. The connection is redis-py's (connect, auth, TLS, HELLO);
         the command is framed and its reply read here. Only one thread ships at a time
-        (its ``parallel`` is 1: the shipper runs one round at a time), so one connection is enough.
+        (the shipper's ``_leading``), so one connection is enough.
         """
         conn = self._conn
         if conn is None:
