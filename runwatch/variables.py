@@ -108,7 +108,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("RUNWATCH_DRAIN_BATCH", "drain_batch", p.integer(minimum=1),
              "stream entries (up to 100 events each) per drain transaction"),
     Variable("RUNWATCH_DRAIN_CLAIM_IDLE_MS", "drain_claim_idle_ms", p.integer(minimum=100),
-             "entries a drainer read but never applied (it died) are claimed by another after this long"),
+             "entries a drainer read but never applied (it died) are claimed by another after this long; on "
+             "RabbitMQ the drainer's AMQP heartbeat is half this: a frozen drainer's batches return after 1-1.5x it"),
     Variable("RUNWATCH_HEAL_INTERVAL_SECONDS", "heal_interval_seconds", p.integer(minimum=0),
              "between maintenance passes (healer, dead-letter scan) in each worker process; `0` disables"),
     Variable("RUNWATCH_HEARTBEAT_TIMEOUT_MS", "heartbeat_timeout_ms", p.integer(minimum=1),
