@@ -7,10 +7,8 @@ have used unacked counts; the rules for those counts are unit-tested (tests/unit
 from __future__ import annotations
 
 import json
-import os
 
 import dramatiq
-import pika
 import pytest
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from runwatch.bridge import amqp
@@ -250,27 +248,30 @@ def test_a_crash_looping_run_is_left_to_the_workers_poison_gate(engine, queue, h
     assert row(engine, looping)["status"] == "running"
 
 
-def management_url() -> str:
-    return os.environ.get("RUNWATCH_RABBITMQ_MANAGEMENT_URL") or "http://guest:guest@127.0.0.1:15672"
+def test_with_the_management_api_a_consumer_holding_messages_is_seen(tmp_path):
+    """On a node of the test's own with the management plugin (the machine's server runs without it)."""
+    from tests.support import rabbit_node
 
+    if rabbit_node.missing():
+        pytest.skip(rabbit_node.missing())
+    with rabbit_node.rabbit_node(tmp_path, management=True) as node:
+        assert node.management_url is not None
+        broker = RabbitmqBroker(url=node.url)
+        name = unique("managed")
 
-def test_with_the_management_api_a_consumer_holding_messages_is_seen(engine, queue, rabbitmq_url):
-    """Runs where the management plugin answers (not enabled on this machine's RabbitMQ)."""
-    from runwatch.bridge import management
+        @dramatiq.actor(broker=broker, queue_name=name, actor_name=f"job_{name}")
+        def job() -> None: ...
 
-    vhost = pika.URLParameters(rabbitmq_url).virtual_host
-    try:
-        management.unacked_counts(management_url(), vhost, [], credentials=("guest", "guest"))
-    except management.ManagementUnavailable as exc:
-        pytest.skip(f"no RabbitMQ management API answers at {management_url().split('@')[-1]}: {exc}")
-    name = queue.queue_name
-    locator = RabbitmqLocator(rabbitmq_url, event_queue=unique("events"), management_url=management_url())
-    run = {"id": 1, "queue_name": name}
-    queue.send()
-    queue.send()
-    with holding_consumer(rabbitmq_url, name, expect=2):
-        # NOTE: the management API answers from statistics collected every few seconds.
-        held = wait_for(lambda: (obs := locator.observe([run])[1]).may_be_held and obs, timeout=30)
-        assert "holding 2 unacked message(s)" in held.detail and held.queue_counts[name]["unacked"] == 2
-    idle = wait_for(lambda: (obs := locator.observe([run])[1]).found_in == "queue" and obs, timeout=30)
-    assert "time alone" not in idle.detail
+        broker.declare_queue(name, ensure=True)
+        locator = RabbitmqLocator(node.url, event_queue=unique("events"), management_url=node.management_url)
+        run = {"id": 1, "queue_name": name}
+        job.send()
+        job.send()
+        with holding_consumer(node.url, name, expect=2):
+            # NOTE: the management API answers from statistics collected every few seconds.
+            held = wait_for(lambda: (obs := locator.observe([run])[1]).may_be_held and obs, timeout=60)
+            assert "holding 2 unacked message(s)" in held.detail and held.queue_counts[name]["unacked"] == 2
+        idle = wait_for(lambda: (obs := locator.observe([run])[1]).found_in == "queue" and obs, timeout=60)
+        assert "time alone" not in idle.detail
+        locator.close()
+        broker.close()

@@ -50,7 +50,7 @@ def missing() -> str | None:
 class RabbitNode:
     """One RabbitMQ node: ``start``, ``stop`` (graceful, like a service stop) and ``restart``."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, *, management: bool = False) -> None:
         script = server_script()
         if script is None:
             raise RuntimeError(missing())
@@ -60,11 +60,17 @@ class RabbitNode:
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
-        (base / "plugins").write_text("")
+        config = f"listeners.tcp.local = 127.0.0.1:{self.port}\ndisk_free_limit.absolute = 50MB\n"
+        #: The HTTP API of the management plugin, when the node runs it (``management=True``).
+        self.management_url: str | None = None
+        if management:
+            http_port = free_port()
+            self.management_url = f"http://guest:guest@127.0.0.1:{http_port}"
+            config += f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {http_port}\n"
+            config += "collect_statistics_interval = 500\n"  # NOTE: unacked counts within a second, not 5 s
+        (base / "plugins").write_text("[rabbitmq_management].\n" if management else "")
         (base / "rabbitmq-env.conf").write_text("")
-        (base / "rabbitmq.conf").write_text(
-            f"listeners.tcp.local = 127.0.0.1:{self.port}\ndisk_free_limit.absolute = 50MB\n"
-        )
+        (base / "rabbitmq.conf").write_text(config)
 
     def env(self) -> dict[str, str]:
         b = self.base
@@ -125,6 +131,14 @@ class RabbitNode:
             amqp.connect(self.url, timeout_seconds=2).close()
         except (pika.exceptions.AMQPError, OSError):
             return False
+        if self.management_url is None:
+            return True
+        from runwatch.bridge import management
+
+        try:  # NOTE: the plugin starts after the AMQP listener
+            management.unacked_counts(self.management_url, "/", [], credentials=("guest", "guest"))
+        except management.ManagementUnavailable:
+            return False
         return True
 
     def _wait_ready(self) -> None:
@@ -143,9 +157,9 @@ class RabbitNode:
 
 
 @contextlib.contextmanager
-def rabbit_node(base: Path) -> Iterator[RabbitNode]:
-    """A started node in ``base``, stopped at the end."""
-    node = RabbitNode(base)
+def rabbit_node(base: Path, *, management: bool = False) -> Iterator[RabbitNode]:
+    """A started node in ``base`` (with the management plugin if asked), stopped at the end."""
+    node = RabbitNode(base, management=management)
     try:
         yield node.start()
     finally:
