@@ -7,7 +7,8 @@ import logging
 import socket
 import ssl
 import struct
-from urllib.parse import unquote, urlsplit
+from collections.abc import Callable
+from urllib.parse import SplitResult, unquote, urlsplit
 
 #: How long each readiness check may take before the dependency counts as down.
 CHECK_TIMEOUT_SECONDS = 1.0
@@ -21,6 +22,24 @@ log = logging.getLogger("runwatch.api.health")
 def _command(*parts: str) -> bytes:
     encoded = [p.encode() for p in parts]
     return f"*{len(encoded)}\r\n".encode() + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in encoded)
+
+
+def _exchange(sock: socket.socket, request: bytes, enough: Callable[[bytes], bool]) -> bytes | None:
+    """Send ``request`` and read until ``enough`` says so; None when the server hangs up first."""
+    with sock:
+        sock.sendall(request)
+        reply = b""
+        while not enough(reply):
+            chunk = sock.recv(512)
+            if not chunk:
+                return None
+            reply += chunk
+    return reply
+
+
+def _tcp(parts: SplitResult, default_port: int, tls: bool, timeout: float) -> socket.socket:
+    sock = socket.create_connection((parts.hostname or "localhost", parts.port or default_port), timeout=timeout)
+    return ssl.create_default_context().wrap_socket(sock, server_hostname=parts.hostname) if tls else sock
 
 
 def redis_ping(url: str, *, timeout: float = CHECK_TIMEOUT_SECONDS) -> bool:
@@ -37,22 +56,13 @@ def redis_ping(url: str, *, timeout: float = CHECK_TIMEOUT_SECONDS) -> bool:
             sock.settimeout(timeout)
             sock.connect(parts.path)
         else:
-            sock = socket.create_connection((parts.hostname or "localhost", parts.port or 6379), timeout=timeout)
-            if parts.scheme == "rediss":
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=parts.hostname)
-        with sock:
-            sock.sendall(b"".join(commands))
-            replies = b""
-            # Each reply is one line ("+OK", "+PONG" or "-ERR ..."); read until we have them all.
-            while replies.count(b"\r\n") < len(commands):
-                chunk = sock.recv(512)
-                if not chunk:
-                    return False
-                replies += chunk
+            sock = _tcp(parts, 6379, parts.scheme == "rediss", timeout)
+        # Each reply is one line ("+OK", "+PONG" or "-ERR ..."); read until we have them all.
+        replies = _exchange(sock, b"".join(commands), lambda got: got.count(b"\r\n") >= len(commands))
     except (OSError, ValueError) as error:
         log.warning("redis readiness check failed: %s", error)
         return False
-    return replies.split(b"\r\n")[len(commands) - 1] == b"+PONG"
+    return replies is not None and replies.split(b"\r\n")[len(commands) - 1] == b"+PONG"
 
 
 def amqp_ping(url: str, *, timeout: float = CHECK_TIMEOUT_SECONDS) -> bool:
@@ -63,19 +73,10 @@ def amqp_ping(url: str, *, timeout: float = CHECK_TIMEOUT_SECONDS) -> bool:
     """
     parts = urlsplit(url)
     try:
-        default_port = 5671 if parts.scheme == "amqps" else 5672
-        sock = socket.create_connection((parts.hostname or "localhost", parts.port or default_port), timeout=timeout)
-        if parts.scheme == "amqps":
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=parts.hostname)
-        with sock:
-            sock.sendall(_AMQP_HEADER)
-            reply = b""
-            while len(reply) < 11:  # frame header (7 bytes) + class and method ids (4)
-                chunk = sock.recv(512)
-                if not chunk:
-                    return False
-                reply += chunk
+        sock = _tcp(parts, 5671 if parts.scheme == "amqps" else 5672, parts.scheme == "amqps", timeout)
+        # NOTE: a frame header (7 bytes), then the method's class and method ids (4)
+        reply = _exchange(sock, _AMQP_HEADER, lambda got: len(got) >= 11)
     except (OSError, ValueError) as error:
         log.warning("rabbitmq readiness check failed: %s", error)
         return False
-    return reply[0] == 1 and reply[7:11] == _CONNECTION_START
+    return reply is not None and reply[0] == 1 and reply[7:11] == _CONNECTION_START

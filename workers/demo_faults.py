@@ -50,17 +50,7 @@ def inject(broker: RedisBroker, settings: Settings, render_report_run: int) -> l
     killed = _kill_worker_mid_run(faults, engine)
     print("runwatch demo: SIGKILLed a worker in the middle of 'ledger.rebuild'")
 
-    @dramatiq.actor(
-        broker=faults,
-        queue_name=LOST_QUEUE,
-        runwatch_type="mail.digest",
-        runwatch_label="Send digest",
-        runwatch_queued_stale_seconds=1,
-    )
-    def send_digest() -> None:
-        pass
-
-    lost = send_digest.send_with_options(runwatch_tenant_id=1)
+    lost = declare_digest(faults).send_with_options(runwatch_tenant_id=1)
     broker.client.hdel(keys.messages(LOST_QUEUE), lost.options["redis_message_id"])
     broker.client.lrem(keys.queue(LOST_QUEUE), 0, lost.options["redis_message_id"])
     print("runwatch demo: deleted a queued 'mail.digest' message from Redis (a flushed or failed-over Redis)")
@@ -123,8 +113,7 @@ def evidence_lines(engine, message_ids: list[str], *, rabbitmq: bool = False) ->
             )
             back = "RabbitMQ gave its unacknowledged message back" if rabbitmq else "the healer handed its message back"
             lines.append(
-                f"  run {r['id']} ({r['type']}): {how}{back}; "
-                f"delivered {r['deliveries']} times, then {r['outcome']}"
+                f"  run {r['id']} ({r['type']}): {how}{back}; delivered {r['deliveries']} times, then {r['outcome']}"
             )
         elif r["retry_of"]:
             lines.append(f"  run {r['id']} ({r['type']}): requeued from run {r['retry_of']}")
@@ -173,6 +162,22 @@ def _kill_worker_mid_run(broker: RedisBroker, engine) -> str:
     child.wait()
     rescue(broker)  # a live worker for that queue, to take the redelivery the healer will hand back
     return message.message_id
+
+
+def declare_digest(broker: dramatiq.Broker) -> dramatiq.Actor:
+    """The job whose queued message the demo loses (no worker consumes its queue)."""
+
+    @dramatiq.actor(
+        broker=broker,
+        queue_name=LOST_QUEUE,
+        runwatch_type="mail.digest",
+        runwatch_label="Send digest",
+        runwatch_queued_stale_seconds=1,
+    )
+    def send_digest() -> None:
+        pass
+
+    return send_digest
 
 
 def wait_running(engine, message_id: str, timeout_seconds: float = 20) -> None:

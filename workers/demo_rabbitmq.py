@@ -37,7 +37,7 @@ from runwatch.thresholds import ThresholdPolicy
 
 from .broker import install
 from .demo_child import KILLED_QUEUE, declare
-from .demo_faults import LEGACY_QUEUE, LOST_QUEUE, rescue, wait_running
+from .demo_faults import LEGACY_QUEUE, LOST_QUEUE, declare_digest, rescue, wait_running
 from .maintenance import Maintenance
 
 DEMO_QUEUES = ("demo", KILLED_QUEUE, LOST_QUEUE, LEGACY_QUEUE)
@@ -64,17 +64,7 @@ def inject(broker: RabbitmqBroker, settings: Settings, render_report_run: int) -
     killed = _kill_worker_mid_run(faults, engine, settings)
     print("runwatch demo: SIGKILLed a worker in the middle of 'ledger.rebuild'")
 
-    @dramatiq.actor(
-        broker=faults,
-        queue_name=LOST_QUEUE,
-        runwatch_type="mail.digest",
-        runwatch_label="Send digest",
-        runwatch_queued_stale_seconds=1,
-    )
-    def send_digest() -> None:
-        pass
-
-    lost = send_digest.send_with_options(runwatch_tenant_id=1)
+    lost = declare_digest(faults).send_with_options(runwatch_tenant_id=1)
     faults.channel.queue_purge(LOST_QUEUE)
     print("runwatch demo: purged a queued 'mail.digest' message from RabbitMQ (a purged queue, an expired message)")
 

@@ -142,6 +142,23 @@ def runwatch(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> 
     return Process(name, [sys.executable, "-m", "runwatch.cli", *args], env, log_dir)
 
 
+def concurrent_passes(
+    copies: int, env: dict[str, str], log_dir: Path, *, passes: int = 3, timeout: float = 180
+) -> tuple[list[Process], dict[str, int | None]]:
+    """``copies`` × (``heal --once`` and ``bridge scan``), each ``passes`` times, all at once; their exit codes."""
+    procs = [
+        Process(f"{what}-{i}", ["bash", "-c", f"for i in $(seq {passes}); do {cmd} || exit $?; done"],
+                env, log_dir).start()
+        for i in range(copies)
+        for what, cmd in (
+            ("heal", f"{sys.executable} -m runwatch.cli heal --once"),
+            ("scan", f"{sys.executable} -m runwatch.cli bridge scan --min-age-seconds 0"),
+        )
+    ]  # fmt: skip
+    deadline = time.monotonic() + timeout
+    return procs, {p.name: p.wait(max(1.0, deadline - time.monotonic())) for p in procs}
+
+
 def http_get(port: int, path: str, token: str | None = None) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:

@@ -6,7 +6,6 @@ without disturbing the machine's server; they skip, saying why, where no ``rabbi
 
 from __future__ import annotations
 
-import sys
 import time
 
 import dramatiq
@@ -62,18 +61,8 @@ def test_rabbitmq_concurrent_healers(world: World) -> None:
     _lose_or_dead_letter(world, len(messages))
     world.wait_count("stale_at <= now()", len(messages), REACH_SECONDS)
     passes = 3
-    procs = [
-        fleet.Process(f"{what}-{i}", ["bash", "-c", f"for i in $(seq {passes}); do {cmd} || exit $?; done"],
-                      world.env, world.log_dir).start()
-        for i in range(world.scale.healers)
-        for what, cmd in (
-            ("heal", f"{sys.executable} -m runwatch.cli heal --once"),
-            ("scan", f"{sys.executable} -m runwatch.cli bridge scan --min-age-seconds 0"),
-        )
-    ]  # fmt: skip
+    procs, codes = fleet.concurrent_passes(world.scale.healers, world.env, world.log_dir, passes=passes)
     world.processes.extend(procs)
-    deadline = time.monotonic() + 180
-    codes = {p.name: p.wait(max(1.0, deadline - time.monotonic())) for p in procs}
     world.history.faults["concurrent_passes"] += passes * len(procs)
     world.settle(60)
     world.finish([checks.every_pass_finished(codes)])

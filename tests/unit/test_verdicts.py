@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from runwatch.healer import HealOptions
 from runwatch.reasons import ADAPTER_OUT_OF_SYNC, STALE_QUEUED, STALE_RUNNING
 from runwatch.verdicts import DEAD_LETTER_GRACE_SECONDS, Action, Observation, Verdict, decide
+from tests.support.heal_rows import NOW, candidate
 
-NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 OPTIONS = HealOptions(ceiling_margin_seconds=30)
 
 
 def run(status="queued", *, age_seconds=600, next_retry_at=None, time_limit_ms=None):
-    at = NOW - timedelta(seconds=age_seconds)
-    return {
-        "db_now": NOW,
-        "status": status,
-        "queued_stale_seconds": 60,
-        "running_stale_seconds": 120,
-        "threshold_source": "default",
-        "created_at": at,
-        "started_at": at if status == "running" else None,
-        "last_progress_at": at if status == "running" else None,
-        "next_retry_at": next_retry_at,
-        "stale_at": at + timedelta(seconds=60),
-        "worker_id": "w1" if status == "running" else None,
-        "redis_message_id": "r1",
-        "time_limit_ms": time_limit_ms,
-    }
+    return candidate(status, age_seconds=age_seconds, next_retry_at=next_retry_at, time_limit_ms=time_limit_ms)
 
 
 def test_a_queued_run_the_broker_still_holds_is_backlog():

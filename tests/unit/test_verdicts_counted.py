@@ -3,36 +3,21 @@ with ``Observation(counted_only=True)``, no servers."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from runwatch.healer import HealOptions
 from runwatch.reasons import STALE_QUEUED, STALE_RUNNING
 from runwatch.verdicts import Action, Observation, decide
+from tests.support.heal_rows import NOW, candidate
 
-NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 OPTIONS = HealOptions(ceiling_margin_seconds=30)
 COUNTS = {"q": {"ready": 0, "consumers": 1, "unacked": "unknown"}, "q.DQ": {"ready": 0, "consumers": 1}}
 
 
 def run(status="queued", *, age_seconds=600, time_limit_ms=600_000):
-    at = NOW - timedelta(seconds=age_seconds)
-    return {
-        "db_now": NOW,
-        "status": status,
-        "queued_stale_seconds": 60,
-        "running_stale_seconds": 120,
-        "threshold_source": "default",
-        "created_at": at,
-        "started_at": at if status == "running" else None,
-        "last_progress_at": at if status == "running" else None,
-        "next_retry_at": None,
-        "stale_at": at + timedelta(seconds=60),
-        "worker_id": "w1" if status == "running" else None,
-        "redis_message_id": None,
-        "time_limit_ms": time_limit_ms,
-    }
+    return candidate(status, age_seconds=age_seconds, time_limit_ms=time_limit_ms, redis_message_id=None)
 
 
 def counted(found_in=None, may_be_held=None, detail="seen"):
