@@ -69,7 +69,10 @@ def inject(broker: RedisBroker, settings: Settings, render_report_run: int) -> l
 def reconcile(broker: RedisBroker, settings: Settings, message_ids: list[str], timeout_seconds: float = 30) -> None:
     """Run maintenance passes (as every worker does every 30 s) until each fault is resolved."""
     fast = dataclasses.replace(settings, heartbeat_timeout_ms=2000)
-    maintenance = Maintenance(broker.client, fast, namespace=broker.namespace)
+    pass_until_resolved(Maintenance(broker.client, fast, namespace=broker.namespace), message_ids, timeout_seconds)
+
+
+def pass_until_resolved(maintenance: Maintenance, message_ids: list[str], timeout_seconds: float) -> None:
     deadline = time.monotonic() + timeout_seconds
     query = text("SELECT count(*) FROM operation_runs WHERE status = 'completed' AND message_id = ANY(:ids)")
     while time.monotonic() < deadline:

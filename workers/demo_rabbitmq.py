@@ -27,7 +27,6 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from runwatch.bridge import amqp
 from runwatch.bridge.rabbitmq_letters import RabbitmqLetters
 from runwatch.bridge.requeue import letter_of_run, requeue
-from sqlalchemy import text
 
 from runwatch import events as ev
 from runwatch.db import engine_for
@@ -37,7 +36,7 @@ from runwatch.thresholds import ThresholdPolicy
 
 from .broker import install
 from .demo_child import KILLED_QUEUE, declare
-from .demo_faults import LEGACY_QUEUE, LOST_QUEUE, declare_digest, rescue, wait_running
+from .demo_faults import LEGACY_QUEUE, LOST_QUEUE, declare_digest, pass_until_resolved, rescue, wait_running
 from .maintenance import Maintenance
 
 DEMO_QUEUES = ("demo", KILLED_QUEUE, LOST_QUEUE, LEGACY_QUEUE)
@@ -82,16 +81,8 @@ def inject(broker: RabbitmqBroker, settings: Settings, render_report_run: int) -
 
 def reconcile(broker: RabbitmqBroker, settings: Settings, message_ids: list[str], timeout_seconds: float = 60) -> None:
     """Run maintenance passes (as every worker does every 30 s) until each fault is resolved."""
-    maintenance = Maintenance(None, dataclasses.replace(settings, outage_grace_seconds=0), broker=broker)
-    deadline = time.monotonic() + timeout_seconds
-    query = text("SELECT count(*) FROM operation_runs WHERE status = 'completed' AND message_id = ANY(:ids)")
-    while time.monotonic() < deadline:
-        maintenance.run_once(dead_letter_min_age_seconds=0)
-        with maintenance.engine.connect() as conn:
-            if conn.execute(query, {"ids": message_ids}).scalar() == len(message_ids):
-                return
-        time.sleep(0.5)
-    raise TimeoutError("the demo's faults were not all reconciled in time")
+    fast = dataclasses.replace(settings, outage_grace_seconds=0)
+    pass_until_resolved(Maintenance(None, fast, broker=broker), message_ids, timeout_seconds)
 
 
 def _kill_worker_mid_run(broker: RabbitmqBroker, engine: Any, settings: Settings) -> str:
