@@ -10,6 +10,7 @@ name as the Redis stream) and ``<that>:rejected`` for events the drainer could n
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,21 @@ def url_of(params: pika.ConnectionParameters | list[pika.ConnectionParameters]) 
 
 def connect(url: str, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> pika.BlockingConnection:
     return pika.BlockingConnection(parameters(url, timeout_seconds=timeout_seconds))
+
+
+def abort(connection: pika.BlockingConnection, *, release: bool = False) -> None:
+    """Drop ``connection`` without the close handshake (its peer does not answer): shut its socket
+    down, so that pika's I/O on it fails at once. ``release`` also closes the descriptor: only once
+    pika no longer waits on it (from its own I/O loop, a closed descriptor would never wake it)."""
+    sock = getattr(getattr(connection._impl, "_transport", None), "_sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        if release:
+            sock.close()
+    if release:  # NOTE: and the I/O loop's wake-up socket pair, which only its close() releases
+        with contextlib.suppress(Exception):
+            connection._impl.ioloop.close()
 
 
 def declare_event_queue(channel: Any, name: str) -> None:

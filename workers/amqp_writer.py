@@ -8,9 +8,9 @@ is used by one thread at a time, never concurrently.
 
 Bounded like the Redis writer: a RabbitMQ that stops answering (a partition) must never hold a
 job for longer than ``durable_wait_ms``. pika has no per-call timeout, so a timer on the
-connection raises out of the blocking publish when the bound passes; the connection is then
-dropped and the events go back to the buffer for the background thread to retry (the drainer
-dedupes by id).
+connection's I/O loop shuts its socket down when the bound passes; the blocking publish fails,
+and the events go back to the buffer for the background thread to retry (the drainer dedupes
+by id). ``tests/integration/test_amqp_writer.py`` holds it to that with a silent proxy.
 """
 
 from __future__ import annotations
@@ -35,10 +35,6 @@ IDLE_RECONNECT_SECONDS = 30.0
 #: Heartbeats the server expects: an idle shipper misses them, hence the reconnect above.
 HEARTBEAT_SECONDS = 60
 _PERSISTENT = pika.BasicProperties(delivery_mode=2)
-
-
-class WriteTimeout(pika.exceptions.AMQPError):
-    """RabbitMQ did not confirm within the shipper's bound."""
 
 
 class QueueWriter:
@@ -72,14 +68,20 @@ class QueueWriter:
 
     def _publish(self, messages: list[tuple[bytes, Any]]) -> None:
         channel = self._connected()
-        timer = self._conn.call_later(self._bound, _time_out)
+        conn = self._conn
+        # NOTE: on the connection's own I/O loop, which runs while a blocking publish waits for its
+        # confirm (BlockingConnection.call_later callbacks would only run in process_data_events):
+        # past the bound the socket is shut down, and the waiting publish fails at once.
+        ioloop = conn._impl.ioloop
+        timer = ioloop.call_later(self._bound, lambda: amqp.abort(conn))
         try:
             for body, props in messages:
                 channel.basic_publish("", self.queue, body, properties=props, mandatory=True)
-            self._conn.remove_timeout(timer)
         except BaseException:
             self._drop()  # NOTE: a confirm may still be in flight; the next write reconnects
             raise
+        finally:
+            ioloop.remove_timeout(timer)
         self._used = time.monotonic()
 
     def _connected(self) -> Any:
@@ -104,9 +106,4 @@ class QueueWriter:
     def _drop(self) -> None:
         conn, self._conn, self._channel = self._conn, None, None
         if conn is not None:
-            with contextlib.suppress(Exception):
-                conn._impl._adapter_disconnect()  # NOTE: no close handshake with a server that does not answer
-
-
-def _time_out() -> None:
-    raise WriteTimeout("RabbitMQ did not confirm the run events in time")
+            amqp.abort(conn, release=True)  # NOTE: no close handshake with a server that does not answer

@@ -18,6 +18,8 @@ class CuttableProxy:
         self.port = self._listener.getsockname()[1]
         self._up = threading.Event()
         self._up.set()
+        self._flowing = threading.Event()  # cleared: connections stay open, nothing passes (a silent peer)
+        self._flowing.set()
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
         self._stop = threading.Event()
@@ -35,6 +37,13 @@ class CuttableProxy:
 
     def restore(self) -> None:
         self._up.set()
+
+    def pause(self) -> None:
+        """Keep every connection open but pass nothing: the peer accepts and never answers."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     def close(self) -> None:
         self._stop.set()
@@ -66,6 +75,8 @@ class CuttableProxy:
             sel.register(a, selectors.EVENT_READ, b)
             sel.register(b, selectors.EVENT_READ, a)
             while self._up.is_set():
+                if not self._flowing.wait(0.2):
+                    continue
                 for key, _ in sel.select(timeout=0.2):
                     data = key.fileobj.recv(65536)
                     if not data:
