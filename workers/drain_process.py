@@ -22,28 +22,15 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import quote
-
-import redis
 
 from runwatch.settings import Settings
 
-from .transport import Transport
+from .transport import Transport, redis_url_of
+
+__all__ = ["HostDrainer", "lock_path", "main", "redis_url_of", "spawn", "stop"]
 
 logger = logging.getLogger("runwatch.drainer")
 _PARENT_ENV = "RW_DRAIN_PARENT_PID"
-
-
-def redis_url_of(client: redis.Redis) -> str:
-    """A URL for the connection ``client`` uses, so the child reaches the same Redis."""
-    kw = client.connection_pool.connection_kwargs
-    auth = ""
-    if kw.get("password"):
-        auth = f"{quote(kw.get('username') or '')}:{quote(kw['password'])}@"
-    if kw.get("path"):
-        return f"unix://{auth}{kw['path']}?db={kw.get('db', 0)}"
-    scheme = "rediss" if kw.get("ssl") else "redis"
-    return f"{scheme}://{auth}{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
 
 
 def spawn(settings: Settings, transport: Transport) -> subprocess.Popen | None:

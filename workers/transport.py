@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import dramatiq
 import redis
@@ -24,6 +25,18 @@ from .redis_source import RedisEventSource
 from .shipper import EventShipper
 
 REDIS, RABBITMQ = "redis", "rabbitmq"
+
+
+def redis_url_of(client: redis.Redis) -> str:
+    """A URL for the connection ``client`` uses, so the child reaches the same Redis."""
+    kw = client.connection_pool.connection_kwargs
+    auth = ""
+    if kw.get("password"):
+        auth = f"{quote(kw.get('username') or '')}:{quote(kw['password'])}@"
+    if kw.get("path"):
+        return f"unix://{auth}{kw['path']}?db={kw.get('db', 0)}"
+    scheme = "rediss" if kw.get("ssl") else "redis"
+    return f"{scheme}://{auth}{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
 
 
 def broker_kind(broker: dramatiq.Broker) -> str:
@@ -76,8 +89,6 @@ class Transport:
         if self.kind == RABBITMQ:
             assert self.amqp_url is not None
             return self.amqp_url
-        from .drain_process import redis_url_of
-
         assert self.redis_client is not None
         return redis_url_of(self.redis_client)
 
