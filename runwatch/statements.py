@@ -6,14 +6,20 @@ by a write in Python; a guard that matches nothing is a normal outcome.
 
 from sqlalchemy import text
 
-#: Insert events not seen before (idempotent redelivery from the stream); returns the new ones.
+#: Insert events not seen before (idempotent redelivery from the stream); returns the ids of those
+#: already logged (as given), which are duplicates. PERF: a redelivery is rare, so the answer is
+#: usually empty, where returning the new ones sent every id back.
 INSERT_EVENTS = text("""
-INSERT INTO run_events (event_uuid, message_id, kind, at, details)
-SELECT e.id, e.message_id, e.kind, to_timestamp(e.at), e.details
-FROM jsonb_to_recordset(CAST(:events AS jsonb))
-     AS e(id uuid, message_id text, kind text, at double precision, details jsonb)
-ON CONFLICT (event_uuid) DO NOTHING
-RETURNING replace(event_uuid::text, '-', '') AS id
+WITH e AS (
+    SELECT * FROM jsonb_to_recordset(CAST(:events AS jsonb))
+        AS e(id text, message_id text, kind text, at double precision, details jsonb)
+), added AS (
+    INSERT INTO run_events (event_uuid, message_id, kind, at, details)
+    SELECT CAST(e.id AS uuid), e.message_id, e.kind, to_timestamp(e.at), e.details FROM e
+    ON CONFLICT (event_uuid) DO NOTHING
+    RETURNING event_uuid
+)
+SELECT e.id FROM e WHERE NOT EXISTS (SELECT 1 FROM added a WHERE a.event_uuid = CAST(e.id AS uuid))
 """)
 
 #: Mark terminal events that lost the race to an earlier terminal transition.

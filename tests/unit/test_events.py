@@ -61,6 +61,15 @@ def test_validate_rejects_malformed_events_with_a_reason():
         (_event(kind="completed", outcome="pending"), "outcome"),
         (_event(kind="dead_lettered", reason_code="run.made_up"), "reason code"),
         (_event(summary={"x": "1"}), "summary"),
+        # the fast paths (events.py, PERF) still meet every check
+        (_event(at=True), "not a number"),
+        (_event(at=float("nan")), "not a number"),
+        (_event(at=float("inf")), "not a number"),
+        (_event(at=946_684_799), "outside"),
+        (_event(summary=None), "summary is not an object"),
+        (_event(summary=[]), "summary is not an object"),
+        (_event(meta=["queue"]), "meta"),
+        (["not", "an", "event"], "not an object"),
     ]:
         with pytest.raises(ValidationError, match=why):
             ev.validate(bad)

@@ -1,0 +1,132 @@
+"""CPU of draining one delivery's events into the ledger: the drainer's and PostgreSQL's, per message.
+
+    python bench/drain.py [--messages 20000] [--rounds 3] [--threads 8] [--batch 50] [--profile drain.pstats]
+
+What the throughput benchmark's backlog phase drains, without the worker around it: N messages are
+sent through a recorded broker and their enqueue events drained first (the runs are queued rows,
+as in the benchmark); then each message's delivery runs through the recorder's hooks
+(before_process_message, after_process_message, after_ack) and the drainer applies what the
+shipper wrote. Measured for that second drain only: the drainer's CPU (``time.process_time``, this
+process does nothing else meanwhile) and the CPU of every process of the private PostgreSQL, from
+/proc. Both servers are private (``common.private_servers``). ``--profile`` writes a cProfile of
+the measured drains, in CPU time (cProfile slows the drainer: read its proportions, not its times).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import statistics
+import threading
+import time
+
+import dramatiq
+import redis
+from common import database_url, log, private_servers, reset_database
+from cpuacct import Account
+from dramatiq.broker import MessageProxy
+from dramatiq.brokers.redis import RedisBroker
+from runwatch.workers.drainer import Drainer
+
+from runwatch import workers
+from runwatch.db import engine_for
+from runwatch.settings import Settings
+
+STREAM = "drainbench:runwatch:events"
+
+
+def one_round(
+    pg_admin: str, redis_url: str, n: int, profiler: cProfile.Profile | None, batch: int, threads: int
+) -> tuple[float, float]:
+    db_url = database_url(pg_admin, "drainbench")
+    reset_database(pg_admin, db_url)
+    broker = RedisBroker(url=redis_url, namespace="drainbench")
+    settings = Settings(
+        event_stream=STREAM, drain_mode="external", heal_interval_seconds=0, database_url=db_url, drain_batch=batch
+    )
+    recorder = workers.install(broker, settings=settings)
+    actor = dramatiq.actor(lambda: None, broker=broker, queue_name="drainbench", actor_name="noop")
+    client = redis.Redis.from_url(redis_url)
+    client.delete(STREAM)
+    engine = engine_for(db_url)
+    drainer = Drainer.from_settings(settings, client, engine)
+    try:
+        messages = [actor.send() for _ in range(n)]
+        recorder.shipper.flush()
+        log(f"{n:,} messages sent; draining their enqueue events")
+        drainer.drain_until_empty()  # the queued rows, as in the benchmark's backlog
+        deliver(broker, recorder, messages, threads)
+        log(f"{n:,} deliveries recorded; draining them")
+        account = Account({"postgres": postgres_pid(pg_admin)})
+        pg0, cpu0 = account.snapshot(), time.process_time()
+        if profiler is not None:
+            profiler.enable()
+        drained = drainer.drain_until_empty(max_seconds=600)
+        if profiler is not None:
+            profiler.disable()
+        cpu, pg = time.process_time() - cpu0, account.snapshot().minus(pg0)["postgres"]
+        if drained.events < n:
+            raise SystemExit(f"drained {drained.events} events for {n} deliveries")
+        return 1e6 * cpu / n, 1e6 * pg / n
+    finally:
+        recorder.shipper.close()
+        client.delete(STREAM)
+        broker.flush_all()
+        broker.close()
+        engine.dispose()
+
+
+def deliver(broker: RedisBroker, recorder: workers.Recorder, messages: list, threads: int) -> None:
+    """Each message's delivery through the hooks, from ``threads`` threads as a worker runs them: the
+    shipper then batches what arrives together, as it does in a worker."""
+
+    def work(mine: list) -> None:
+        for message in mine:
+            proxy = MessageProxy(message)
+            recorder.before_process_message(broker, proxy)
+            recorder.after_process_message(broker, proxy, result=None)
+            recorder.after_ack(broker, proxy)
+
+    pool = [threading.Thread(target=work, args=(messages[i::threads],)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    recorder.shipper.flush()
+
+
+def postgres_pid(pg_admin: str) -> int:
+    import psycopg
+    from common import libpq_url
+
+    with psycopg.connect(libpq_url(pg_admin)) as conn:
+        directory = conn.execute("SHOW data_directory").fetchone()[0]
+    with open(f"{directory}/postmaster.pid") as f:
+        return int(f.readline())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=Settings().drain_batch, help="entries per drain transaction")
+    parser.add_argument("--threads", type=int, default=8, help="worker threads running the hooks")
+    parser.add_argument("--profile", help="write a cProfile of the measured drains here")
+    args = parser.parse_args()
+    profiler = cProfile.Profile(time.process_time) if args.profile else None  # CPU, not waits
+    with private_servers() as (pg_admin, redis_url, _):
+        results = []
+        for i in range(args.rounds):
+            drainer_us, pg_us = one_round(pg_admin, redis_url, args.messages, profiler, args.batch, args.threads)
+            log(f"round {i + 1}: drainer {drainer_us:.1f} us/msg, postgres {pg_us:.1f} us/msg")
+            results.append((drainer_us, pg_us))
+    print(
+        f"median of {args.rounds}: drainer {statistics.median(r[0] for r in results):.1f} us/msg, "
+        f"postgres {statistics.median(r[1] for r in results):.1f} us/msg"
+    )
+    if profiler is not None:
+        profiler.dump_stats(args.profile)
+
+
+if __name__ == "__main__":
+    main()
