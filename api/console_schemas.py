@@ -11,18 +11,9 @@ from typing import Any
 from runwatch.actions import KINDS, STATUSES
 from runwatch.queries import MAX_BIGINT
 
-from .params import MAX_TEXT_CHARS
+from .openapi_schemas import REF, TEXT, nullable
 from .selection import MAX_AGE_SECONDS, MAX_IDS
 
-_REF = "#/components/schemas/"
-_NO_NUL = "^[^\\u0000]*$"
-
-
-def _nullable(type_: str, **extra: Any) -> dict[str, Any]:
-    return {"type": [type_, "null"], **extra}
-
-
-TEXT = {"type": "string", "maxLength": MAX_TEXT_CHARS, "pattern": _NO_NUL}
 AGE = {"type": "integer", "minimum": 0, "maximum": MAX_AGE_SECONDS}
 FILTER_DOCS = {
     "queue": "Queue name, exact match.",
@@ -42,23 +33,23 @@ SCHEMAS: dict[str, Any] = {
             "id": {"type": "integer", "description": "The letter's id in the mirror (use it in a selection)."},
             "queue_name": {"type": "string"},
             "redis_message_id": {"type": "string"},
-            "message_id": _nullable("string", description="Null when the payload cannot be decoded."),
-            "actor_name": _nullable("string"),
-            "exception_type": _nullable("string"),
-            "exception_message": _nullable("string", description="Redacted, one line, capped."),
-            "decode_error": _nullable("string", description="Why the payload could not be decoded (redacted)."),
+            "message_id": nullable("string", description="Null when the payload cannot be decoded."),
+            "actor_name": nullable("string"),
+            "exception_type": nullable("string"),
+            "exception_message": nullable("string", description="Redacted, one line, capped."),
+            "decode_error": nullable("string", description="Why the payload could not be decoded (redacted)."),
             "dead_at": {"type": "string", "format": "date-time"},
             "age_seconds": {"type": "number"},
-            "tenant_id": _nullable("integer"),
-            "run_id": _nullable("integer", description="The operation run of the letter's message."),
+            "tenant_id": nullable("integer"),
+            "run_id": nullable("integer", description="The operation run of the letter's message."),
         },
     },
     "DeadLetterPage": {
         "type": "object",
         "required": ["data", "links"],
         "properties": {
-            "data": {"type": "array", "items": {"$ref": _REF + "DeadLetter"}},
-            "links": {"type": "object", "required": ["next"], "properties": {"next": _nullable("string")}},
+            "data": {"type": "array", "items": {"$ref": REF + "DeadLetter"}},
+            "links": {"type": "object", "required": ["next"], "properties": {"next": nullable("string")}},
         },
     },
     "DeadLetterGroup": {
@@ -66,8 +57,8 @@ SCHEMAS: dict[str, Any] = {
         "required": ["queue_name", "count", "oldest_dead_at", "newest_dead_at"],
         "properties": {
             "queue_name": {"type": "string"},
-            "actor_name": _nullable("string"),
-            "exception_type": _nullable("string"),
+            "actor_name": nullable("string"),
+            "exception_type": nullable("string"),
             "count": {"type": "integer"},
             "oldest_dead_at": {"type": "string", "format": "date-time"},
             "newest_dead_at": {"type": "string", "format": "date-time"},
@@ -102,7 +93,7 @@ SCHEMAS: dict[str, Any] = {
                 "maxItems": MAX_IDS,
                 "items": {"type": "integer", "minimum": 1, "maximum": MAX_BIGINT},
             },
-            "filter": {"$ref": _REF + "DeadLetterFilter"},
+            "filter": {"$ref": REF + "DeadLetterFilter"},
         },
     },
     "DeadLetterPreview": {
@@ -110,7 +101,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["matched", "data"],
         "properties": {
             "matched": {"type": "integer", "description": "Letters the selection matches now, in the token's scope."},
-            "data": {"type": "array", "items": {"$ref": _REF + "DeadLetter"}, "description": "The newest 20."},
+            "data": {"type": "array", "items": {"$ref": REF + "DeadLetter"}, "description": "The newest 20."},
         },
     },
     "OperatorAction": {
@@ -141,9 +132,9 @@ SCHEMAS: dict[str, Any] = {
                 },
             },
             "requested_at": {"type": "string", "format": "date-time"},
-            "started_at": _nullable("string", format="date-time"),
-            "finished_at": _nullable("string", format="date-time"),
-            "error": _nullable("string"),
+            "started_at": nullable("string", format="date-time"),
+            "finished_at": nullable("string", format="date-time"),
+            "error": nullable("string"),
         },
     },
     "OperatorActionItem": {
@@ -153,23 +144,23 @@ SCHEMAS: dict[str, Any] = {
             "position": {"type": "integer"},
             "queue_name": {"type": "string"},
             "redis_message_id": {"type": "string"},
-            "message_id": _nullable("string"),
-            "run_id": _nullable("integer"),
-            "tenant_id": _nullable("integer"),
+            "message_id": nullable("string"),
+            "run_id": nullable("integer"),
+            "tenant_id": nullable("integer"),
             "result": {"type": ["string", "null"], "enum": ["requeued", "purged", "skipped", None]},
-            "new_run_id": _nullable("integer", description="The run a requeue created."),
-            "note": _nullable("string"),
-            "finished_at": _nullable("string", format="date-time"),
+            "new_run_id": nullable("integer", description="The run a requeue created."),
+            "note": nullable("string"),
+            "finished_at": nullable("string", format="date-time"),
         },
     },
     "OperatorActionDetail": {
         "allOf": [
-            {"$ref": _REF + "OperatorAction"},
+            {"$ref": REF + "OperatorAction"},
             {
                 "type": "object",
                 "required": ["items", "items_truncated"],
                 "properties": {
-                    "items": {"type": "array", "items": {"$ref": _REF + "OperatorActionItem"}},
+                    "items": {"type": "array", "items": {"$ref": REF + "OperatorActionItem"}},
                     "items_truncated": {"type": "boolean", "description": "More than 200 letters: the first 200."},
                 },
             },
@@ -179,8 +170,8 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["data", "links"],
         "properties": {
-            "data": {"type": "array", "items": {"$ref": _REF + "OperatorAction"}},
-            "links": {"type": "object", "required": ["next"], "properties": {"next": _nullable("string")}},
+            "data": {"type": "array", "items": {"$ref": REF + "OperatorAction"}},
+            "links": {"type": "object", "required": ["next"], "properties": {"next": nullable("string")}},
         },
     },
     "MaintenancePass": {

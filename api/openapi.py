@@ -13,12 +13,12 @@ import copy
 from typing import Any
 
 from . import openapi_console
+from .openapi_schemas import REF, SCHEMAS, TEXT
 from .params import (
     DEFAULT_LIMIT,
     FRESHNESS_STATES,
     INCLUDES,
     MAX_LIMIT,
-    MAX_TEXT_CHARS,
     MAX_VALUES,
     OUTCOMES,
     REASON_CODES,
@@ -26,12 +26,7 @@ from .params import (
     STATUSES,
 )
 
-_REF = "#/components/schemas/"
-_PROBLEM = {"application/problem+json": {"schema": {"$ref": _REF + "Problem"}}}
-
-
-def _nullable(type_: str, **extra: Any) -> dict[str, Any]:
-    return {"type": [type_, "null"], **extra}
+_PROBLEM = {"application/problem+json": {"schema": {"$ref": REF + "Problem"}}}
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -56,8 +51,6 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     return {"in": "query", "name": name, "schema": schema, "description": description}
 
 
-#: A free-text filter: what ``params.text_value`` accepts (no NUL, at most MAX_TEXT_CHARS).
-_TEXT = {"type": "string", "maxLength": MAX_TEXT_CHARS, "pattern": "^[^\\u0000]*$"}
 _SEVERAL = (
     f" Extension: several values separated by commas (at most {MAX_VALUES}) match any of them;"
     " the parameter itself is still given once."
@@ -73,10 +66,10 @@ _LIST_PARAMETERS = [
     _query("reconciliation_source", {"type": "string", "enum": list(SOURCES)}, "Extension: who reconciled the run."),
     _query("created_after", {"type": "string", "format": "date-time"}, "Extension: created at or after (RFC 3339)."),
     _query("created_before", {"type": "string", "format": "date-time"}, "Extension: created before (RFC 3339)."),
-    _query("queue_name", _TEXT, "Extension: Dramatiq queue, exact match."),
-    _query("actor_name", _TEXT, "Extension: Dramatiq actor, exact match."),
+    _query("queue_name", TEXT, "Extension: Dramatiq queue, exact match."),
+    _query("actor_name", TEXT, "Extension: Dramatiq actor, exact match."),
     _query("reason_code", {"type": "string", "enum": list(REASON_CODES)}, "Extension: reconciliation reason code."),
-    _query("message_id", _TEXT, "Extension: the Dramatiq message id (a message-id lookup)."),
+    _query("message_id", TEXT, "Extension: the Dramatiq message id (a message-id lookup)."),
     _query(
         "limit",
         {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
@@ -84,148 +77,6 @@ _LIST_PARAMETERS = [
     ),
     _query("cursor", {"type": "string"}, "Extension: opaque cursor from links.next; only valid with the same filters."),
 ]
-
-_EVENT = {
-    "type": "object",
-    "required": ["id", "kind", "at", "recorded_at", "late", "details"],
-    "properties": {
-        "id": {"type": "integer"},
-        "kind": {"type": "string"},
-        "at": {"type": "string", "format": "date-time"},
-        "recorded_at": {"type": "string", "format": "date-time"},
-        "late": {"type": "boolean", "description": "Arrived after the run was terminal; recorded, never applied."},
-        "details": {"type": "object", "additionalProperties": True},
-    },
-}
-
-_DIAGNOSTICS = {
-    "type": "object",
-    "description": "Secondary lifecycle evidence shown only when diagnostics are revealed.",
-    "required": [
-        "threshold_seconds",
-        "threshold_source",
-        "attempts",
-        "deliveries",
-        "evidence",
-        "late_outcomes",
-        "events",
-    ],
-    "properties": {
-        "threshold_seconds": {"type": "integer", "description": "Queued threshold while queued, else running."},
-        "threshold_source": {"type": "string"},
-        "stale_at": _nullable("string", format="date-time"),
-        "attempts": {"type": "integer"},
-        "deliveries": {"type": "integer"},
-        "max_retries": _nullable("integer"),
-        "time_limit_ms": _nullable("integer"),
-        "last_error": {"description": "The last failed attempt's error (sanitized), or null."},
-        "next_retry_at": _nullable("string", format="date-time"),
-        "worker_id": _nullable("string"),
-        "last_progress_at": _nullable("string", format="date-time"),
-        "progress": {
-            "type": "object",
-            "properties": {"processed": _nullable("number"), "total": _nullable("number")},
-        },
-        "message_id": {"type": "string"},
-        "queue_name": {"type": "string"},
-        "actor_name": {"type": "string"},
-        "retry_of": _nullable("integer"),
-        "evidence": {"type": "object", "additionalProperties": True},
-        "healer": {
-            "type": "object",
-            "description": "What the healer found when it last looked at this run (why not healed yet).",
-            "properties": {
-                "checked_at": _nullable("string", format="date-time"),
-                "last_found": {"description": "The healer's evidence and verdict (why, note), or null."},
-            },
-        },
-        "late_outcomes": {"type": "array", "items": {"$ref": _REF + "RunEvent"}},
-        "events": {"type": "array", "items": {"$ref": _REF + "RunEvent"}, "description": "Newest 200, oldest first."},
-        "events_truncated": {"type": "boolean"},
-    },
-}
-
-_SCHEMAS: dict[str, Any] = {
-    "OperationRunListItem": {
-        "type": "object",
-        "required": ["id", "type", "status", "outcome", "freshness_state", "reconciled", "created_at"],
-        "properties": {
-            "id": {"type": "integer"},
-            "type": {"type": "string"},
-            "type_label": {"type": "string"},
-            "status": {"type": "string", "enum": list(STATUSES)},
-            "outcome": {"type": "string", "enum": list(OUTCOMES)},
-            "freshness_state": {"type": "string", "enum": list(FRESHNESS_STATES)},
-            "reconciled": {"type": "boolean"},
-            "tenant_id": _nullable("integer"),
-            "initiator_name": _nullable("string"),
-            "operator_message": {
-                "type": "string",
-                "description": "Operator-safe summary line shown by default on Monitoring surfaces.",
-            },
-            "created_at": {"type": "string", "format": "date-time"},
-            "started_at": _nullable("string", format="date-time"),
-            "completed_at": _nullable("string", format="date-time"),
-        },
-    },
-    "OperationRunDetail": {
-        "allOf": [
-            {"$ref": _REF + "OperationRunListItem"},
-            {
-                "type": "object",
-                "properties": {
-                    "summary_counts": {"type": "object", "additionalProperties": {"type": "number"}},
-                    "failure_summary": {"type": "array", "items": {"$ref": _REF + "FailureSummaryItem"}},
-                    "reconciliation": {"$ref": _REF + "ReconciliationRecord"},
-                    "diagnostics": {"$ref": _REF + "Diagnostics"},
-                },
-            },
-        ]
-    },
-    "FailureSummaryItem": {
-        "type": "object",
-        "required": ["code", "message"],
-        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-    },
-    "ReconciliationRecord": {
-        "type": ["object", "null"],
-        "description": "Null when the run was not reconciled.",
-        "properties": {
-            "reconciled_at": {"type": "string", "format": "date-time"},
-            "source": {"type": "string", "enum": list(SOURCES)},
-            "reason_code": {"type": "string"},
-            "reason_message": {"type": "string"},
-            "evidence": {"type": "object", "additionalProperties": True},
-        },
-    },
-    "Diagnostics": _DIAGNOSTICS,
-    "RunEvent": _EVENT,
-    "OperationRunPage": {
-        "type": "object",
-        "required": ["data", "links"],
-        "properties": {
-            "data": {"type": "array", "items": {"$ref": _REF + "OperationRunListItem"}},
-            "links": {
-                "type": "object",
-                "required": ["next"],
-                "properties": {"next": _nullable("string", description="URL of the next (older) page, or null.")},
-            },
-        },
-    },
-    "Problem": {
-        "type": "object",
-        "description": "RFC 9457 problem details.",
-        "required": ["type", "title", "status", "detail"],
-        "properties": {
-            "type": {"type": "string"},
-            "title": {"type": "string"},
-            "status": {"type": "integer"},
-            "detail": {"type": "string"},
-            "parameter": {"type": "string", "description": "The parameter at fault (400 only)."},
-            "checks": {"type": "object", "additionalProperties": {"type": "string"}},
-        },
-    },
-}
 
 
 def _public(description: str, content: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -262,7 +113,7 @@ _DOCUMENT: dict[str, Any] = {
                 "responses": {
                     "200": {
                         "description": "Paginated collection of operation runs",
-                        "content": {"application/json": {"schema": {"$ref": _REF + "OperationRunPage"}}},
+                        "content": {"application/json": {"schema": {"$ref": REF + "OperationRunPage"}}},
                     },
                     **_ERRORS,
                 },
@@ -279,7 +130,7 @@ _DOCUMENT: dict[str, Any] = {
                 "responses": {
                     "200": {
                         "description": "Operation run detail",
-                        "content": {"application/json": {"schema": {"$ref": _REF + "OperationRunDetail"}}},
+                        "content": {"application/json": {"schema": {"$ref": REF + "OperationRunDetail"}}},
                     },
                     "404": _error("Run not found or caller not entitled to the run scope"),
                     **_ERRORS,
@@ -297,13 +148,11 @@ _DOCUMENT: dict[str, Any] = {
     },
     "components": {
         "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "rw_<secret>"}},
-        "schemas": _SCHEMAS,
+        # The console's endpoints: dead letters, operator actions (the audit), maintenance passes.
+        "schemas": {**SCHEMAS, **openapi_console.SCHEMAS},
     },
 }
 
-
-# The console's endpoints: dead letters, operator actions (the audit), maintenance passes.
-_SCHEMAS.update(openapi_console.SCHEMAS)
 _DOCUMENT["paths"].update(openapi_console.paths(errors=_ERRORS, error=_error, query=_query))
 
 

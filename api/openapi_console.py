@@ -12,16 +12,15 @@ from typing import Any
 
 from runwatch.actions import KINDS, STATUSES
 
-from .console_schemas import AGE, FILTER_DOCS, SCHEMAS, TEXT
+from .console_schemas import AGE, FILTER_DOCS, SCHEMAS
+from .openapi_schemas import REF, TEXT
 from .params import DEFAULT_LIMIT, MAX_LIMIT
 
 __all__ = ["SCHEMAS", "paths"]
 
-_REF = "#/components/schemas/"
-
 
 def _json(schema_name: str) -> dict[str, Any]:
-    return {"application/json": {"schema": {"$ref": _REF + schema_name}}}
+    return {"application/json": {"schema": {"$ref": REF + schema_name}}}
 
 
 def _ok(description: str, schema_name: str) -> dict[str, Any]:
@@ -30,7 +29,7 @@ def _ok(description: str, schema_name: str) -> dict[str, Any]:
 
 def _data_of(description: str, schema_name: str) -> dict[str, Any]:
     """A 200 whose body is ``{"data": [<schema_name>, ...]}``."""
-    items = {"type": "array", "items": {"$ref": _REF + schema_name}}
+    items = {"type": "array", "items": {"$ref": REF + schema_name}}
     schema = {"type": "object", "required": ["data"], "properties": {"data": items}}
     return {"200": {"description": description, "content": {"application/json": {"schema": schema}}}}
 

@@ -54,17 +54,21 @@ import statistics
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import redis
 from runwatch.bridge.keys import Keys
 from runwatch.bridge.locator import RedisLocator
-from sqlalchemy import event, make_url, text
+from sqlalchemy import Dialect, TextClause, event, make_url, text
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 
 import runwatch.healer as healer_mod
+from runwatch import passes as passes_mod
+from runwatch import poison as poison_mod
 from runwatch import statements as sql
 from runwatch.db import engine_for
 from runwatch.healer import DEFAULT_LIMIT, HealOptions, HealResult, heal_once
@@ -289,24 +293,38 @@ def clean_redis(client: redis.Redis) -> int:
 
 # --- profiling ------------------------------------------------------------------------------------
 
-#: Statement labels, recognized by a fragment of their SQL text.
-_LABELS = (
-    ("pg_try_advisory_xact_lock", "lock"),
-    ("deliveries_seen", "POISON_CANDIDATES"),
-    ("now() AS db_now", "HEAL_CANDIDATES"),
-    ("healer_note = d.note", "NOTE_SKIPPED"),
-    ("reconciliation_source = 'scheduled_reconciler', reason_code = d.reason_code", "RECONCILE_STALE"),
-    ("job.poison_pill", "RECONCILE_POISON"),
-    ("INSERT INTO maintenance_passes", "record_pass"),
-    ("FROM maintenance_passes", "last_pass"),
+#: The modules whose named statements a heal pass runs: ``heal_once``, ``passes.run_once``, the poison gate.
+#: ``statements`` comes first: its names are the bare labels, the others' carry their module's name.
+STATEMENT_MODULES = (sql, passes_mod, poison_mod, healer_mod)
+#: Statements that are no module's constant: the driver's own, and the outage-grace query that
+#: ``healer._pause_reason`` sends with ``exec_driver_sql``; recognized by a fragment of their SQL.
+_DRIVER_LABELS = (
     ("SELECT extract(epoch", "outage grace"),
     ("select pg_catalog.version()", "connect"),
     ("SELECT 1", "pool pre-ping"),
 )
 
 
-def label_of(statement: str) -> str:
-    for fragment, label in _LABELS:
+def statement_labels(dialect: Dialect, modules: tuple[ModuleType, ...] = STATEMENT_MODULES) -> dict[str, str]:
+    """Every named ``TextClause`` of ``modules`` by its SQL, as written and as sent to the driver: its name."""
+    labels: dict[str, str] = {}
+    for module in modules:
+        prefix = "" if module is sql else module.__name__.rsplit(".", 1)[-1] + "."
+        for name, value in vars(module).items():
+            if isinstance(value, TextClause):
+                labels.setdefault(value.text, prefix + name)
+                labels.setdefault(str(value.compile(dialect=dialect)), prefix + name)
+    return labels
+
+
+LABELS = statement_labels(psycopg_dialect())
+
+
+def label_of(statement: str, labels: Mapping[str, str] = LABELS) -> str:
+    """The statement's name (``RECONCILE_STALE``, ``passes._RECORD``), else a driver label or its first line."""
+    if (label := labels.get(statement)) is not None:
+        return label
+    for fragment, label in _DRIVER_LABELS:
         if fragment in statement:
             return label
     return statement.strip().split("\n")[0][:40]
@@ -332,6 +350,7 @@ class Profiler:
 
     def __init__(self, engine: Any) -> None:
         self.current: Profile | None = None
+        self.labels = statement_labels(engine.dialect)
         event.listen(engine, "before_cursor_execute", self._before)
         event.listen(engine, "after_cursor_execute", self._after)
         event.listen(engine, "commit", self._commit)
@@ -353,7 +372,7 @@ class Profiler:
         now = time.perf_counter()
         if self.current is None:
             return
-        label = label_of(statement)
+        label = label_of(statement, self.labels)
         self.current.add(f"sql {label}", now - conn.info.pop("bench_t", now))
         if label == "HEAL_CANDIDATES":
             self.current.candidates_end = now

@@ -1,9 +1,8 @@
 """The monitoring console: server-rendered pages over the same store and tenant scope as the API.
 
 ``install(app, store, ...)`` adds the console's routes, its cookie middleware's companion
-resources and an error page. A new page is a resource with ``auth_required = False`` (no bearer)
-and ``console_page = True`` (session cookie required), rendering a template that extends
-``base.html`` via ``web.render``; add its link to ``web.NAV``.
+resources and an error page. A new page is a ``session.ConsolePage`` (session cookie required, no
+bearer), rendering a template that extends ``base.html`` via ``web.render``; add its link to ``web.NAV``.
 """
 
 from __future__ import annotations

@@ -14,18 +14,13 @@ from ..console_store import ConsoleStore
 from ..deadletters import page
 from ..errors import Problem
 from . import web
+from .session import ConsolePage
 
 _ACTION_ID = re.compile(r"[0-9]{1,19}")
 
 
-class ActionsPage:
+class ActionsPage(ConsolePage[ConsoleStore]):
     """``GET /console/actions``: requeues and purges, newest first: who, when, what, how many, status."""
-
-    auth_required = False
-    console_page = True
-
-    def __init__(self, store: ConsoleStore) -> None:
-        self.store = store
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         web.drop_blank_filters(req)
@@ -47,14 +42,8 @@ class ActionsPage:
         )  # fmt: skip
 
 
-class ActionPage:
+class ActionPage(ConsolePage[ConsoleStore]):
     """``GET /console/actions/{action_id}``: the action, its selection, and each letter's result."""
-
-    auth_required = False
-    console_page = True
-
-    def __init__(self, store: ConsoleStore) -> None:
-        self.store = store
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, action_id: str) -> None:
         # APPSEC: malformed, missing and another scope's action are the same 404.

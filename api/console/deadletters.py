@@ -27,7 +27,7 @@ from ..console_store import ConsoleStore
 from ..deadletters import page
 from ..errors import Problem
 from . import web
-from .session import read_form_lists, require_csrf
+from .session import ConsolePage, read_form_lists, require_csrf
 
 #: The list's filters, as the JSON list names them (and as the form and its URL carry them).
 FILTER_NAMES = ("queue", "actor", "exception_type", "tenant_id", "min_age_seconds", "max_age_seconds")
@@ -80,14 +80,8 @@ def _acting_form(req: falcon.Request) -> dict[str, list[str]]:
     return form
 
 
-class DeadLettersPage:
+class DeadLettersPage(ConsolePage[ConsoleStore]):
     """``GET /console/dead-letters``: groups by queue, actor and exception type; the filtered list."""
-
-    auth_required = False
-    console_page = True
-
-    def __init__(self, store: ConsoleStore) -> None:
-        self.store = store
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         web.drop_blank_filters(req)
@@ -117,14 +111,8 @@ class DeadLettersPage:
         )  # fmt: skip
 
 
-class PreviewResource:
+class PreviewResource(ConsolePage[ConsoleStore]):
     """``POST /console/dead-letters/preview``: the count and first rows, and the confirmation form."""
-
-    auth_required = False
-    console_page = True
-
-    def __init__(self, store: ConsoleStore) -> None:
-        self.store = store
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         form = _acting_form(req)
@@ -141,14 +129,8 @@ class PreviewResource:
         )  # fmt: skip
 
 
-class ConfirmResource:
+class ConfirmResource(ConsolePage[ConsoleStore]):
     """``POST /console/dead-letters/confirm``: write the pending action, then 303 to its page."""
-
-    auth_required = False
-    console_page = True
-
-    def __init__(self, store: ConsoleStore) -> None:
-        self.store = store
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         form = _acting_form(req)

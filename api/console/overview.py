@@ -13,6 +13,7 @@ from runwatch import console_queries, queries
 from ..console_store import pass_result_for
 from ..store import Store
 from . import views, web
+from .session import ConsolePage
 
 #: Seconds between the overview's own refreshes (a meta refresh: no script needed).
 REFRESH_SECONDS = 30
@@ -35,14 +36,11 @@ def _passes(conn, principal) -> list[dict]:
     return out
 
 
-class OverviewPage:
+class OverviewPage(ConsolePage[Store]):
     """``GET /console/``: runs by freshness and type, finished runs and failures per hour, healer."""
 
-    auth_required = False
-    console_page = True
-
     def __init__(self, store: Store, *, cache_seconds: float = CACHE_SECONDS) -> None:
-        self.store = store
+        super().__init__(store)
         self.cache_seconds = cache_seconds
         self._cache: dict[frozenset[int] | None, tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
@@ -76,14 +74,8 @@ class OverviewPage:
         )  # fmt: skip
 
 
-class HealerPage:
+class HealerPage(ConsolePage[Store]):
     """``GET /console/healer``: each periodic job's last pass and the live runs nearest their deadline."""
-
-    auth_required = False
-    console_page = True
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = req.context.principal

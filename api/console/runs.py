@@ -16,6 +16,7 @@ from ..errors import Problem
 from ..operations import OperationResource
 from ..store import Store
 from . import views, web
+from .session import ConsolePage
 
 _RUN_ID = re.compile(r"[0-9]{1,19}")
 # A browser's datetime-local value carries no zone: the form labels it UTC.
@@ -45,14 +46,8 @@ def _form(req: falcon.Request) -> dict[str, object]:
     return values
 
 
-class RunsPage:
+class RunsPage(ConsolePage[Store]):
     """``GET /console/runs``: every filter of the JSON list, newest first, keyset pages."""
-
-    auth_required = False
-    console_page = True
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         _normalise_query(req)
@@ -85,14 +80,8 @@ def _run_id(value: str) -> int:
     return int(value)
 
 
-class RunPage:
+class RunPage(ConsolePage[Store]):
     """``GET /console/runs/{run_id}``: the detail, timeline, lineage and diagnostics of one run."""
-
-    auth_required = False
-    console_page = True
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, run_id: str) -> None:
         principal = req.context.principal
@@ -115,14 +104,8 @@ class RunPage:
         )  # fmt: skip
 
 
-class RunLiveResource:
+class RunLiveResource(ConsolePage[Store]):
     """``GET /console/runs/{run_id}/live``: the detail as JSON for the page's poller (cookie auth)."""
-
-    auth_required = False
-    console_page = True
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, run_id: str) -> None:
         view = self.store.get_run(req.context.principal, _run_id(run_id), diagnostics=True)

@@ -7,7 +7,7 @@ SameSite=Strict, Secure on TLS, and the ledger keeps only its hash (``runwatch.s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qs
 
 import falcon
@@ -22,6 +22,8 @@ from . import web
 #: Largest sign-in/sign-out form body read (a token is ~50 characters).
 MAX_FORM_BYTES = 4096
 SIGN_IN = "/console/sign-in"
+
+StoreT = TypeVar("StoreT")
 
 
 def read_form(req: falcon.Request) -> dict[str, str]:
@@ -69,6 +71,21 @@ class ConsoleAuth:
         if principal is None:
             raise falcon.HTTPSeeOther(SIGN_IN)
         req.context.principal = principal
+
+
+class ConsolePage(Generic[StoreT]):
+    """A signed-in console page or form over ``store``: ``ConsoleAuth`` admits it by its session cookie.
+
+    Every page, form and live twin behind the sign-in derives from it; sign-in, sign-out and the
+    static assets do not (they set ``auth_required = False`` alone).
+    """
+
+    # APPSEC: no bearer token (AuthMiddleware skips the page): the session cookie alone admits it.
+    auth_required = False
+    console_page = True
+
+    def __init__(self, store: StoreT) -> None:
+        self.store = store
 
 
 class SignInResource:

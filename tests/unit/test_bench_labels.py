@@ -1,0 +1,73 @@
+"""``bench/healer.py`` labels every statement a heal pass runs by its name, not by a fragment of its SQL.
+
+Fragments drifted from the statements they named; names cannot: a statement the healer, the poison
+gate or ``passes.run_once`` executes is a named ``TextClause``, and the label is that name.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
+
+from runwatch import passes, statements
+
+ROOT = Path(__file__).resolve().parents[2]
+#: The modules of a heal pass, and how each names the statements module.
+HEAL_PASS_SOURCES = ("runwatch/healer.py", "runwatch/poison.py", "runwatch/passes.py")
+
+
+def _bench_healer() -> ModuleType:
+    """Load the script as a module; it puts bench/ on ``sys.path`` (for ``common``), taken off again."""
+    spec = importlib.util.spec_from_file_location("bench_healer", ROOT / "bench" / "healer.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    path = list(sys.path)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = path
+    return module
+
+
+bench = _bench_healer()
+
+
+def _executed_statement_names() -> set[str]:
+    """``sql.NAME`` as the heal pass's modules write it (``from . import statements as sql``)."""
+    names = set()
+    for path in HEAL_PASS_SOURCES:
+        names |= set(re.findall(r"\bsql\.([A-Z][A-Z0-9_]+)\b", (ROOT / path).read_text()))
+    return names
+
+
+def test_the_heal_pass_statements_are_found_in_its_sources():
+    assert {"HEAL_CANDIDATES", "RECONCILE_STALE", "NOTE_SKIPPED", "RECONCILE_POISON", "TRY_XACT_LOCK"} <= (
+        _executed_statement_names()
+    )
+
+
+@pytest.mark.parametrize("name", sorted(_executed_statement_names()))
+def test_every_statement_a_heal_pass_executes_is_labelled_by_its_name(name):
+    clause = getattr(statements, name)
+    assert bench.label_of(clause.text) == name
+    # NOTE: the cursor sees the statement compiled for the driver (``%(rows)s``, not ``:rows``).
+    assert bench.label_of(str(clause.compile(dialect=psycopg_dialect()))) == name
+
+
+def test_statements_of_other_modules_carry_the_module_name():
+    assert bench.label_of(passes._RECORD.text) == "passes._RECORD"
+    assert bench.label_of(passes._LAST.text) == "passes._LAST"
+
+
+def test_driver_statements_keep_their_fallback_labels():
+    assert bench.label_of("SELECT 1") == "pool pre-ping"
+    assert bench.label_of("select pg_catalog.version()") == "connect"
+    assert bench.label_of("SELECT extract(epoch FROM now() - %(t)s)") == "outage grace"
+    assert bench.label_of("\nVACUUM operation_runs\n") == "VACUUM operation_runs"
