@@ -67,6 +67,7 @@ from sqlalchemy import Dialect, TextClause, event, make_url, text
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 
 import runwatch.healer as healer_mod
+import runwatch.lookups as lookups_mod
 from runwatch import passes as passes_mod
 from runwatch import poison as poison_mod
 from runwatch import statements as sql
@@ -295,11 +296,9 @@ def clean_redis(client: redis.Redis) -> int:
 
 #: The modules whose named statements a heal pass runs: ``heal_once``, ``passes.run_once``, the poison gate.
 #: ``statements`` comes first: its names are the bare labels, the others' carry their module's name.
-STATEMENT_MODULES = (sql, passes_mod, poison_mod, healer_mod)
-#: Statements that are no module's constant: the driver's own, and the outage-grace query that
-#: ``healer._pause_reason`` sends with ``exec_driver_sql``; recognized by a fragment of their SQL.
+STATEMENT_MODULES = (sql, passes_mod, poison_mod, healer_mod, lookups_mod)
+#: Statements that are no module's constant: the driver's own; recognized by a fragment of their SQL.
 _DRIVER_LABELS = (
-    ("SELECT extract(epoch", "outage grace"),
     ("select pg_catalog.version()", "connect"),
     ("SELECT 1", "pool pre-ping"),
 )

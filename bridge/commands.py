@@ -123,7 +123,7 @@ def _age(seconds: float) -> str:
 
 def _list(args: argparse.Namespace) -> int:
     from runwatch import redact
-    from runwatch.lookups import statuses
+    from runwatch.lookups import reasons, statuses
 
     _, store, engine, _ = _context(args)
     letters = []
@@ -134,17 +134,7 @@ def _list(args: argparse.Namespace) -> int:
                 break
     with engine.connect() as conn:
         runs = statuses(conn, [d.message_id for d in letters if d.message_id])
-        reasons = (
-            dict(
-                conn.exec_driver_sql(
-                    "SELECT message_id, coalesce(reason_code, status || '/' || outcome) FROM operation_runs "
-                    "WHERE message_id = ANY(%(ids)s)",
-                    {"ids": list(runs)},
-                ).all()
-            )
-            if runs
-            else {}
-        )
+        found = reasons(conn, runs) if runs else {}
     # APPSEC: a decode error can quote the payload it choked on; it is masked before it is printed.
     redactor = redact.default()
     now = time.time()
@@ -159,7 +149,7 @@ def _list(args: argparse.Namespace) -> int:
                 "actor": d.actor_name,
                 "dead_lettered_at": output.epoch_iso(d.dead_at),
                 "age_seconds": round(age, 3) if args.format == output.JSON else _age(age),
-                "reason": reasons.get(d.message_id) or redactor.text(d.decode_error or "no run recorded"),
+                "reason": found.get(d.message_id) or redactor.text(d.decode_error or "no run recorded"),
                 "message_id": d.message_id,
                 "redis_message_id": d.redis_message_id,
             }

@@ -163,12 +163,12 @@ def _print_pass(result: Any, fmt: str) -> None:
 
 def _explain(engine, locator, run_id: int, options: Any, fmt: str) -> int:
     """What the next pass would do to one run, judged with the options the passes use."""
-    from runwatch.lookups import run_by_id
+    from runwatch.lookups import db_now, run_by_id
     from runwatch.verdicts import Action, decide
 
     with engine.connect() as conn:
         run = run_by_id(conn, run_id)
-        now = conn.exec_driver_sql("SELECT now()").scalar()
+        now = db_now(conn)
     if run is None:
         raise ConfigError(f"no run with id {run_id}")
     out: dict[str, Any] = {"run": run_id, "status": run["status"], "outcome": run["outcome"]}

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from .lookups import db_now
 from .report import FRESHNESS_SQL
 from .run_filters import scope_params
 
@@ -66,7 +67,6 @@ SELECT id, status, outcome, {FRESHNESS_SQL} AS freshness_state, created_at FROM 
 WHERE id = :id AND {_SCOPE}
 """)
 
-_DB_NOW = text("SELECT now()")
 
 
 def _rows(conn: Connection, statement: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -86,7 +86,7 @@ def overview(conn: Connection, tenant_ids: frozenset[int] | None, *, hours: int 
         "by_state": by_state,
         "per_hour": per_hour,
         "reconciliations": _rows(conn, _RECONCILIATIONS, params),
-        "now": conn.execute(_DB_NOW).scalar_one(),
+        "now": db_now(conn),
     }
 
 
@@ -105,6 +105,3 @@ def lineage(conn: Connection, run: dict[str, Any], tenant_ids: frozenset[int] | 
     retries = _rows(conn, _RETRIES_OF, {**params, "id": run["id"], "limit": MAX_RELATED})
     return {"retry_of": original, "retried_by": retries}
 
-
-def db_now(conn: Connection) -> Any:
-    return conn.execute(_DB_NOW).scalar_one()

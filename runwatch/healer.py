@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine
 
-from . import passes
+from . import lookups, passes
 from . import statements as sql
 from .passes import PassStatus
 from .poison import stop_poison_pills
@@ -216,9 +216,7 @@ def _pause_reason(conn: Connection, in_flight: set[str] | None, options: HealOpt
         return "ledger catching up: more run events in the stream than one pass can inspect"
     previous = passes.last(conn, OUTAGE_PASS_NAME)
     if previous:
-        since = conn.exec_driver_sql(
-            "SELECT extract(epoch FROM now() - %(t)s)", {"t": previous["finished_at"]}
-        ).scalar_one()
+        since = lookups.seconds_since(conn, previous["finished_at"])
         if since < options.outage_grace_seconds:
             return f"outage grace: the broker was unreachable {float(since):.0f} s ago"
     return None

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
-from sqlalchemy import text
 
+from runwatch import lookups
 from runwatch.db import engine_for
 from runwatch.migrate import upgrade
 from runwatch.parsers import mask_url
@@ -210,16 +210,15 @@ def _run(settings: Settings, broker_kind: str, *, serve_forever: bool) -> int:
 
 def _run_id(engine, message_id: str) -> int:
     with engine.connect() as conn:
-        return conn.execute(text("SELECT id FROM operation_runs WHERE message_id = :m"), {"m": message_id}).scalar()
+        return lookups.statuses(conn, [message_id])[message_id][1]  # every run is terminal by now
 
 
 def _wait_terminal(engine, message_ids: list[str], *, timeout_seconds: float) -> None:
     deadline = time.monotonic() + timeout_seconds
-    query = text("SELECT count(*) FROM operation_runs WHERE status = 'completed' AND message_id = ANY(:ids)")
     done = -1
     while time.monotonic() < deadline:
         with engine.connect() as conn:
-            now_done = conn.execute(query, {"ids": message_ids}).scalar()
+            now_done = lookups.completed(conn, message_ids)
         if now_done != done:
             done = now_done
             print(f"runwatch demo: {done}/{len(message_ids)} runs completed")

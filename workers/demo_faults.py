@@ -25,6 +25,7 @@ from runwatch.bridge.requeue import letter_of_run, requeue
 from sqlalchemy import text
 
 from runwatch import events as ev
+from runwatch import lookups
 from runwatch.db import engine_for
 from runwatch.ledger import apply_events
 from runwatch.settings import Settings
@@ -74,11 +75,10 @@ def reconcile(broker: RedisBroker, settings: Settings, message_ids: list[str], t
 
 def pass_until_resolved(maintenance: Maintenance, message_ids: list[str], timeout_seconds: float) -> None:
     deadline = time.monotonic() + timeout_seconds
-    query = text("SELECT count(*) FROM operation_runs WHERE status = 'completed' AND message_id = ANY(:ids)")
     while time.monotonic() < deadline:
         maintenance.run_once(dead_letter_min_age_seconds=0)
         with maintenance.engine.connect() as conn:
-            if conn.execute(query, {"ids": message_ids}).scalar() == len(message_ids):
+            if lookups.completed(conn, message_ids) == len(message_ids):
                 return
         time.sleep(0.5)
     raise TimeoutError("the demo's faults were not all reconciled in time")
@@ -184,11 +184,10 @@ def declare_digest(broker: dramatiq.Broker) -> dramatiq.Actor:
 
 
 def wait_running(engine, message_id: str, timeout_seconds: float = 20) -> None:
-    query = text("SELECT status FROM operation_runs WHERE message_id = :m")
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
         with engine.connect() as conn:
-            if conn.execute(query, {"m": message_id}).scalar() == "running":
+            if lookups.statuses(conn, [message_id]).get(message_id, ("",))[0] == "running":
                 return
         time.sleep(0.1)
 

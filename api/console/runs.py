@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 import falcon
 
-from runwatch import console_queries, queries
+from runwatch import console_queries, lookups, queries
 from runwatch.queries import position_of
 
 from .. import cursor, params, serialize
@@ -92,7 +92,7 @@ class RunPage(ConsolePage[Store]):
         run = view.row
         with queries.reading(self.store.engine) as conn:
             lineage = console_queries.lineage(conn, run, principal.tenant_ids)
-            now = console_queries.db_now(conn)
+            now = lookups.db_now(conn)
             passes = {p["name"]: {**p, "result": pass_result_for(principal, p["result"])}
                       for p in queries.maintenance_passes(conn)}  # fmt: skip
         req.context.nav = "runs"
