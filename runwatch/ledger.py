@@ -59,7 +59,7 @@ def apply_events(conn: Connection, events: Sequence[dict[str, Any]], policy: Thr
     seen = set(conn.execute(sql.INSERT_EVENTS, {"events": wire.dumps(rows).decode()}).scalars().all()) if rows else ()
     by_message: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for event in events:
-        if event["id"] not in seen or not logged(event):
+        if event["id"] not in seen:  # NOTE: an unlogged event is never seen: the log is how a duplicate is known
             result.events_new += 1
             by_message[event["message_id"]].extend(_unfold(event))
     result.events_duplicate = len(events) - result.events_new
