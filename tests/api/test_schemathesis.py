@@ -42,6 +42,10 @@ class AppProxy:
 
 PROXY = AppProxy()
 schema = schemathesis.openapi.from_wsgi("/api/openapi.json", PROXY)
+# NOTE: a NUL in a query value is a 400 by design (PostgreSQL text cannot hold one;
+# tests/api/test_errors.py checks it), which the contract's plain string schemas (``type``) cannot
+# say and the served document must not narrow; generated, it was counted as valid input rejected.
+schema.config.generation.update(allow_x00=False)
 
 
 @schema.auth(refresh_interval=None)
