@@ -35,7 +35,9 @@ phase (their time lands in their parent's reaped-children time):
              so other load on the node during the phase is included (sampled before each phase)
    producer  steady only: the producer process (its Runwatch enqueue hook and shipper included)
 
-plus ``boot`` (launch -> first ack, all components). Memory: the peak RSS (VmHWM) summed over the
+plus ``boot`` (launch -> first ack, all components, and the drainer's own boot up to its "drainer
+ready" log line, which may end after the first ack: a once-per-host cost, not a per-message one;
+the ``+boot`` column adds it back). Memory: the peak RSS (VmHWM) summed over the
 worker processes, and over the drainers; "Runwatch adds" = workers(runwatch) - workers(bare) +
 drainers. ``--prefill-runs`` seeds the ledger first (``healer.seed``: completed and fresh live
 runs with ~2.9 events each) in a template database that every Runwatch round starts from.
@@ -47,6 +49,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -272,16 +275,34 @@ def run_backlog(variant: str, rnd: int, args: argparse.Namespace, srv: Servers, 
         stop_worker(proc)
         pg.close()
     after_stop(srv)
-    boot_cpu = sum(snap1.minus(snap0).values())
+    boot_cpu, cpu = sum(snap1.minus(snap0).values()), snap2.minus(snap1)
+    boot_cpu += drainer_boot_in_phase(logfile, snap1.minus(snap0), cpu)
     log(f"round {rnd} backlog/{variant}: processed in {done - first:.2f}s after a {first - start:.2f}s boot")
     if variant == "runwatch":
         with psycopg.connect(srv.db_url, autocommit=True) as conn:
             verify(conn, srv, n)
     return Phase(
-        "backlog", variant, rnd, n, first - start, done - first, acked - first, lag, snap2.minus(snap1), boot_cpu,
+        "backlog", variant, rnd, n, first - start, done - first, acked - first, lag, cpu, boot_cpu,
         enqueue_s, enqueue_cpu, worker_rss_mb=rss, drainer_rss_mb=drainer_rss, drainers=drainers,
         broker_idle_cpu_per_s=idle, load1=os.getloadavg()[0],
     )  # fmt: skip
+
+
+#: The drainer's line once it is ready to read (``workers.drain_process.main``), with its CPU so far.
+_DRAINER_READY = re.compile(rb"drainer ready: .*? booted on ([0-9.]+) s of CPU")
+
+
+def drainer_boot_in_phase(logfile: Path, boot: dict[str, float], cpu: dict[str, float]) -> float:
+    """Move the drainer's own boot (imports, connections: ~1 s of CPU once per host) out of the
+    processing phase's account, where it lands when the worker acks its first message before the
+    drainer is ready; return the CPU seconds moved, which the caller adds to the boot column.
+    Only the first drainer's boot: a drainer started again later is a cost of the phase."""
+    ready = _DRAINER_READY.search(logfile.read_bytes()) if logfile.exists() else None
+    if ready is None or "drainer" not in cpu:
+        return 0.0
+    moved = min(cpu["drainer"], max(0.0, float(ready.group(1)) - boot.get("drainer", 0.0)))
+    cpu["drainer"] -= moved
+    return moved
 
 
 def produce(variant: str, kind: str, url: str, rate: float, seconds: float) -> None:

@@ -52,6 +52,10 @@ def spawn(settings: Settings, transport: Transport) -> subprocess.Popen | None:
     return subprocess.Popen([sys.executable, "-m", "runwatch.workers.drain_process_main"], env=env)
 
 
+#: Logged once the child is about to read. NOTE: bench/throughput.py reads the CPU figure (imports and
+#: connections, ~1 s once per host start): a drainer's boot is boot, not a cost per message.
+READY_LOG = "drainer ready: %s from %s, batches of %d entries, booted on %.2f s of CPU"
+
 #: How often a worker process that does not hold the host's drain lock tries to take it over
 #: (and how often the holder touches the lock file: its heartbeat).
 RETRY_SECONDS = 1.0
@@ -194,5 +198,6 @@ def main() -> None:
                 stop_event.set()
 
     threading.Thread(target=watch_parent, daemon=True).start()
+    logger.info(READY_LOG, settings.event_stream, transport.kind, settings.drain_batch, time.process_time())
     drainer.run(stop_event, block_ms=200)
     drainer.drain_until_empty(max_seconds=5)  # what the worker shipped on its way out
