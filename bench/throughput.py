@@ -67,7 +67,7 @@ import bench_app  # noqa: E402
 import brokers  # noqa: E402
 import cpuacct  # noqa: E402
 from common import BenchError, database_url, drop_database, log, private_servers, reset_database  # noqa: E402
-from throughput_report import Phase, print_report, summarize  # noqa: E402
+from throughput_report import Phase, print_report, print_rounds, summarize  # noqa: E402
 
 POLL_S = 0.02
 DB_NAME = "runwatch_bench"
@@ -458,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     summary = summarize(phases)
     print_report(summary, args)
+    print_rounds(phases)
     if args.json:
         config = {k: v for k, v in vars(args).items() if k != "json"}
         args.json.write_text(

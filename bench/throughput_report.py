@@ -139,5 +139,19 @@ def print_report(summary: dict, args: argparse.Namespace) -> None:
               f"(other load on it): {idles} ms/s")  # fmt: skip
 
 
+def print_rounds(phases: list[Phase]) -> None:
+    """Each round's total CPU ratio and throughput, so that a median never hides the spread."""
+    for scenario in sorted({p.scenario for p in phases}):
+        pairs = []
+        for rnd in sorted({p.round for p in phases}):
+            by = {p.variant: p for p in phases if p.scenario == scenario and p.round == rnd}
+            if set(VARIANTS) <= by.keys():
+                bare, rw = by["bare"], by["runwatch"]
+                cpu = sum(rw.cpu_s.values()) / sum(bare.cpu_s.values())
+                pairs.append(f"{cpu:.2f}x ({100 * bare.process_s / rw.process_s:.1f}%)")
+        if len(pairs) > 1:
+            print(f"per round, {scenario}: total CPU runwatch/bare (throughput): {', '.join(pairs)}")
+
+
 def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}" if a is not None and b is not None and b >= MIN_RATIO_BASE_US else "-"
