@@ -30,6 +30,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--acceptance-report", default=None, help="write the acceptance figures as JSON to this file")
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    from tests.acceptance import summary
+
+    summary.collect(report)
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    from tests.acceptance import summary
+
+    summary.write(terminalreporter, config.getoption("--acceptance-report"))
+
+
 @dataclass(frozen=True)
 class Servers:
     database_url: str  # server-level URL (the maintenance database)
