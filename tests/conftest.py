@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -28,6 +29,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="size of the fault-injection scenarios in tests/acceptance (default quick)",
     )
     group.addoption("--acceptance-report", default=None, help="write the acceptance figures as JSON to this file")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test has a node id of its own: pytest-xdist schedules tests by node id, and of tests
+    that share one it runs one, silently (schemathesis' per-operation tests did, under pytest 9.2)."""
+    seen = Counter(item.nodeid for item in items)
+    if shared := sorted(nodeid for nodeid, count in seen.items() if count > 1):
+        raise pytest.UsageError(f"tests share a node id (pytest-xdist would run one of each): {shared}")
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
