@@ -58,15 +58,18 @@ class Servers:
 
 
 @pytest.fixture(scope="session")
-def servers() -> Iterator[Servers]:
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     db_url, redis_url = os.environ.get("RUNWATCH_DATABASE_URL"), os.environ.get("RUNWATCH_REDIS_URL")
     if db_url and redis_url:
         yield Servers(normalize_database_url(db_url), redis_url)
         return
     from runwatch import embedded
 
-    # NOTE: running() stops only servers it started itself, never a developer's demo servers.
-    with embedded.running(log=lambda *_: None) as started:
+    # NOTE: running() stops only servers it started itself, never a developer's demo servers. Under
+    # pytest-xdist every worker is a session of its own that ends when its share is done: each starts
+    # servers in a directory of its own, else the first to finish would stop the servers the others use.
+    data_dir = tmp_path_factory.mktemp("embedded-servers") if os.environ.get("PYTEST_XDIST_WORKER") else None
+    with embedded.running(data_dir, log=lambda *_: None) as started:
         yield Servers(normalize_database_url(db_url or started.database_url), redis_url or started.redis_url)
 
 
