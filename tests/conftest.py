@@ -51,6 +51,28 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     summary.write(terminalreporter, config.getoption("--acceptance-report"))
 
 
+#: Test processes of ``-n auto`` (pyproject's addopts) for the whole suite or a directory of it.
+#: The suite mostly waits (worker processes, heartbeat timeouts, servers starting), so more
+#: processes than the machine's cores pay off. On 2 cores 3 and 4 tied idle (4.7-4.8 min, from
+#: 10 serially); with both cores loaded (stress-ng --cpu 2), 4 took 6.5 min and 3 took 7.
+TEST_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: ``PYTEST_XDIST_AUTO_NUM_WORKERS`` (pytest-xdist's own variable), else TEST_WORKERS;
+    0 (all in this process, as without pytest-xdist: ``-s`` and a debugger work, nothing to start)
+    when the run names test files or tests rather than a directory, and for the large acceptance
+    scale (heavy scenarios, each timed: one at a time, as they were measured)."""
+    if workers := os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(workers)
+    if config.getoption("--scale") == "large":
+        return 0
+    here = config.invocation_params.dir
+    if all((here / arg.split("::", 1)[0]).is_file() for arg in config.args):
+        return 0
+    return TEST_WORKERS
+
+
 @dataclass(frozen=True)
 class Servers:
     database_url: str  # server-level URL (the maintenance database)

@@ -33,9 +33,10 @@ INSTALL_TIMEOUT_SECONDS = 600
 GENERATED = shutil.ignore_patterns(".git", ".venv", "*.egg-info", "__pycache__", "build", "dist", ".*cache",
                                    ".hypothesis", ".runwatch")  # fmt: skip
 
-#: The first test to ask for the built distributions (module fixtures) waits for the build and the
-#: install, which are given minutes: the suite's default timeout would cut them off on a busy machine.
-pytestmark = pytest.mark.timeout(2 * INSTALL_TIMEOUT_SECONDS + 60)
+#: The module's tests share the built distributions (module fixtures): one pytest-xdist worker
+#: builds them once, rather than each worker that gets one of these tests building its own. The
+#: first test to ask for them waits for the build and the install, which are given minutes.
+pytestmark = [pytest.mark.xdist_group("packaging"), pytest.mark.timeout(2 * INSTALL_TIMEOUT_SECONDS + 60)]
 
 
 @pytest.fixture(scope="module")
