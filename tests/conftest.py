@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -30,6 +31,48 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--acceptance-report", default=None, help="write the acceptance figures as JSON to this file")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test has a node id of its own: pytest-xdist schedules tests by node id, and of tests
+    that share one it runs one, silently (schemathesis' per-operation tests did, under pytest 9.2)."""
+    seen = Counter(item.nodeid for item in items)
+    if shared := sorted(nodeid for nodeid, count in seen.items() if count > 1):
+        raise pytest.UsageError(f"tests share a node id (pytest-xdist would run one of each): {shared}")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    from tests.acceptance import summary
+
+    summary.collect(report)
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    from tests.acceptance import summary
+
+    summary.write(terminalreporter, config.getoption("--acceptance-report"))
+
+
+#: Test processes of ``-n auto`` (pyproject's addopts) for the whole suite or a directory of it.
+#: The suite mostly waits (worker processes, heartbeat timeouts, servers starting), so more
+#: processes than the machine's cores pay off. On 2 cores 3 and 4 tied idle (4.7-4.8 min, from
+#: 10 serially); with both cores loaded (stress-ng --cpu 2), 4 took 6.5 min and 3 took 7.
+TEST_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: ``PYTEST_XDIST_AUTO_NUM_WORKERS`` (pytest-xdist's own variable), else TEST_WORKERS;
+    0 (all in this process, as without pytest-xdist: ``-s`` and a debugger work, nothing to start)
+    when the run names test files or tests rather than a directory, and for the large acceptance
+    scale (heavy scenarios, each timed: one at a time, as they were measured)."""
+    if workers := os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(workers)
+    if config.getoption("--scale") == "large":
+        return 0
+    here = config.invocation_params.dir
+    if all((here / arg.split("::", 1)[0]).is_file() for arg in config.args):
+        return 0
+    return TEST_WORKERS
+
+
 @dataclass(frozen=True)
 class Servers:
     database_url: str  # server-level URL (the maintenance database)
@@ -37,15 +80,18 @@ class Servers:
 
 
 @pytest.fixture(scope="session")
-def servers() -> Iterator[Servers]:
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     db_url, redis_url = os.environ.get("RUNWATCH_DATABASE_URL"), os.environ.get("RUNWATCH_REDIS_URL")
     if db_url and redis_url:
         yield Servers(normalize_database_url(db_url), redis_url)
         return
     from runwatch import embedded
 
-    # NOTE: running() stops only servers it started itself, never a developer's demo servers.
-    with embedded.running(log=lambda *_: None) as started:
+    # NOTE: running() stops only servers it started itself, never a developer's demo servers. Under
+    # pytest-xdist every worker is a session of its own that ends when its share is done: each starts
+    # servers in a directory of its own, else the first to finish would stop the servers the others use.
+    data_dir = tmp_path_factory.mktemp("embedded-servers") if os.environ.get("PYTEST_XDIST_WORKER") else None
+    with embedded.running(data_dir, log=lambda *_: None) as started:
         yield Servers(normalize_database_url(db_url or started.database_url), redis_url or started.redis_url)
 
 

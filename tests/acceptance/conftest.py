@@ -12,7 +12,6 @@ runs a broker-neutral scenario on each broker, with the same checker.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,8 +25,9 @@ from runwatch.migrate import upgrade
 from runwatch.settings import DEFAULT_EVENT_STREAM
 from tests.support import rabbit_node
 
+from . import summary
 from .actors import QUEUE
-from .world import REPORT, SCALES, Scale, World
+from .world import SCALES, Scale, World
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -101,28 +101,6 @@ def world(cluster, scale: Scale, tmp_path: Path, request: pytest.FixtureRequest)
         yield w
     finally:
         w.close()
+        if w.summary is not None:
+            summary.attach(request.node, w.summary)
 
-
-def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    if not REPORT:
-        return
-    tr = terminalreporter
-    tr.section("runwatch acceptance: faults injected, invariants checked")
-    for r in REPORT:
-        faults = ", ".join(f"{k} {v}" for k, v in sorted(r["faults"].items())) or "none"
-        tr.write_line(
-            f"{r['scenario']:<46} runs {r['runs']:>5}  deliveries {r['deliveries']:>5}  "
-            f"history checks {r['history_checks']:>6}  API checks {r['api_checks']:>6}  "
-            f"violations {r['violations']}  {r['seconds']:>5.0f} s  faults: {faults}"
-        )
-    keys = ("runs", "deliveries", "history_checks", "api_checks", "violations")
-    total = {k: sum(r[k] for r in REPORT) for k in keys}
-    faults = sum(sum(r["faults"].values()) for r in REPORT)
-    tr.write_line(
-        f"{len(REPORT)} scenarios ({REPORT[0]['scale']}): {total['runs']} runs, {total['deliveries']} deliveries, "
-        f"{faults} faults injected, {total['history_checks']} history checks, "
-        f"{total['api_checks']} API request checks, {total['violations']} violations"
-    )
-    if path := config.getoption("--acceptance-report"):
-        Path(path).write_text(json.dumps({"scenarios": REPORT, "total": {**total, "faults": faults}}, indent=2))
-        tr.write_line(f"report written to {path}")

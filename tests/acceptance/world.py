@@ -1,10 +1,10 @@
 """One acceptance scenario's world: its processes, producer, history and ledger, at a scale.
 
 The ``world`` fixture (conftest.py) starts each scenario with an empty ledger and broker and hands
-it a ``World``; ``World.finish`` checks the history (checker.py) and adds the scenario's figures
-to ``REPORT`` (the terminal summary). The broker is Redis, or RabbitMQ (``amqp_url``: the suite's
-own node, tests/support/rabbit_node.py); on RabbitMQ no process of the World is given a Redis URL,
-so the run events travel through RabbitMQ as a RabbitMQ shop's would.
+it a ``World``; ``World.finish`` checks the history (checker.py) and keeps the scenario's figures
+in ``summary`` (for the terminal summary: summary.py). The broker is Redis, or RabbitMQ
+(``amqp_url``: the suite's own node, tests/support/rabbit_node.py); on RabbitMQ no process of the
+World is given a Redis URL, so the run events travel through RabbitMQ as a RabbitMQ shop's would.
 """
 
 from __future__ import annotations
@@ -60,7 +60,6 @@ SCALES = {
     "large": Scale("large", jobs=1000, kills=25, stale_runs=1000, healers=6, api_seconds=60, settle_seconds=300,
                    frozen_jobs=6, sigterm_jobs=4),
 }  # fmt: skip
-REPORT: list[dict[str, Any]] = []
 #: Not inherited from the test session: a World's processes see only its own broker.
 _BROKER_VARIABLES = ("RUNWATCH_REDIS_URL", "RUNWATCH_RABBITMQ_URL", "RUNWATCH_BROKER", "RUNWATCH_EVENT_TRANSPORT")
 
@@ -109,6 +108,8 @@ class World:
         self.recorder = workers.install(self.broker, settings=self.settings)
         self.work = declare(self.broker)
         self.figures: dict[str, Any] = {}
+        #: The scenario's figures once ``finish`` has checked its history (summary.py).
+        self.summary: dict[str, Any] | None = None
         self.started = time.monotonic()
 
     # -- processes ---------------------------------------------------------------------------
@@ -210,23 +211,21 @@ class World:
         fleet.stop_all(self.processes)
         self.history.journal = list(read_journal(self.journal_dir))
         verdict = check(self.engine, self.history, extra or [])
-        REPORT.append(
-            {
-                "scenario": self.name,
-                "broker": self.kind,
-                "scale": self.scale.name,
-                "runs": len(self.history.sent),
-                "deliveries": sum(1 for line in self.history.journal if line["k"] == "start"),
-                "faults": dict(self.history.faults),
-                "history_checks": verdict.history_total,
-                "api_checks": verdict.api_total,
-                "invariants": dict(verdict.checks),
-                "api_invariants": dict(verdict.api_checks),
-                "violations": len(verdict.violations),
-                "seconds": round(time.monotonic() - self.started, 1),
-                **self.figures,
-            }
-        )
+        self.summary = {
+            "scenario": self.name,
+            "broker": self.kind,
+            "scale": self.scale.name,
+            "runs": len(self.history.sent),
+            "deliveries": sum(1 for line in self.history.journal if line["k"] == "start"),
+            "faults": dict(self.history.faults),
+            "history_checks": verdict.history_total,
+            "api_checks": verdict.api_total,
+            "invariants": dict(verdict.checks),
+            "api_invariants": dict(verdict.api_checks),
+            "violations": len(verdict.violations),
+            "seconds": round(time.monotonic() - self.started, 1),
+            **self.figures,
+        }
         if verdict.violations:  # the final state, for a post-mortem: the servers are reset next scenario
             ledger = Ledger.read(self.engine)
             dump = {"runs": list(ledger.runs.values()), "events": ledger.events, "journal": self.history.journal}
