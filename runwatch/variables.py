@@ -162,6 +162,7 @@ NOT_SETTINGS = frozenset(
     {
         "RUNWATCH_TOKEN",  # the README's curl examples keep an API token in it
         "RUNWATCH_ACCEPTANCE_SCALE",  # tests/acceptance: quick or large
+        "RUNWATCH_CHROMIUM",  # the browser the console's tests and scripts/screenshots drive
     }
 )
 
