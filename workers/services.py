@@ -21,6 +21,11 @@ from .drain_thread import start_drain_thread
 from .maintenance import start_thread
 from .transport import Transport
 
+#: How long a worker's shutdown waits for the maintenance pass in progress (a heal pass takes
+#: milliseconds, a prune of a big backlog longer); past it, the process exits and PostgreSQL rolls
+#: the pass back, which the next one redoes.
+MAINTENANCE_JOIN_SECONDS = 10.0
+
 
 @dataclass
 class Services:
@@ -37,12 +42,15 @@ class Services:
         return self.host_drainer.child if self.host_drainer is not None else None
 
     def shutdown(self) -> None:
-        """Stop every service; wait for the drainer (its last drain) a bounded time."""
+        """Stop every service; wait a bounded time for the drainer (its last drain) and for the
+        maintenance pass in progress, so that nothing writes to the ledger once this returned."""
         self.stop.set()
         if self.drain_thread is not None:
             self.drain_thread.join(timeout=10)
         if self.host_drainer is not None:
             self.host_drainer.join(timeout_seconds=15)
+        if self.maintenance_thread is not None:
+            self.maintenance_thread.join(timeout=MAINTENANCE_JOIN_SECONDS)
 
 
 def start(settings: Settings, transport: Transport, namespace: str, *, broker: dramatiq.Broker) -> Services:
