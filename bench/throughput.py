@@ -275,8 +275,8 @@ def run_backlog(variant: str, rnd: int, args: argparse.Namespace, srv: Servers, 
         stop_worker(proc)
         pg.close()
     after_stop(srv)
-    boot_cpu, cpu = sum(snap1.minus(snap0).values()), snap2.minus(snap1)
-    boot_cpu += drainer_boot_in_phase(logfile, snap1.minus(snap0), cpu)
+    boot, cpu = snap1.minus(snap0), snap2.minus(snap1)
+    boot_cpu = sum(boot.values()) + drainer_boot_in_phase(logfile, boot, cpu)
     log(f"round {rnd} backlog/{variant}: processed in {done - first:.2f}s after a {first - start:.2f}s boot")
     if variant == "runwatch":
         with psycopg.connect(srv.db_url, autocommit=True) as conn:

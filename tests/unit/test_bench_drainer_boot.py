@@ -6,32 +6,18 @@ matched, the boot would silently fall back into the per-message columns.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from runwatch.workers.drain_process import READY_LOG
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import bench_scripts
 
 
 @pytest.fixture(scope="module")
-def throughput() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location("bench_throughput", ROOT / "bench" / "throughput.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    path = list(sys.path)
-    sys.path.insert(0, str(ROOT / "bench"))
-    sys.modules[spec.name] = module  # NOTE: its dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = path
-    yield module
-    del sys.modules[spec.name]
+def throughput() -> ModuleType:
+    return bench_scripts.load("throughput")
 
 
 def _log(tmp_path: Path, *cpu_seconds: float) -> Path:

@@ -6,37 +6,21 @@ gate or ``passes.run_once`` executes is a named ``TextClause``, and the label is
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 
 from runwatch import lookups, passes, statements
+from tests.support import bench_scripts
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The modules of a heal pass, and how each names the statements module.
 HEAL_PASS_SOURCES = ("runwatch/healer.py", "runwatch/poison.py", "runwatch/passes.py")
 
 
-def _bench_healer() -> ModuleType:
-    """Load the script as a module; it puts bench/ on ``sys.path`` (for ``common``), taken off again."""
-    spec = importlib.util.spec_from_file_location("bench_healer", ROOT / "bench" / "healer.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    path = list(sys.path)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = path
-    return module
-
-
-bench = _bench_healer()
+bench = bench_scripts.load("healer")
 
 
 def _executed_statement_names() -> set[str]:

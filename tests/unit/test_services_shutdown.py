@@ -13,10 +13,12 @@ import time
 from runwatch.workers.services import Services
 
 
-def _pass_in_progress(services: Services, finished: threading.Event) -> threading.Thread:
+def _pass_in_progress(services: Services, finished: threading.Event, *, until: threading.Event) -> threading.Thread:
+    """A maintenance thread in a pass when asked to stop: it ends once ``until`` is set."""
+
     def run() -> None:
         services.stop.wait()
-        time.sleep(0.2)  # NOTE: the rest of the pass it was in when asked to stop (simulated work)
+        until.wait(10)  # NOTE: the rest of the pass it was in
         finished.set()
 
     thread = threading.Thread(target=run, daemon=True)
@@ -25,8 +27,9 @@ def _pass_in_progress(services: Services, finished: threading.Event) -> threadin
 
 
 def test_shutdown_returns_once_the_pass_in_progress_ended() -> None:
-    services, finished = Services(), threading.Event()
-    services.maintenance_thread = _pass_in_progress(services, finished)
+    services, finished, rest = Services(), threading.Event(), threading.Event()
+    services.maintenance_thread = _pass_in_progress(services, finished, until=rest)
+    threading.Timer(0.2, rest.set).start()  # the pass ends after shutdown began
     services.shutdown()
     assert finished.is_set()
     assert not services.maintenance_thread.is_alive()
@@ -36,9 +39,10 @@ def test_shutdown_gives_up_on_a_stuck_pass_after_its_bound(monkeypatch) -> None:
     import runwatch.workers.services as module
 
     monkeypatch.setattr(module, "MAINTENANCE_JOIN_SECONDS", 0.05)
-    services, finished = Services(), threading.Event()
-    services.maintenance_thread = _pass_in_progress(services, finished)
+    services, finished, rest = Services(), threading.Event(), threading.Event()
+    services.maintenance_thread = _pass_in_progress(services, finished, until=rest)
     started = time.monotonic()
-    services.shutdown()
-    assert time.monotonic() - started < 0.2 and not finished.is_set()
+    services.shutdown()  # NOTE: the pass is stuck until the test lets it go: no race with a slow machine
+    assert time.monotonic() - started < 5 and not finished.is_set()
+    rest.set()
     finished.wait(5)
