@@ -101,7 +101,8 @@ class Recorder(Middleware):
         if getattr(self._local, "first_enqueue", None) != message.message_id:
             run = run_api.active(message.message_id)
             if delay is not None and run is not None:  # Retries re-enqueued it
-                run.retry_at = time.time() + delay / 1000
+                run.retried_at = time.time()
+                run.retry_at = run.retried_at + delay / 1000
                 run.retry_redis_message_id = message.options.get("redis_message_id")
             elif (
                 delay is None
@@ -192,6 +193,11 @@ class Recorder(Middleware):
             # PERF: built by the shipper thread while this one waits for the flush anyway.
             self.shipper.emit(lambda: self._with_start(run, built.completed_event(run, now)), durable=True)
             return
+        if run.retried_at is not None:
+            # NOTE: the attempt ended before Retries re-enqueued it; our hook runs after that and,
+            # on a busy host, can run after the retry itself ended. Dated now, the history would
+            # list the failure after the retry's outcome.
+            now = run.retried_at
         error = m.error_evidence(exception)
         attempt = run.attempt
         next_retry = None if message.failed else run.retry_at

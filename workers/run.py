@@ -43,7 +43,8 @@ class Run:
     attempt: int = 1
     start: dict[str, Any] | None = None  # when and where this delivery started
     start_key: int | None = None  # the held-back start event's key in the shipper, until shipped or folded
-    retry_at: float | None = None  # set when Retries re-enqueued this delivery
+    retried_at: float | None = None  # when Retries re-enqueued this delivery: its attempt had ended by then
+    retry_at: float | None = None  # ... and when the retry is due
     retry_redis_message_id: str | None = None  # ... under this Redis id, in the delay queue
     failure: dict[str, Any] | None = None  # evidence of a final failure, for the dead-letter event
     operator_message: str | None = None

@@ -70,6 +70,49 @@ def test_retried_then_successful_job_is_one_run_with_attempts(harness, worker):
     assert all(e["details"]["next_retry_at"] for e in failed_events)
 
 
+class _HoldFailedAttempt(dramatiq.Middleware):
+    """Holds a failed attempt after Retries re-enqueued it, before the recorder's hook, until the retry is acked.
+
+    Its after hooks run just before the recorder's (it is added after it; after hooks run in reverse).
+    """
+
+    def __init__(self) -> None:
+        self.succeeded = threading.Event()
+        self.retry_acked = threading.Event()
+
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        if exception is None:
+            self.succeeded.set()
+        elif not message.failed:
+            assert self.retry_acked.wait(15), "the retry was never acked while its failed attempt was held"
+
+    def after_ack(self, broker, message):
+        if self.succeeded.is_set():  # acked after every after_process_message hook, the recorder's included
+            self.retry_acked.set()
+
+
+def test_a_failed_attempt_is_dated_before_its_retry_even_when_its_hook_runs_late(harness, worker):
+    # NOTE: on a loaded host a failed attempt's thread can lose the CPU between Retries'
+    # re-enqueue and our hook, and its retry finish first. Its history must still read failed,
+    # then completed (a CI run on RabbitMQ saw it the other way round).
+    hold = _HoldFailedAttempt()
+    harness.broker.add_middleware(hold, after=type(harness.recorder))
+    calls = []
+
+    @dramatiq.actor(queue_name="q", max_retries=1, **FAST_RETRY)
+    def flaky():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("transient")
+
+    message = flaky.send()
+    harness.settle("q")
+    assert hold.retry_acked.is_set()
+    events = [e for e in harness.events(message.message_id) if e["kind"] in ("attempt_failed", "completed")]
+    assert [e["kind"] for e in events] == ["attempt_failed", "completed"]
+    assert events[0]["at"] < events[1]["at"]
+
+
 def test_retries_exhausted_is_reconciled_by_the_failure_callback(harness, worker):
     @dramatiq.actor(queue_name="q", max_retries=1, **FAST_RETRY)
     def doomed():
