@@ -37,7 +37,8 @@ STREAM = "drainbench:runwatch:events"
 
 def one_round(
     pg_admin: str, redis_url: str, n: int, profiler: cProfile.Profile | None, batch: int, threads: int
-) -> tuple[float, float]:
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(drainer, postgres) us per message for the enqueue events, then for the deliveries."""
     db_url = database_url(pg_admin, "drainbench")
     reset_database(pg_admin, db_url)
     broker = RedisBroker(url=redis_url, namespace="drainbench")
@@ -54,26 +55,31 @@ def one_round(
         messages = [actor.send() for _ in range(n)]
         recorder.shipper.flush()
         log(f"{n:,} messages sent; draining their enqueue events")
-        drainer.drain_until_empty()  # the queued rows, as in the benchmark's backlog
+        account = Account({"postgres": postgres_pid(pg_admin)})
+        enqueues = measured(drainer, account, n, profiler)  # the queued rows, as in the benchmark's backlog
         deliver(broker, recorder, messages, threads)
         log(f"{n:,} deliveries recorded; draining them")
-        account = Account({"postgres": postgres_pid(pg_admin)})
-        pg0, cpu0 = account.snapshot(), time.process_time()
-        if profiler is not None:
-            profiler.enable()
-        drained = drainer.drain_until_empty(max_seconds=600)
-        if profiler is not None:
-            profiler.disable()
-        cpu, pg = time.process_time() - cpu0, account.snapshot().minus(pg0)["postgres"]
-        if drained.events < n:
-            raise SystemExit(f"drained {drained.events} events for {n} deliveries")
-        return 1e6 * cpu / n, 1e6 * pg / n
+        return enqueues, measured(drainer, account, n, profiler)
     finally:
         recorder.shipper.close()
         client.delete(STREAM)
         broker.flush_all()
         broker.close()
         engine.dispose()
+
+
+def measured(drainer: Drainer, account: Account, n: int, profiler: cProfile.Profile | None) -> tuple[float, float]:
+    """Drain everything; the drainer's and PostgreSQL's CPU, in us per message."""
+    pg0, cpu0 = account.snapshot(), time.process_time()
+    if profiler is not None:
+        profiler.enable()
+    drained = drainer.drain_until_empty(max_seconds=600)
+    if profiler is not None:
+        profiler.disable()
+    cpu, pg = time.process_time() - cpu0, account.snapshot().minus(pg0)["postgres"]
+    if drained.events < n:
+        raise SystemExit(f"drained {drained.events} events for {n} messages")
+    return 1e6 * cpu / n, 1e6 * pg / n
 
 
 def deliver(broker: RedisBroker, recorder: workers.Recorder, messages: list, threads: int) -> None:
@@ -105,6 +111,14 @@ def postgres_pid(pg_admin: str) -> int:
         return int(f.readline())
 
 
+def _format(enqueues: tuple[float, float], deliveries: tuple[float, float]) -> str:
+    total = (enqueues[0] + deliveries[0], enqueues[1] + deliveries[1])
+    return "; ".join(
+        f"{name}: drainer {d:.1f}, postgres {pg:.1f} us/msg"
+        for name, (d, pg) in (("enqueues", enqueues), ("deliveries", deliveries), ("both", total))
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=20_000)
@@ -115,15 +129,13 @@ def main() -> None:
     args = parser.parse_args()
     profiler = cProfile.Profile(time.process_time) if args.profile else None  # CPU, not waits
     with private_servers() as (pg_admin, redis_url, _):
-        results = []
+        rounds = []
         for i in range(args.rounds):
-            drainer_us, pg_us = one_round(pg_admin, redis_url, args.messages, profiler, args.batch, args.threads)
-            log(f"round {i + 1}: drainer {drainer_us:.1f} us/msg, postgres {pg_us:.1f} us/msg")
-            results.append((drainer_us, pg_us))
-    print(
-        f"median of {args.rounds}: drainer {statistics.median(r[0] for r in results):.1f} us/msg, "
-        f"postgres {statistics.median(r[1] for r in results):.1f} us/msg"
-    )
+            enqueues, deliveries = one_round(pg_admin, redis_url, args.messages, profiler, args.batch, args.threads)
+            log(f"round {i + 1}: {_format(enqueues, deliveries)}")
+            rounds.append((enqueues, deliveries))
+    median = [(statistics.median(r[p][0] for r in rounds), statistics.median(r[p][1] for r in rounds)) for p in (0, 1)]
+    print(f"median of {args.rounds}: {_format(*median)}")
     if profiler is not None:
         profiler.dump_stats(args.profile)
 
