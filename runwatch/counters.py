@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -68,11 +67,16 @@ def _bucket(name: str, value: float) -> str:
 def increments(finished: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     """Hash-field increments for runs that just ended (rows with type, queue_name, outcome, source,
     reason_code, created_at, started_at, completed_at; times as epoch seconds)."""
-    out: Counter[str] = Counter()
+    # PERF: counted under tuple keys, each field name joined once per batch, not once per run
+    # (the drainer calls this for every batch; ~15 % of its Python per delivery before).
+    out: dict[tuple[str, ...], float] = {}
     for run in finished:
-        out[field(FINISHED, run["type"], run["queue_name"], run["outcome"])] += 1
+        type_ = run["type"]
+        key: tuple[str, ...] = (FINISHED, type_, run["queue_name"], run["outcome"])
+        out[key] = out.get(key, 0) + 1
         if run.get("source"):
-            out[field(RECONCILED, run["source"], run["reason_code"] or "")] += 1
+            key = (RECONCILED, run["source"], run["reason_code"] or "")
+            out[key] = out.get(key, 0) + 1
         started = run.get("started_at")
         if started is None:
             continue  # NOTE: never started (healed from the queue, dead-lettered unknown actor): no duration
@@ -83,9 +87,11 @@ def increments(finished: Iterable[Mapping[str, Any]]) -> dict[str, float]:
             if begin is None or end is None:
                 continue
             value = max(end - begin, 0.0)
-            out[field(name, run["type"], "le", _bucket(name, value))] += 1
-            out[field(name, run["type"], "sum")] += value
-    return dict(out)
+            key = (name, type_, "le", _bucket(name, value))
+            out[key] = out.get(key, 0) + 1
+            key = (name, type_, "sum")
+            out[key] = out.get(key, 0) + value
+    return {_SEP.join(parts): amount for parts, amount in out.items()}
 
 
 def send(pipe: Any, stream: str, increments_: Mapping[str, float]) -> None:
