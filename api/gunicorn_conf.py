@@ -4,7 +4,7 @@ Values come from ``runwatch.settings.Settings``: ``RUNWATCH_API_BIND``, ``RUNWAT
 ``RUNWATCH_API_TIMEOUT_SECONDS``, ``RUNWATCH_API_ACCESS_LOG`` and ``RUNWATCH_API_LOG_LEVEL`` (see
 ``runwatch config``). Every setting can be overridden on the gunicorn command line or with
 ``GUNICORN_CMD_ARGS``. ``PROMETHEUS_MULTIPROC_DIR`` (default: a fresh temp dir) is where workers
-share latency samples for ``/metrics``.
+share latency samples for ``/metrics``, and where gunicorn's control socket goes (``gunicorn.ctl``).
 
 A malformed setting stops gunicorn here, before any worker is forked, with the message and
 exit code 2 (gunicorn only catches ``Exception`` around a config file, so ``SystemExit`` passes).
@@ -48,6 +48,11 @@ proc_name = "runwatch-api"
 # Latency histograms are per process; Prometheus multiprocess mode sums them at scrape time.
 # It must be configured before any worker imports prometheus_client, hence here.
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="runwatch-api-metrics-"))
+# NOTE: gunicorn >= 25.1 opens a control socket (``gunicornc``) at one path per user by default
+# (``$XDG_RUNTIME_DIR`` or ``~/.gunicorn/gunicorn.ctl``), so a second server on the host took it
+# from the first. Each server keeps its own beside its metrics files; ``-- --control-socket PATH``
+# moves it, ``-- --no-control-socket`` turns it off. Older gunicorn ignores the setting.
+control_socket = os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "gunicorn.ctl")
 
 
 def on_starting(server: object) -> None:

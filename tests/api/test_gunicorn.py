@@ -102,3 +102,9 @@ def test_console_cookies_are_secure_behind_a_trusted_tls_proxy(served):
     assert "secure" in _sign_in_cookie(served, {"X-Forwarded-Proto": "https"}).lower()
     plain = _sign_in_cookie(served, {}).lower()
     assert "secure" not in plain and "httponly" in plain and "samesite=strict" in plain
+
+
+def test_each_server_has_a_control_socket_of_its_own(served, tmp_path):
+    # NOTE: gunicorn >= 25.1 defaults to one path per user (~/.gunicorn/gunicorn.ctl): a second
+    # server on the host took it from the first. Each now keeps it beside its metrics files.
+    assert (tmp_path / "gunicorn.ctl").is_socket()
