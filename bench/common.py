@@ -31,6 +31,40 @@ def log(message: str) -> None:
     print(f"[{time.perf_counter() - T0:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
+def cpu_times() -> tuple[int, int]:
+    """(busy, total) clock ticks of every CPU since boot, from the first line of /proc/stat."""
+    with open("/proc/stat") as f:
+        return parse_cpu_line(f.readline())
+
+
+def parse_cpu_line(line: str) -> tuple[int, int]:
+    """(busy, total) ticks of a ``cpu ...`` line of /proc/stat: idle and iowait are not busy; guest
+    time is already inside user and nice, so it is not added twice."""
+    ticks = [int(v) for v in line.split()[1:9]]  # user nice system idle iowait irq softirq steal
+    idle = ticks[3] + ticks[4]
+    return sum(ticks) - idle, sum(ticks)
+
+
+def wait_until_quiet(*, max_busy: float = 0.25, window_seconds: float = 1.0, timeout_seconds: float = 60.0) -> float:
+    """Wait until the machine's CPUs were at most ``max_busy`` busy over one window (what the
+    previous phase left running, such as autovacuum or a checkpoint, would be booked to the next);
+    give up after ``timeout_seconds`` with a warning. Returns the last window's busy fraction."""
+    deadline = time.monotonic() + timeout_seconds
+    waited = time.monotonic()
+    while True:
+        busy0, total0 = cpu_times()
+        time.sleep(window_seconds)  # NOTE: the measuring window itself, not a wait for a state
+        busy1, total1 = cpu_times()
+        busy = (busy1 - busy0) / max(total1 - total0, 1)
+        if busy <= max_busy:
+            if time.monotonic() - waited > 1.5 * window_seconds:
+                log(f"  the machine is quiet now ({busy:.0%} busy), after {time.monotonic() - waited:.0f}s")
+            return busy
+        if time.monotonic() >= deadline:
+            log(f"  warning: the machine is still {busy:.0%} busy after {timeout_seconds:.0f}s; measuring anyway")
+            return busy
+
+
 def libpq_url(url: str) -> str:
     """A SQLAlchemy URL (``postgresql+psycopg://``) as the plain libpq URL psycopg takes."""
     return url.replace("postgresql+psycopg://", "postgresql://", 1)

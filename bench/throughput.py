@@ -66,7 +66,15 @@ sys.path.insert(0, str(BENCH_DIR))
 import bench_app  # noqa: E402
 import brokers  # noqa: E402
 import cpuacct  # noqa: E402
-from common import BenchError, database_url, drop_database, log, private_servers, reset_database  # noqa: E402
+from common import (  # noqa: E402
+    BenchError,
+    database_url,
+    drop_database,
+    log,
+    private_servers,
+    reset_database,
+    wait_until_quiet,
+)
 from throughput_report import Phase, print_report, print_rounds, summarize  # noqa: E402
 
 POLL_S = 0.02
@@ -451,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
                 for scenario in scenarios:
                     run = run_backlog if scenario == "backlog" else run_steady
                     for variant in bench_app.VARIANTS:
+                        wait_until_quiet()  # NOTE: each phase starts on a quiet machine, the first one too
                         phases.append(run(variant, rnd, args, srv, Path(logdir)))
             drop_database(srv.admin_url, DB_NAME)
     except BenchError as exc:
