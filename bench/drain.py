@@ -15,6 +15,9 @@ Ablations, to size a change before building it:
 
 - ``--alter SQL`` runs SQL on each round's fresh ledger before anything is sent, e.g.
   ``--alter "DROP TRIGGER runwatch_guard_run ON operation_runs"``: what that trigger costs.
+- ``--prefill-runs N``: every round starts from a copy of a ledger seeded once with N runs and
+  their events (``healer.seed_template``, as ``throughput.py --prefill-runs``): index maintenance
+  costs more in indexes of a million entries than in empty ones.
 - ``--thin-pipe`` drains with a pipe instead of the drainer: read the entries, join their payloads,
   one statement that parses every event (``json_to_recordset``) and writes nothing, acknowledge.
   The floor of a drainer that would leave the fold to PostgreSQL, before the fold's own cost.
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+import healer
 import redis
 from common import database_url, log, private_servers, reset_database
 from cpuacct import Account
@@ -48,6 +52,7 @@ from runwatch.db import engine_for
 from runwatch.settings import Settings
 
 STREAM = "drainbench:runwatch:events"
+SEED_DB = "drainbench_seed"
 #: What --thin-pipe asks PostgreSQL: parse every event's fields, write nothing.
 THIN_PIPE_PARSE = text("""
 SELECT count(*) FROM json_to_recordset(CAST(:events AS json)) AS e(
@@ -62,6 +67,7 @@ class Variant:
 
     alter: str | None = None
     thin_pipe: bool = False
+    template: str | None = None  # a prefilled ledger each round starts from a copy of
 
 
 def one_round(
@@ -69,7 +75,7 @@ def one_round(
 ) -> tuple[tuple[float, float], tuple[float, float]]:
     """(drainer, postgres) us per message for the enqueue events, then for the deliveries."""
     db_url = database_url(pg_admin, "drainbench")
-    reset_database(pg_admin, db_url)
+    reset_database(pg_admin, db_url, template=variant.template)
     broker = RedisBroker(url=redis_url, namespace="drainbench")
     settings = Settings(
         event_stream=STREAM, drain_mode="external", heal_interval_seconds=0, database_url=db_url, drain_batch=batch
@@ -186,10 +192,13 @@ def main() -> None:
     parser.add_argument("--profile", help="write a cProfile of the measured drains here")
     parser.add_argument("--alter", help="SQL run on each round's fresh ledger first (an ablation)")
     parser.add_argument("--thin-pipe", action="store_true", help="drain through a pipe that only parses (a floor)")
+    parser.add_argument("--prefill-runs", type=int, default=0, help="runs in the ledger before each round")
     args = parser.parse_args()
-    variant = Variant(alter=args.alter, thin_pipe=args.thin_pipe)
+    variant = Variant(alter=args.alter, thin_pipe=args.thin_pipe, template=SEED_DB if args.prefill_runs else None)
     profiler = cProfile.Profile(time.process_time) if args.profile else None  # CPU, not waits
     with private_servers() as (pg_admin, redis_url, _):
+        if args.prefill_runs:
+            healer.seed_template(pg_admin, SEED_DB, args.prefill_runs)
         rounds = []
         for i in range(args.rounds):
             enqueues, deliveries = one_round(

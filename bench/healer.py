@@ -77,7 +77,7 @@ from runwatch.settings import Settings
 from runwatch.thresholds import ThresholdPolicy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import BenchError, drop_database, log, reset_database  # noqa: E402
+from common import BenchError, database_url, drop_database, log, reset_database  # noqa: E402
 
 DB_NAME = "runwatch_healbench"
 NAMESPACE = "healbench"
@@ -275,6 +275,21 @@ def seed(engine: Any, runs: int, stale: int, *, events: bool) -> dict[str, Any]:
         "indexes_size": sizes[1],
         "stale_index_size": sizes[2],
     }
+
+
+def seed_template(admin_url: str, template: str, runs: int) -> int:
+    """Seed database ``template`` with ``runs`` runs and their events (``seed``), for benchmarks whose
+    rounds each start from a copy of it; return how many are completed."""
+    log(f"seeding {runs:,} runs into {template} (once; every round starts from a copy)")
+    seed_url = database_url(admin_url, template)
+    reset_database(admin_url, seed_url)
+    engine = engine_for(seed_url)
+    try:
+        seeded = seed(engine, runs, 0, events=True)
+    finally:
+        engine.dispose()
+    log(f"seeded in {seeded['total_s']:.0f}s: {seeded['counts']}, {seeded['events']:,} events")
+    return int(seeded["counts"].get("completed", 0))
 
 
 def seed_redis(client: redis.Redis, keys: Keys, stale: int) -> None:

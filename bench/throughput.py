@@ -406,21 +406,10 @@ def run_steady(variant: str, rnd: int, args: argparse.Namespace, srv: Servers, l
 
 
 def prefill(srv: Servers, runs: int) -> int:
-    """Seed the template database with ``runs`` runs (healer.seed); return how many are completed."""
+    """Seed the template database with ``runs`` runs; return how many are completed."""
     import healer
 
-    from runwatch.db import engine_for
-
-    log(f"seeding {runs:,} runs into {SEED_DB} (once; every round starts from a copy)")
-    seed_url = database_url(srv.admin_url, SEED_DB)
-    reset_database(srv.admin_url, seed_url)
-    engine = engine_for(seed_url)
-    try:
-        seeded = healer.seed(engine, runs, 0, events=True)
-    finally:
-        engine.dispose()
-    log(f"seeded in {seeded['total_s']:.0f}s: {seeded['counts']}, {seeded['events']:,} events")
-    return seeded["counts"].get("completed", 0)
+    return healer.seed_template(srv.admin_url, SEED_DB, runs)
 
 
 def main(argv: list[str] | None = None) -> int:
