@@ -91,7 +91,7 @@ def increments(finished: Iterable[Mapping[str, Any]]) -> dict[str, float]:
             out[key] = out.get(key, 0) + 1
             key = (name, type_, "sum")
             out[key] = out.get(key, 0) + value
-    return {_SEP.join(parts): amount for parts, amount in out.items()}
+    return {field(*parts): amount for parts, amount in out.items()}
 
 
 def send(pipe: Any, stream: str, increments_: Mapping[str, float]) -> None:
