@@ -2,11 +2,12 @@
 
 Each queue message is one batch of run events (``wire`` JSON), published persistent with
 confirms by the workers' shippers (``amqp_writer``). A drainer consumes with manual
-acknowledgement and a prefetch of one drain batch; it acknowledges (``multiple``) only after the
-batch's transaction committed. A drainer that dies, or loses its connection, holds nothing:
-RabbitMQ gives its unacknowledged messages to the other drainers (or to it, when it
-reconnects), and the ledger dedupes by event id, so a redelivery changes nothing. After a failed
-database write the source drops its connection for the same reason (``reset``).
+acknowledgement and a prefetch of ``PREFETCH_BATCHES`` drain batches; it acknowledges a batch
+(``multiple``, up to its last delivery) only after the batch's transaction committed. A drainer
+that dies, or loses its connection, holds nothing: RabbitMQ gives its unacknowledged messages to
+the other drainers (or to it, when it reconnects), and the ledger dedupes by event id, so a
+redelivery changes nothing. After a failed database write the source drops its connection for the
+same reason (``reset``).
 
 Shipper drop counts travel as messages of type ``COUNTERS_TYPE`` (JSON increments): they are
 added to the run counters on settle, with the batch's own.
@@ -33,6 +34,11 @@ COUNTERS_TYPE = "runwatch.counters"
 #: keeps its prefetched batches, other workers' events too, until it misses two or three heartbeats,
 #: so ``Transport.source`` derives them from ``drain_claim_idle_ms``, the same bound as on Redis.
 HEARTBEAT_SECONDS = 30
+#: Drain batches RabbitMQ may hand a drainer before it acknowledges any: one in its transaction,
+#: the next arriving meanwhile. PERF: with one, each batch began with a round trip of waiting, and
+#: a read that caught only its first deliveries looked like a quiet queue, so the drainer lingered:
+#: draining a backlog, the ledger fell 1-5 s behind the acks (docs/benchmarks.md).
+PREFETCH_BATCHES = 2
 _EMPTY_BATCH = b"[]"
 Entry = tuple[bytes, bytes | None]
 
@@ -123,7 +129,7 @@ class AmqpEventSource:
         self._conn = pika.BlockingConnection(params)
         channel = self._conn.channel()
         amqp.declare_event_queue(channel, self.queue)
-        channel.basic_qos(prefetch_count=self._batch)
+        channel.basic_qos(prefetch_count=self._batch * PREFETCH_BATCHES)
         channel.basic_consume(self.queue, self._on_message)
         self._channel = channel
         return channel
