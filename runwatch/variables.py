@@ -106,7 +106,8 @@ VARIABLES: tuple[Variable, ...] = (
         "(`runwatch drain`)",
     ),
     Variable("RUNWATCH_DRAIN_BATCH", "drain_batch", p.integer(minimum=1),
-             "stream entries (up to 100 events each) per drain transaction"),
+             "stream entries (up to 100 events each) per drain transaction; on RabbitMQ a drainer "
+             "prefetches two batches"),
     Variable("RUNWATCH_DRAIN_CLAIM_IDLE_MS", "drain_claim_idle_ms", p.integer(minimum=100),
              "entries a drainer read but never applied (it died) are claimed by another after this long; on "
              "RabbitMQ the drainer's AMQP heartbeat is half this: a frozen drainer's batches return after 1-1.5x it"),
