@@ -1,9 +1,10 @@
-"""The benchmark app: a Redis or RabbitMQ broker and one no-op actor, with or without Runwatch.
+"""The benchmark app: a Redis or RabbitMQ broker and one actor, with or without Runwatch.
 
 The worker side is started by the Dramatiq CLI as ``python -m dramatiq bench_app:setup``;
 ``setup`` reads ``BENCH_VARIANT`` (``bare`` or ``runwatch``), ``BENCH_BROKER`` (``redis`` or
-``rabbitmq``) and ``BENCH_BROKER_URL``. The producer (``throughput.py``) calls ``build`` directly,
-once per variant.
+``rabbitmq``), ``BENCH_BROKER_URL`` and ``BENCH_JOB_CPU_US`` (the CPU each job burns on its own
+thread; 0, the default, is a no-op job: the recorder's cost alone, its worst case). The producer
+(``throughput.py``) calls ``build`` directly, once per variant.
 
 The bare variant never imports ``workers``, so its worker RSS holds no Runwatch code at all.
 """
@@ -11,6 +12,7 @@ The bare variant never imports ``workers``, so its worker RSS holds no Runwatch 
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import dramatiq
@@ -34,8 +36,9 @@ def make_broker(kind: str, url: str) -> dramatiq.Broker:
     return RedisBroker(url=url, namespace=NAMESPACE)
 
 
-def build(variant: str, kind: str, url: str) -> tuple[dramatiq.Broker, dramatiq.Actor, Any]:
-    """Return ``(broker, noop_actor, recorder_or_None)`` for ``variant`` on a ``kind`` broker at ``url``.
+def build(variant: str, kind: str, url: str, *, job_cpu_us: int = 0) -> tuple[dramatiq.Broker, dramatiq.Actor, Any]:
+    """Return ``(broker, actor, recorder_or_None)`` for ``variant`` on a ``kind`` broker at ``url``;
+    each job burns ``job_cpu_us`` of its thread's CPU (0: a no-op).
 
     Runwatch settings (database URL, event stream, drain mode) come from ``RUNWATCH_*``; its run
     events travel through the broker itself (the Redis stream, or the RabbitMQ event queue).
@@ -50,7 +53,11 @@ def build(variant: str, kind: str, url: str) -> tuple[dramatiq.Broker, dramatiq.
         recorder = workers.install(broker)  # before declaring actors
 
     def noop() -> None:
-        """Do nothing: the benchmark measures the per-message overhead only."""
+        """Burn ``job_cpu_us`` of this thread's CPU, or do nothing: the per-message overhead alone."""
+        if job_cpu_us:
+            until = time.thread_time_ns() + job_cpu_us * 1000
+            while time.thread_time_ns() < until:
+                pass
 
     actor = dramatiq.actor(noop, broker=broker, queue_name=QUEUE)
     return broker, actor, recorder
@@ -59,5 +66,6 @@ def build(variant: str, kind: str, url: str) -> tuple[dramatiq.Broker, dramatiq.
 def setup() -> None:
     """Entry point for the Dramatiq CLI: build the broker from the environment and set it."""
     env = os.environ
-    broker, _, _ = build(env.get("BENCH_VARIANT", "bare"), env.get("BENCH_BROKER", "redis"), env["BENCH_BROKER_URL"])
+    variant, kind, url = env.get("BENCH_VARIANT", "bare"), env.get("BENCH_BROKER", "redis"), env["BENCH_BROKER_URL"]
+    broker, _, _ = build(variant, kind, url, job_cpu_us=int(env.get("BENCH_JOB_CPU_US", "0")))
     dramatiq.set_broker(broker)

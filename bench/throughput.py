@@ -2,7 +2,7 @@
 
     python bench/throughput.py [--broker redis|rabbitmq] [--scenario backlog|steady|both] [--messages 20000]
                                [-p 1] [-t 8] [--rate 1000 --duration 60] [--prefill-runs 1000000]
-                               [--rounds 1] [--json out.json]
+                               [--rounds 1] [--job-cpu-us 0] [--json out.json]
 
 The benchmark starts its own PostgreSQL and Redis (``common.private_servers``), so that every CPU
 second either server spends is the benchmark's. Variants alternate per round (bare, runwatch, ...).
@@ -182,6 +182,7 @@ def runwatch_env(srv: Servers, args: argparse.Namespace) -> dict[str, str]:
 def worker_env(variant: str, srv: Servers, args: argparse.Namespace) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWATCH_")}
     env.update(BENCH_VARIANT=variant, BENCH_BROKER=srv.broker.kind, BENCH_BROKER_URL=srv.broker.url)
+    env["BENCH_JOB_CPU_US"] = str(args.job_cpu_us)
     env["PYTHONUNBUFFERED"] = "1"
     if variant == "runwatch":
         env.update(runwatch_env(srv, args))
@@ -427,6 +428,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60, help="steady: seconds of sending")
     parser.add_argument("--prefill-runs", type=int, default=0, help="runs in the ledger before each round")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--job-cpu-us", type=int, default=0, help="CPU each job burns on its thread (default 0: no-op jobs)"
+    )
     parser.add_argument("--drain", choices=("process", "thread"), help="RUNWATCH_DRAIN (default: Runwatch's)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per processing phase")
     parser.add_argument("--json", type=Path, help="write every round and the medians here")

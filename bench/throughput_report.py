@@ -90,7 +90,8 @@ def print_report(summary: dict, args: argparse.Namespace) -> None:
     shown = [c for c in COMPONENTS if c not in brokers.KINDS or c == args.broker]
     print(
         f"\n{args.broker} broker, {args.processes} worker process(es) x {args.threads} threads, {os.cpu_count()} CPUs, "
-        f"median of {args.rounds} round(s), ledger prefilled with {args.prefill_runs:,} runs"
+        f"median of {args.rounds} round(s), ledger prefilled with {args.prefill_runs:,} runs, "
+        + (f"jobs of {args.job_cpu_us:,} us of CPU" if args.job_cpu_us else "no-op jobs")
     )
     for scenario, variants in summary.items():
         what = (
