@@ -57,7 +57,10 @@ def build(variant: str, kind: str, url: str, *, job_cpu_us: int = 0) -> tuple[dr
         if job_cpu_us:
             until = time.thread_time_ns() + job_cpu_us * 1000
             while time.thread_time_ns() < until:
-                pass
+                # NOTE: Python work between clock reads (~30 µs): the clock is a system call, and a
+                # job that is mostly system calls would measure the kernel, not a job.
+                for _ in range(2000):
+                    pass
 
     actor = dramatiq.actor(noop, broker=broker, queue_name=QUEUE)
     return broker, actor, recorder
