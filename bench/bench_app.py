@@ -52,7 +52,7 @@ def build(variant: str, kind: str, url: str, *, job_cpu_us: int = 0) -> tuple[dr
 
         recorder = workers.install(broker)  # before declaring actors
 
-    def noop() -> None:
+    def job() -> None:
         """Burn ``job_cpu_us`` of this thread's CPU, or do nothing: the per-message overhead alone."""
         if job_cpu_us:
             until = time.thread_time_ns() + job_cpu_us * 1000
@@ -62,7 +62,7 @@ def build(variant: str, kind: str, url: str, *, job_cpu_us: int = 0) -> tuple[dr
                 for _ in range(2000):
                     pass
 
-    actor = dramatiq.actor(noop, broker=broker, queue_name=QUEUE)
+    actor = dramatiq.actor(job, broker=broker, queue_name=QUEUE)
     return broker, actor, recorder
 
 
